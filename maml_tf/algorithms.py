@@ -1,0 +1,168 @@
+"""Pure functions over lists of weight tensors: adapt, the MAML and Reptile meta-gradients, evaluation.
+
+Every algorithm returns a meta-gradient (one tensor per trainable variable, averaged over the
+tasks of the meta-batch) that a single outer optimizer applies, so the training loop never
+branches on the algorithm. Nothing here reads flags or touches a Keras variable.
+"""
+
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from maml_tf.models import Learner
+from maml_tf.types import Task
+
+Weights = List[tf.Tensor]
+MetricFns = Dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
+
+
+def inner_step(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: float,
+               first_order: bool = False, mask: Optional[Sequence[bool]] = None):
+    """One SGD step on (x, y): returns (new weights, loss before the step, outputs before it).
+
+    The gradient is taken with a fresh tape; when an outer tape is recording, it records
+    this gradient computation too, which is what makes the meta-gradient second order.
+    """
+    mask = learner.inner_mask if mask is None else mask
+    adapted = [w for w, m in zip(weights, mask) if m]
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(adapted)
+        outputs = learner(weights, x)
+        loss = loss_fn(outputs, y)
+    grads = iter(tape.gradient(loss, adapted, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+    new = []
+    for w, m in zip(weights, mask):
+        if not m:
+            new.append(w)
+            continue
+        g = next(grads)
+        # First-order MAML: the inner gradient is a constant, so d(theta')/d(theta) = I.
+        new.append(w - inner_lr * (tf.stop_gradient(g) if first_order else g))
+    return new, loss, outputs
+
+
+def adapt(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: float, steps: int,
+          first_order: bool = False, mask: Optional[Sequence[bool]] = None) -> Weights:
+    """`steps` inner SGD steps of size `inner_lr` on (x, y), from `weights`; returns the fast weights."""
+    fast = list(weights)
+    for _ in range(steps):
+        fast, _, _ = inner_step(learner, loss_fn, fast, x, y, inner_lr, first_order, mask)
+    return fast
+
+
+def _task_metrics(prefix, loss, outputs, y, metric_fns: MetricFns) -> Dict[str, tf.Tensor]:
+    out = {f"{prefix}_loss": loss}
+    for name, fn in metric_fns.items():
+        out[f"{prefix}_{name}"] = fn(outputs, y)
+    return out
+
+
+def map_tasks(fn, tasks: Task, weights: Weights, metric_names: Sequence[str]):
+    """Applies fn(task) -> (per-weight tensors, {name: scalar}) to every task of a batch.
+
+    A graph-mode loop (`tf.map_fn`), so the traced graph does not grow with the meta-batch.
+    """
+    signature = ([tf.TensorSpec(w.shape, w.dtype) for w in weights],
+                 {name: tf.TensorSpec((), weights[0].dtype) for name in metric_names})
+    return tf.map_fn(fn, tasks, fn_output_signature=signature)
+
+
+def _mean_over_tasks(per_task_grads, per_task_metrics):
+    grads = [tf.reduce_mean(g, axis=0) for g in per_task_grads]
+    return grads, {k: tf.reduce_mean(v) for k, v in per_task_metrics.items()}
+
+
+def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
+                    inner_steps: int, first_order: bool = False,
+                    metric_fns: Optional[MetricFns] = None) -> Tuple[Weights, Dict[str, tf.Tensor]]:
+    """∇θ of the mean over tasks of the query loss after `inner_steps` steps on the support set.
+
+    Exact second order (nested tapes) unless `first_order`. With `inner_steps=0` it is the
+    gradient of the plain query loss: the pretrained baseline, trained jointly on all tasks.
+    Metrics: `pre_*` on the support set before adaptation (as the original logs them; the
+    query set when there is no inner step) and `post_*` on the query set after it.
+    """
+    metric_fns = metric_fns or {}
+
+    def per_task(task: Task):
+        theta = [tf.identity(w) for w in weights]  # this task's own copy, for its tape
+        with tf.GradientTape(watch_accessed_variables=False) as outer:
+            outer.watch(theta)
+            fast, pre = list(theta), None
+            for _ in range(inner_steps):
+                fast, loss, outputs = inner_step(learner, loss_fn, fast, task.support_x,
+                                                 task.support_y, inner_lr, first_order)
+                pre = pre or _task_metrics("pre", loss, outputs, task.support_y, metric_fns)
+            outputs = learner(fast, task.query_x)
+            query_loss = loss_fn(outputs, task.query_y)
+        grads = outer.gradient(query_loss, theta,
+                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        post = _task_metrics("post", query_loss, outputs, task.query_y, metric_fns)
+        return grads, {**(pre or _task_metrics("pre", query_loss, outputs, task.query_y,
+                                               metric_fns)), **post}
+
+    names = [f"{p}_{m}" for p in ("pre", "post") for m in ["loss", *metric_fns]]
+    return _mean_over_tasks(*map_tasks(per_task, tasks, weights, names))
+
+
+def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
+                       inner_steps: int, metric_fns: Optional[MetricFns] = None):
+    """θ − mean over tasks of W, where W is θ after `inner_steps` SGD steps on the support set.
+
+    Applied by SGD with learning rate ε this is Reptile's θ ← θ + ε·(mean W − θ). All trainable
+    weights adapt (Reptile has no outer-only parameters).
+    """
+    metric_fns = metric_fns or {}
+    mask = [True] * len(weights)
+
+    def per_task(task: Task):
+        fast, pre = adapt_with_first_metrics(learner, loss_fn, weights, task, inner_lr,
+                                             inner_steps, mask, metric_fns)
+        outputs = learner(fast, task.query_x)
+        post = _task_metrics("post", loss_fn(outputs, task.query_y), outputs, task.query_y,
+                             metric_fns)
+        return [w - f for w, f in zip(weights, fast)], {**pre, **post}
+
+    names = [f"{p}_{m}" for p in ("pre", "post") for m in ["loss", *metric_fns]]
+    return _mean_over_tasks(*map_tasks(per_task, tasks, weights, names))
+
+
+def adapt_with_first_metrics(learner, loss_fn, weights, task, inner_lr, steps, mask, metric_fns):
+    """First-order adaptation that also returns the support metrics before the first step."""
+    fast = list(weights)
+    pre = None
+    for _ in range(steps):
+        fast, loss, outputs = inner_step(learner, loss_fn, fast, task.support_x, task.support_y,
+                                         inner_lr, True, mask)
+        pre = pre or _task_metrics("pre", loss, outputs, task.support_y, metric_fns)
+    if pre is None:
+        outputs = learner(fast, task.support_x)
+        pre = _task_metrics("pre", loss_fn(outputs, task.support_y), outputs, task.support_y,
+                            metric_fns)
+    return fast, pre
+
+
+def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
+                     steps: int, metric_fns: Optional[MetricFns] = None) -> Dict[str, tf.Tensor]:
+    """Query loss (and metrics) of every task before adaptation and after each of 1..steps steps.
+
+    Returns {name: [meta_batch, steps + 1]}; used by evaluation, so no meta-gradient is built.
+    """
+    metric_fns = metric_fns or {}
+    names = ["loss", *metric_fns]
+
+    def per_task(task: Task):
+        fast = list(weights)
+        curve = {name: [] for name in names}
+        for step in range(steps + 1):
+            outputs = learner(fast, task.query_x)
+            curve["loss"].append(loss_fn(outputs, task.query_y))
+            for name, fn in metric_fns.items():
+                curve[name].append(fn(outputs, task.query_y))
+            if step < steps:
+                fast, _, _ = inner_step(learner, loss_fn, fast, task.support_x, task.support_y,
+                                        inner_lr, first_order=True)
+        return {name: tf.stack(values) for name, values in curve.items()}
+
+    signature = {name: tf.TensorSpec((steps + 1,), weights[0].dtype) for name in names}
+    return tf.map_fn(per_task, tasks, fn_output_signature=signature)

@@ -1,0 +1,52 @@
+"""Restore-or-init and periodic saving of the meta-parameters, the outer optimizer and the iteration."""
+
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from maml_tf.errors import UserError
+
+
+class Checkpointer:
+    """Wraps tf.train.CheckpointManager over {model, optimizer, iteration} in `workdir/checkpoints`."""
+
+    def __init__(self, workdir: str, model, optimizer, keep: int = 3):
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                              iteration=self.iteration)
+        self.directory = os.path.join(workdir, "checkpoints")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
+
+    def restore_latest(self) -> int:
+        """Restores the newest checkpoint if there is one; returns the iteration to continue from."""
+        if self.manager.latest_checkpoint:
+            self._restore(self.manager.latest_checkpoint)
+        return int(self.iteration.numpy())
+
+    def restore_iteration(self, iteration: Optional[int]) -> int:
+        """Restores the checkpoint of `iteration` (None or -1: the newest); UserError if absent."""
+        if iteration is None or iteration < 0:
+            path = self.manager.latest_checkpoint
+        else:
+            path = next((p for p in self.manager.checkpoints
+                         if p.endswith(f"ckpt-{iteration}")), None)
+        if not path:
+            have = ", ".join(p.rsplit("-", 1)[-1] for p in self.manager.checkpoints) or "none"
+            wanted = "any" if iteration is None or iteration < 0 else f"iteration {iteration}"
+            raise UserError(f"no checkpoint for {wanted} in {self.directory} (have: {have}); "
+                            "train first or check --logdir/--test_iter")
+        self._restore(path)
+        return int(self.iteration.numpy())
+
+    def _restore(self, path: str):
+        try:
+            # Optimizer slots are created lazily by Keras, so an evaluation-only restore
+            # legitimately leaves them unmatched.
+            self.checkpoint.restore(path).expect_partial()
+        except (tf.errors.OpError, ValueError) as err:
+            raise UserError(f"cannot read checkpoint {path}: {err.__class__.__name__}") from err
+
+    def save(self, iteration: int) -> str:
+        self.iteration.assign(iteration)
+        return self.manager.save(checkpoint_number=iteration)

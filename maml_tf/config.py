@@ -1,0 +1,120 @@
+"""The frozen experiment configuration, built once (from flags in `main`, directly in tests)."""
+
+import dataclasses
+import json
+from typing import Optional
+
+from maml_tf.errors import UserError
+
+ALGORITHMS = ("maml", "reptile")
+NORMS = ("batch_norm", "layer_norm", "None")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that defines a run, in the library's vocabulary (ways, shots, support, query...)."""
+
+    dataset: str = "sinusoid"
+    ways: int = 5  # classes per task (classification only)
+    shots: int = 5  # support examples per class (K) in meta-training
+    queries: int = 5  # query examples per class in meta-training
+    eval_shots: int = 5  # K at evaluation (the original's --update_batch_size at test time)
+    eval_queries: int = 5
+    meta_batch_size: int = 25
+    meta_lr: float = 1e-3
+    inner_lr: float = 1e-3
+    eval_inner_lr: float = 1e-3
+    inner_steps: int = 1
+    eval_inner_steps: int = 10
+    first_order: bool = False
+    algorithm: str = "maml"
+    pretrain_iterations: int = 0  # joint training on all tasks (no inner loop) before meta-training
+    metatrain_iterations: int = 15000
+    oracle: bool = False  # sinusoid: the network also sees amplitude and phase
+    norm: str = "batch_norm"
+    num_filters: int = 64
+    conv: bool = True
+    max_pool: bool = False
+    grad_clip: float = 0.0  # clip each meta-gradient entry to ±grad_clip; 0 = off
+    seed: int = 0
+    eval_seed: int = 1234  # fixed, so every run is tested on the same tasks
+    eval_tasks: int = 600
+    eval_batch_size: int = 25  # tasks evaluated per compiled call
+    eval_split: str = "val"  # "val" or "test"
+    val_interval: int = 500  # meta-validation during training every N iterations; 0 = off
+    val_tasks: int = 100
+    checkpoint_interval: int = 1000
+    print_interval: int = 100
+    keep_checkpoints: int = 3
+    log: bool = True  # TensorBoard summaries
+    data_dir: str = "data"
+    cache_dir: Optional[str] = None
+
+    @property
+    def total_iterations(self) -> int:
+        return self.pretrain_iterations + self.metatrain_iterations
+
+    def validate(self) -> "Config":
+        """Raises UserError for a value out of range; returns self."""
+        positive = ["ways", "shots", "queries", "eval_shots", "eval_queries", "meta_batch_size",
+                    "eval_tasks", "eval_batch_size", "num_filters", "val_tasks",
+                    "checkpoint_interval", "print_interval", "keep_checkpoints"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ["meta_lr", "inner_lr", "eval_inner_lr"]:
+            if not getattr(self, name) > 0:
+                raise UserError(f"{name} must be a positive learning rate, got {getattr(self, name)}")
+        for name in ["inner_steps", "eval_inner_steps", "pretrain_iterations",
+                     "metatrain_iterations", "val_interval", "grad_clip"]:
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        from maml_tf.datasets import DATASETS  # the registry only; no dataset is loaded
+
+        if self.dataset not in DATASETS:
+            raise UserError(f"unknown datasource {self.dataset!r}: choose one of "
+                            f"{', '.join(sorted(DATASETS))}")
+        if self.algorithm not in ALGORITHMS:
+            raise UserError(f"unknown algorithm {self.algorithm!r}: use one of {ALGORITHMS}")
+        if self.norm not in NORMS:
+            raise UserError(f"unknown norm {self.norm!r}: use one of {NORMS}")
+        if self.eval_split not in ("val", "test"):
+            raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
+        if self.oracle and self.dataset != "sinusoid":
+            raise UserError("the oracle baseline exists for sinusoid only")
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+# Fields that change what a checkpoint means: resuming a run with other values is refused.
+IDENTITY_FIELDS = ("dataset", "ways", "shots", "meta_batch_size", "inner_steps", "inner_lr",
+                   "first_order", "algorithm", "oracle", "norm", "num_filters", "conv",
+                   "max_pool", "pretrain_iterations")
+
+
+def run_name(config: Config) -> str:
+    """A readable run directory name from the settings that define a run (as the original's exp_string)."""
+    parts = [config.dataset]
+    if config.dataset != "sinusoid":
+        parts.append(f"{config.ways}way{config.shots}shot")
+    else:
+        parts.append(f"k{config.shots}")
+    if config.metatrain_iterations > 0:
+        parts.append(config.algorithm + ("_fo" if config.first_order else ""))
+        parts.append(f"mbs{config.meta_batch_size}.steps{config.inner_steps}.lr{config.inner_lr:g}")
+    if config.pretrain_iterations > 0:
+        parts.append("pretrained")
+    if config.oracle:
+        parts.append("oracle")
+    if config.dataset != "sinusoid":
+        parts.append(("conv" if config.conv else "fc") + (f"{config.num_filters}" if config.conv else ""))
+        if config.max_pool:
+            parts.append("maxpool")
+    if config.norm != "batch_norm":
+        parts.append(f"norm{config.norm}")
+    return ".".join(parts)

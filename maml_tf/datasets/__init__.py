@@ -1,0 +1,41 @@
+"""Registry of task distributions: `get_sampler(config)` returns the dataset's TaskSampler."""
+
+import importlib
+from typing import Protocol, Tuple
+
+import numpy as np
+
+from maml_tf.errors import UserError
+from maml_tf.types import Task
+
+# name -> module defining `make_sampler(config) -> TaskSampler`; imported on first use so a
+# run on one dataset never loads another's dependencies.
+DATASETS = {
+    "sinusoid": "maml_tf.datasets.sinusoid",
+    "omniglot": "maml_tf.datasets.omniglot",
+    "miniimagenet": "maml_tf.datasets.miniimagenet",
+}
+
+
+class TaskSampler(Protocol):
+    """What every dataset provides to the training loop and the evaluation."""
+
+    problem: str  # "classification" or "regression"
+    input_shape: Tuple[int, ...]  # one example, without the batch axis
+    output_dim: int  # classes (ways) or regression outputs
+
+    def sample(self, split: str, meta_batch_size: int, shots: int, queries: int,
+               rng: np.random.Generator) -> Task:
+        """A batch of tasks as NumPy arrays with a leading [meta_batch_size] axis.
+
+        `split` is "train", "val" or "test"; shots and queries count examples per class
+        (per task for regression).
+        """
+
+
+def get_sampler(config) -> TaskSampler:
+    """The TaskSampler for `config.dataset`; raises UserError for an unknown name."""
+    if config.dataset not in DATASETS:
+        raise UserError(f"unknown datasource {config.dataset!r}: choose one of "
+                        f"{', '.join(sorted(DATASETS))}")
+    return importlib.import_module(DATASETS[config.dataset]).make_sampler(config)

@@ -1,0 +1,112 @@
+"""Command line with the original code's flag names: flags -> Config -> train or evaluate."""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ info lines out of the log
+
+from absl import app, flags, logging  # noqa: E402
+
+from maml_tf.config import Config, run_name  # noqa: E402
+from maml_tf.errors import UserError  # noqa: E402
+
+DATA_ENV, CACHE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR"
+
+# The original's flags, names, defaults and meanings.
+flags.DEFINE_string("datasource", "sinusoid", "sinusoid, omniglot or miniimagenet")
+flags.DEFINE_integer("num_classes", 5, "number of classes per task (N-way classification)")
+flags.DEFINE_string("baseline", None, "'oracle' (sinusoid: the network is told amplitude and phase), or None")
+flags.DEFINE_integer("pretrain_iterations", 0, "iterations of joint training on all tasks (the pretrained baseline)")
+flags.DEFINE_integer("metatrain_iterations", 15000, "meta-training iterations (paper: 70k sinusoid, 60k images)")
+flags.DEFINE_integer("meta_batch_size", 25, "tasks per meta-update")
+flags.DEFINE_float("meta_lr", 0.001, "outer (Adam) learning rate beta")
+flags.DEFINE_integer("update_batch_size", 5, "K: support examples per class (per task for sinusoid)")
+flags.DEFINE_float("update_lr", 1e-3, "inner step size alpha (classification: a step on the summed loss / K)")
+flags.DEFINE_integer("num_updates", 1, "inner gradient steps during meta-training")
+flags.DEFINE_string("norm", "batch_norm", "batch_norm, layer_norm, or None")
+flags.DEFINE_integer("num_filters", 64, "filters per conv layer (32 for miniimagenet, 64 for omniglot)")
+flags.DEFINE_bool("conv", True, "convolutional network (False: the 256-128-64-64 fully connected net)")
+flags.DEFINE_bool("max_pool", False, "max-pooling instead of strided convolutions")
+flags.DEFINE_bool("stop_grad", False, "first-order MAML: no second derivatives in the meta-gradient")
+flags.DEFINE_bool("log", True, "write TensorBoard summaries")
+flags.DEFINE_string("logdir", "/tmp/data", "parent directory of the run directories")
+flags.DEFINE_bool("resume", True, "resume training from the run's latest checkpoint if there is one")
+flags.DEFINE_bool("train", True, "True to train, False to evaluate a checkpoint")
+flags.DEFINE_integer("test_iter", -1, "iteration of the checkpoint to evaluate (-1: the latest)")
+flags.DEFINE_bool("test_set", False, "evaluate on the meta-test split (False: meta-validation)")
+flags.DEFINE_integer("train_update_batch_size", -1, "K used in training, to find the run when testing with another K (-1: same)")
+flags.DEFINE_float("train_update_lr", -1, "alpha used in training, to find the run when testing with another alpha (-1: same)")
+# Beyond the original.
+flags.DEFINE_integer("test_num_updates", 10, "inner steps at evaluation; metrics are kept after each")
+flags.DEFINE_integer("num_query", -1, "query examples per class (-1: K; 15 in miniimagenet training, as the paper)")
+flags.DEFINE_enum("algorithm", "maml", ["maml", "reptile"], "meta-learning algorithm (--stop_grad: first-order MAML)")
+flags.DEFINE_integer("seed", 0, "seed of the model initialisation and the training tasks")
+flags.DEFINE_integer("eval_seed", 1234, "seed of the evaluation tasks (fixed so every model sees the same tasks)")
+flags.DEFINE_integer("num_test_tasks", 600, "tasks in an evaluation (the paper: 600)")
+flags.DEFINE_integer("val_interval", 500, "meta-validate every N training iterations (0: never)")
+flags.DEFINE_integer("num_val_tasks", 100, "tasks per meta-validation during training")
+flags.DEFINE_integer("checkpoint_interval", 1000, "save a checkpoint every N iterations (and at the end)")
+flags.DEFINE_integer("print_interval", 100, "print and log training metrics every N iterations")
+flags.DEFINE_float("grad_clip", -1, "clip meta-gradients to +-this (0: off; -1: 10 for miniimagenet as the original, else off)")
+flags.DEFINE_string("run_name", None, "run directory under --logdir (default: built from the run's settings)")
+flags.DEFINE_string("data_dir", None, f"dataset root (default: ${DATA_ENV}, else ./data)")
+flags.DEFINE_string("cache_dir", None, f"writable cache for prepared data (default: ${CACHE_ENV}, else ~/.cache/maml_tf)")
+FLAGS = flags.FLAGS
+
+
+def config_from_flags(f) -> Config:
+    """Maps the original's flag names onto the library's vocabulary, once."""
+    train_k = f.train_update_batch_size if f.train_update_batch_size != -1 else f.update_batch_size
+    train_lr = f.train_update_lr if f.train_update_lr != -1 else f.update_lr
+    default_query = 15 if f.datasource == "miniimagenet" else train_k
+    if f.baseline not in (None, "None", "oracle"):
+        raise UserError(f"unknown baseline {f.baseline!r}: use oracle or leave it unset")
+    return Config(
+        dataset=f.datasource, ways=f.num_classes, shots=train_k,
+        queries=f.num_query if f.num_query != -1 else default_query,
+        eval_shots=f.update_batch_size,
+        eval_queries=f.num_query if f.num_query != -1 else f.update_batch_size,
+        meta_batch_size=f.meta_batch_size, meta_lr=f.meta_lr, inner_lr=train_lr,
+        eval_inner_lr=f.update_lr, inner_steps=f.num_updates, eval_inner_steps=f.test_num_updates,
+        first_order=f.stop_grad, algorithm=f.algorithm,
+        pretrain_iterations=f.pretrain_iterations, metatrain_iterations=f.metatrain_iterations,
+        oracle=f.baseline == "oracle", norm=f.norm, num_filters=f.num_filters, conv=f.conv,
+        max_pool=f.max_pool,
+        grad_clip=f.grad_clip if f.grad_clip >= 0 else (10.0 if f.datasource == "miniimagenet" else 0.0),
+        seed=f.seed, eval_seed=f.eval_seed, eval_tasks=f.num_test_tasks,
+        eval_split="test" if f.test_set else "val", val_interval=f.val_interval,
+        val_tasks=f.num_val_tasks, checkpoint_interval=f.checkpoint_interval,
+        print_interval=f.print_interval, log=f.log,
+        data_dir=f.data_dir or os.environ.get(DATA_ENV) or "data",
+        cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)
+        or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        config = config_from_flags(FLAGS).validate()
+        workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or run_name(config))
+        import tensorflow as tf
+
+        from maml_tf import evaluate, train  # TensorFlow loads only once the flags are good
+
+        tf.get_logger().setLevel("WARNING")
+        logging.set_verbosity(logging.WARNING)
+
+        if FLAGS.train:
+            train.train_and_evaluate(config, workdir, resume=FLAGS.resume)
+        else:
+            evaluate.evaluate_checkpoint(config, workdir, FLAGS.test_iter)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,139 @@
+"""Keras builders for the paper's networks and the `Learner` that calls any Keras model statelessly."""
+
+from typing import Callable, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+NORM_LAYERS = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+)
+
+
+def _all_layers(layer):
+    """The layer and every layer nested inside it (functional, sequential or subclassed)."""
+    yield layer
+    for sub in getattr(layer, "layers", None) or []:
+        yield from _all_layers(sub)
+
+
+def default_inner_mask(model: keras.Model) -> list:
+    """True for the trainable variables the inner loop adapts.
+
+    Normalisation offsets are left to the outer loop, as the original code does: its
+    batch-norm/layer-norm variables live outside the `weights` dict its inner loop updates.
+    """
+    outer_only = {id(v) for layer in _all_layers(model) if isinstance(layer, NORM_LAYERS)
+                  for v in layer.trainable_variables}
+    return [id(v) not in outer_only for v in model.trainable_variables]
+
+
+class Learner:
+    """A built Keras model whose forward pass takes its trainable weights as tensors.
+
+    The inner loop never assigns to a Keras variable (that would cut the gradient path);
+    it calls `learner(weights, x)`, i.e. `model.stateless_call` with explicit weights.
+    `training=True` by default: batch norm then always uses the current batch's
+    statistics, at meta-train and meta-test time alike, as the original code does.
+    """
+
+    def __init__(self, model: keras.Model, inner_mask: Optional[Sequence[bool]] = None,
+                 training: bool = True):
+        if not model.built:
+            raise ValueError("build the Keras model (give it an Input shape) before meta-learning it")
+        self.model = model
+        self.variables = list(model.trainable_variables)
+        mask = default_inner_mask(model) if inner_mask is None else list(inner_mask)
+        if len(mask) != len(self.variables):
+            raise ValueError(f"inner_mask has {len(mask)} entries for {len(self.variables)} variables")
+        self.inner_mask = tuple(bool(m) for m in mask)
+        self.training = training
+
+    def weights(self) -> list:
+        """The current meta-parameters θ as tensors."""
+        return [tf.convert_to_tensor(v) for v in self.variables]
+
+    def __call__(self, weights, x):
+        non_trainable = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
+        # The returned non-trainable updates (batch-norm moving statistics) are dropped on
+        # purpose: predictions always use batch statistics, so they are never read.
+        outputs, _ = self.model.stateless_call(list(weights), non_trainable, x,
+                                               training=self.training)
+        return outputs
+
+
+def _normalization(norm: str) -> Callable[[], Optional[keras.layers.Layer]]:
+    """Layer factory for the original's `--norm` values: an offset, no scale."""
+    if norm == "batch_norm":
+        return lambda: keras.layers.BatchNormalization(center=True, scale=False, epsilon=1e-3)
+    if norm == "layer_norm":
+        return lambda: keras.layers.LayerNormalization(center=True, scale=False, epsilon=1e-3)
+    if norm in ("None", "none", None):
+        return lambda: None
+    raise ValueError(f"unknown norm {norm!r}: use batch_norm, layer_norm or None")
+
+
+def _dense_block(x, units, norm, seed):
+    # The original's fc weights: truncated normal, stddev 0.01; biases zero.
+    x = keras.layers.Dense(units, kernel_initializer=keras.initializers.TruncatedNormal(
+        stddev=0.01, seed=seed))(x)
+    layer = norm()
+    if layer is not None:
+        x = layer(x)
+    return keras.layers.ReLU()(x)
+
+
+def fc_net(input_dim: int, outputs: int, hidden: Sequence[int] = (40, 40),
+           norm: str = "None", seed: int = 0) -> keras.Model:
+    """The original's fully connected network (1-40-40-1 for sinusoid, 256-128-64-64 for Omniglot)."""
+    make_norm = _normalization(norm)
+    inputs = keras.Input((input_dim,))
+    x = inputs
+    for i, units in enumerate(hidden):
+        x = _dense_block(x, units, make_norm, seed + i)
+    out = keras.layers.Dense(outputs, kernel_initializer=keras.initializers.TruncatedNormal(
+        stddev=0.01, seed=seed + len(hidden)))(x)
+    return keras.Model(inputs, out, name="fc_net")
+
+
+def conv_net(input_shape: Sequence[int], outputs: int, filters: int = 64, max_pool: bool = False,
+             norm: str = "batch_norm", blocks: int = 4, seed: int = 0) -> keras.Model:
+    """4 x [3x3 conv, norm, ReLU] as the original: stride 2 (Omniglot) or 2x2 max-pool (MiniImageNet)."""
+    make_norm = _normalization(norm)
+    inputs = keras.Input(tuple(input_shape))
+    x = inputs
+    for i in range(blocks):
+        x = keras.layers.Conv2D(filters, 3, strides=1 if max_pool else 2, padding="same",
+                                kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i))(x)
+        layer = make_norm()
+        if layer is not None:
+            x = layer(x)
+        x = keras.layers.ReLU()(x)
+        if max_pool:
+            x = keras.layers.MaxPooling2D(2, padding="valid")(x)
+    if max_pool:
+        # MiniImageNet: flatten (5x5x32 = 800 features), Glorot-initialised head.
+        x = keras.layers.Flatten()(x)
+        head_init = keras.initializers.GlorotUniform(seed=seed + blocks)
+    else:
+        # Omniglot: mean over space; the original draws this head from N(0, 1).
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        head_init = keras.initializers.RandomNormal(stddev=1.0, seed=seed + blocks)
+    out = keras.layers.Dense(outputs, kernel_initializer=head_init)(x)
+    return keras.Model(inputs, out, name="conv_net")
+
+
+def build_model(config, sampler) -> keras.Model:
+    """The paper's network for a dataset: 1-40-40-1 MLP for regression, conv or fc net for images."""
+    if sampler.problem == "regression":
+        return fc_net(sampler.input_shape[0], sampler.output_dim, (40, 40), config.norm, config.seed)
+    if config.conv:
+        return conv_net(sampler.input_shape, sampler.output_dim, config.num_filters,
+                        config.max_pool, config.norm, seed=config.seed)
+    flat = int(np.prod(sampler.input_shape))
+    inner = fc_net(flat, sampler.output_dim, (256, 128, 64, 64), config.norm, config.seed)
+    inputs = keras.Input(tuple(sampler.input_shape))
+    return keras.Model(inputs, inner(keras.layers.Flatten()(inputs)), name="fc_image_net")

@@ -1,0 +1,200 @@
+"""`train_and_evaluate(config, workdir)`: the outer loop, logging, meta-validation and checkpoints."""
+
+import json
+import os
+import time
+from typing import Dict, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from maml_tf import algorithms, datasets, evaluate, metrics, models
+from maml_tf.checkpoints import Checkpointer
+from maml_tf.config import IDENTITY_FIELDS, Config
+from maml_tf.errors import UserError
+from maml_tf.types import Task
+
+
+class Experiment:
+    """The pieces of a run built from a config: sampler, learner, loss, optimizer."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.sampler = datasets.get_sampler(config)
+        self.model = models.build_model(config, self.sampler)
+        self.learner = models.Learner(self.model)
+        self.loss_fn = loss_for(self.sampler.problem, config.shots)
+        self.metric_fns = metrics.make_metrics(self.sampler.problem)
+        self.optimizer = keras.optimizers.Adam(config.meta_lr)
+        # Built now, not lazily, so a checkpoint restores its slots before the first step.
+        self.optimizer.build(self.learner.variables)
+        self._curve_fns = {}
+
+    def task_signature(self, shots: int, queries: int) -> Task:
+        """TensorSpecs of a task batch; fixed so the compiled step is traced once per run."""
+        s = self.sampler
+        if s.problem == "classification":
+            n_s, n_q, y, ydtype = s.output_dim * shots, s.output_dim * queries, (), tf.int32
+        else:
+            n_s, n_q, y, ydtype = shots, queries, (s.output_dim,), tf.float32
+        x = tuple(s.input_shape)
+        return Task(tf.TensorSpec((None, n_s) + x, tf.float32), tf.TensorSpec((None, n_s) + y, ydtype),
+                    tf.TensorSpec((None, n_q) + x, tf.float32), tf.TensorSpec((None, n_q) + y, ydtype))
+
+    def curve_fn(self, shots: int, queries: int, inner_lr: float, steps: int):
+        """Compiled evaluation (`algorithms.adaptation_curve`) for one K, built once per setting."""
+        key = (shots, queries, inner_lr, steps)
+        if key not in self._curve_fns:
+            loss_fn, learner = loss_for(self.sampler.problem, shots), self.learner
+
+            @tf.function(input_signature=[self.task_signature(shots, queries)])
+            def curve(tasks):
+                return algorithms.adaptation_curve(learner, loss_fn, learner.weights(), tasks,
+                                                   inner_lr, steps, self.metric_fns)
+
+            self._curve_fns[key] = curve
+        return self._curve_fns[key]
+
+    def make_train_step(self, inner_steps: int):
+        """One compiled meta-iteration: meta-gradient of the configured algorithm, then Adam."""
+        c, learner = self.config, self.learner
+        meta_grads = (algorithms.reptile_meta_grads if c.algorithm == "reptile" else
+                      lambda *a, **k: algorithms.maml_meta_grads(*a, first_order=c.first_order, **k))
+
+        @tf.function(input_signature=[self.task_signature(c.shots, c.queries)])
+        def train_step(tasks):
+            grads, step_metrics = meta_grads(learner, self.loss_fn, learner.weights(), tasks,
+                                             c.inner_lr, inner_steps, metric_fns=self.metric_fns)
+            if c.grad_clip > 0:
+                grads = [tf.clip_by_value(g, -c.grad_clip, c.grad_clip) for g in grads]
+            self.optimizer.apply_gradients(zip(grads, learner.variables))
+            return step_metrics
+
+        return train_step
+
+
+def loss_for(problem: str, shots: int):
+    """MSE for regression; cross-entropy summed and divided by K for classification (as the original)."""
+    return metrics.mse if problem == "regression" else metrics.make_xent_over_k(shots)
+
+
+def task_batches(sampler, split: str, batch_size: int, shots: int, queries: int, seed: int,
+                 start: int) -> Iterator[Task]:
+    """Task batch i comes from its own RNG seeded by (seed, i): a resumed run sees the same tasks."""
+    i = start
+    while True:
+        yield sampler.sample(split, batch_size, shots, queries, np.random.default_rng([seed, i]))
+        i += 1
+
+
+def _check_same_run(config: Config, workdir: str):
+    """Refuses to resume a run directory that holds a run with other defining settings."""
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        diff = [k for k in IDENTITY_FIELDS if k in saved and saved[k] != getattr(config, k)]
+        if diff:
+            raise UserError(f"{workdir} holds a run with other settings ({', '.join(diff)}); "
+                            "use another --logdir or --run_name")
+    with open(path, "w") as f:
+        f.write(config.to_json())
+
+
+def _trim_history(path: str, start: int):
+    """Drops validation rows written after the checkpoint a run restarts from."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        rows = [line for line in f if line.strip() and json.loads(line)["iteration"] <= start]
+    with open(path, "w") as f:
+        f.writelines(rows)
+
+
+class ProgressLog:
+    """Averages step metrics over a print interval; prints a line and writes TensorBoard scalars."""
+
+    def __init__(self, config: Config, workdir: str, start: int):
+        self.config, self.start, self.sums, self.count = config, start, {}, 0
+        self.t0 = self.t_last = time.time()
+        self.writer = tf.summary.create_file_writer(workdir) if config.log else None
+
+    def add(self, iteration: int, step_metrics: Dict[str, tf.Tensor]):
+        values = {k: float(v) for k, v in step_metrics.items()}
+        if not all(np.isfinite(v) for v in values.values()):
+            raise UserError(f"loss became NaN/inf at iteration {iteration}; lower --meta_lr or "
+                            "--update_lr (the last checkpoint is still good)")
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+
+    def flush(self, iteration: int, phase: str):
+        if not self.count:
+            return
+        means = {k: v / self.count for k, v in self.sums.items()}
+        now = time.time()
+        rate = self.count / max(now - self.t_last, 1e-9)
+        eta = (self.config.total_iterations - iteration) / max(rate, 1e-9)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in sorted(means.items()))
+        print(f"[{phase}] iter {iteration}/{self.config.total_iterations}  {rate:.1f} it/s  "
+              f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}  {shown}", flush=True)
+        self.scalars(iteration, {f"train/{k}": v for k, v in means.items()})
+        self.sums, self.count, self.t_last = {}, 0, now
+
+    def scalars(self, iteration: int, values: Dict[str, float]):
+        if self.writer is None:
+            return
+        with self.writer.as_default(step=iteration):
+            for k, v in values.items():
+                tf.summary.scalar(k, v)
+        self.writer.flush()
+
+
+def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dict:
+    """Trains (pretraining, then meta-training) to `config.total_iterations`, resuming by default.
+
+    Writes config.json, TensorBoard events, checkpoints and validation.jsonl into `workdir`;
+    returns the last meta-validation result (or {} if none ran).
+    """
+    config.validate()
+    os.makedirs(workdir, exist_ok=True)
+    exp = Experiment(config)
+    _check_same_run(config, workdir)
+    ckpt = Checkpointer(workdir, exp.model, exp.optimizer, config.keep_checkpoints)
+    start = ckpt.restore_latest() if resume else 0
+    if start:
+        print(f"resuming {workdir} from iteration {start}", flush=True)
+    _trim_history(os.path.join(workdir, "validation.jsonl"), start)
+    steps = {0: exp.make_train_step(0), config.inner_steps: exp.make_train_step(config.inner_steps)}
+    log = ProgressLog(config, workdir, start)
+    batches = task_batches(exp.sampler, "train", config.meta_batch_size, config.shots,
+                           config.queries, config.seed, start)
+    last_val = {}
+    for iteration in range(start + 1, config.total_iterations + 1):
+        pretraining = iteration <= config.pretrain_iterations
+        log.add(iteration, steps[0 if pretraining else config.inner_steps](next(batches)))
+        phase = "pretrain" if pretraining else "metatrain"
+        if iteration % config.print_interval == 0:
+            log.flush(iteration, phase)
+        if config.val_interval and iteration % config.val_interval == 0:
+            last_val = validate(exp, workdir, iteration, log)
+        if iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations:
+            ckpt.save(iteration)
+    return last_val
+
+
+def validate(exp: Experiment, workdir: str, iteration: int, log: ProgressLog) -> Dict:
+    """Meta-validation on a fixed set of validation tasks; appended to validation.jsonl."""
+    c = exp.config
+    result = evaluate.evaluate_learner(exp, "val", c.val_tasks, c.shots, c.queries,
+                                       c.inner_lr, c.eval_inner_steps, c.eval_seed)
+    row = {"iteration": iteration, **{k: v["mean"].tolist() for k, v in result.items()}}
+    with open(os.path.join(workdir, "validation.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+    post = min(max(c.inner_steps, 1), c.eval_inner_steps)
+    log.scalars(iteration, {f"val/{k}_step{s}": v["mean"][s] for k, v in result.items()
+                            for s in (0, post)})
+    shown = "  ".join(f"{k} {v['mean'][0]:.4g} -> {v['mean'][post]:.4g}" for k, v in result.items())
+    print(f"[val] iter {iteration}  (step 0 -> {post})  {shown}", flush=True)
+    return row
