@@ -33,7 +33,7 @@ class Checkpointer:
                          if p.endswith(f"ckpt-{iteration}")), None)
         if not path:
             have = ", ".join(p.rsplit("-", 1)[-1] for p in self.manager.checkpoints) or "none"
-            wanted = "any" if iteration is None or iteration < 0 else f"iteration {iteration}"
+            wanted = "any iteration" if iteration is None or iteration < 0 else f"iteration {iteration}"
             raise UserError(f"no checkpoint for {wanted} in {self.directory} (have: {have}); "
                             "train first or check --logdir/--test_iter")
         self._restore(path)
