@@ -13,6 +13,7 @@ from maml_tf import algorithms, datasets, evaluate, metrics, models
 from maml_tf.checkpoints import Checkpointer
 from maml_tf.config import IDENTITY_FIELDS, Config
 from maml_tf.errors import UserError
+from maml_tf.runinfo import SegmentLog
 from maml_tf.types import Task
 
 
@@ -167,7 +168,7 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
         print(f"resuming {workdir} from iteration {start}", flush=True)
     _trim_history(os.path.join(workdir, "validation.jsonl"), start)
     steps = {0: exp.make_train_step(0), config.inner_steps: exp.make_train_step(config.inner_steps)}
-    log = ProgressLog(config, workdir, start)
+    log, segments = ProgressLog(config, workdir, start), SegmentLog(workdir, start)
     batches = task_batches(exp.sampler, "train", config.meta_batch_size, config.shots,
                            config.queries, config.seed, start)
     last_val = {}
@@ -181,6 +182,7 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
             last_val = validate(exp, workdir, iteration, log)
         if iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations:
             ckpt.save(iteration)
+            segments.update(iteration)
     return last_val
 
 

@@ -1,0 +1,52 @@
+"""What a run directory records about where and how long it ran: each training segment's wall time and hardware."""
+
+import json
+import os
+import platform
+import time
+
+
+def hardware() -> dict:
+    """CPU model, core count, memory and accelerators of this machine."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+        with open("/proc/meminfo") as f:
+            mem_gib = round(int(f.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        mem_gib = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib,
+            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+            "tensorflow": tf.__version__, "python": platform.python_version()}
+
+
+class SegmentLog:
+    """Appends one record per training segment (a start or a resume) to `workdir/runinfo.json`,
+    rewritten at every checkpoint so a killed run still accounts for the time it ran."""
+
+    def __init__(self, workdir: str, start_iteration: int):
+        self.path = os.path.join(workdir, "runinfo.json")
+        self.info = {"segments": []}
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.info = json.load(f)
+        # A segment beyond the restored checkpoint was lost with the kill: keep what counts.
+        self.info["segments"] = [s for s in self.info["segments"]
+                                 if s["end_iteration"] <= start_iteration]
+        self.segment = {"start_iteration": start_iteration, "end_iteration": start_iteration,
+                        "wall_seconds": 0.0, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                                      time.gmtime()),
+                        "hardware": hardware()}
+        self.info["segments"].append(self.segment)
+        self.t0 = time.time()
+
+    def update(self, iteration: int):
+        self.segment["end_iteration"] = iteration
+        self.segment["wall_seconds"] = round(time.time() - self.t0, 1)
+        self.info["iterations"] = iteration
+        self.info["wall_seconds"] = round(sum(s["wall_seconds"] for s in self.info["segments"]), 1)
+        with open(self.path, "w") as f:
+            json.dump(self.info, f, indent=2)

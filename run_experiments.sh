@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The paper's experiments, one `run` line per result; each run resumes from its checkpoint.
+# Usage: ./run_experiments.sh [--quick] [PATTERN]
+#   --quick   every line at toy size (20 iterations, 20 test tasks) into $LOGDIR/quick: a smoke test
+#   PATTERN   only the lines whose name contains PATTERN (e.g. sinusoid, omniglot)
+# Env: LOGDIR (default ~/maml_tf_runs), PYTHON (default python), MAML_TF_DATA_DIR for the images.
+set -euo pipefail
+QUICK=0
+ONLY=""
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n 2,6p "$0"; exit 0 ;;
+    *) ONLY=$arg ;;
+  esac
+done
+LOGDIR=${LOGDIR:-$HOME/maml_tf_runs}
+RESULTS=results
+if [ "$QUICK" = 1 ]; then LOGDIR=$LOGDIR/quick; RESULTS=$LOGDIR/results; fi
+PY=${PYTHON:-python}
+
+# run NAME FLAGS...: python -m maml_tf.main FLAGS (shrunk to toy size with --quick).
+run() {
+  local name=$1 a
+  shift
+  [[ -z $ONLY || $name == *"$ONLY"* ]] || return 0
+  local args=()
+  for a in "$@"; do
+    if [ "$QUICK" = 1 ]; then
+      case $a in --*_iterations=0) ;; --*_iterations=*) a=${a%%=*}=20 ;; esac
+    fi
+    args+=("$a")
+  done
+  if [ "$QUICK" = 1 ]; then
+    args+=(--num_test_tasks=20 --num_val_tasks=5 --val_interval=10 --checkpoint_interval=10 --print_interval=10)
+  fi
+  echo "== $name: python -m maml_tf.main ${args[*]}"
+  "$PY" -m maml_tf.main "${args[@]}"
+}
+
+# report NAME COMMAND...: a results/ report built from the runs above it.
+report() {
+  local name=$1
+  shift
+  [[ -z $ONLY || $name == *"$ONLY"* ]] || return 0
+  echo "== $name: $*"
+  "$@"
+}
+
+# BEGIN sinusoid (Section 5.1; K=10, alpha=0.01 as the paper's appendix; 70k iterations)
+SINE="--datasource=sinusoid --norm=None --logdir=$LOGDIR/sine"
+run sinusoid-maml        $SINE --metatrain_iterations=70000 --update_batch_size=10 --update_lr=0.01
+run sinusoid-pretrained  $SINE --pretrain_iterations=70000 --metatrain_iterations=0 --update_batch_size=10 --update_lr=0.01
+for K in 5 10; do
+  run sinusoid-maml-test       $SINE --metatrain_iterations=70000 --train=False --test_set=True --train_update_batch_size=10 --update_batch_size=$K --update_lr=0.01
+  run sinusoid-pretrained-test $SINE --pretrain_iterations=70000 --metatrain_iterations=0 --train=False --test_set=True --train_update_batch_size=10 --update_batch_size=$K --update_lr=0.01
+  run sinusoid-pretrained-test $SINE --pretrain_iterations=70000 --metatrain_iterations=0 --train=False --test_set=True --train_update_batch_size=10 --update_batch_size=$K --train_update_lr=0.01 --update_lr=0.02
+done
+# END sinusoid
+report sinusoid-report "$PY" -m maml_tf.sinusoid_report --out "$RESULTS" \
+  --maml "$LOGDIR/sine/sinusoid.k10.maml.mbs25.steps1.lr0.01.normNone" \
+  --pretrained "$LOGDIR/sine/sinusoid.k10.pretrained.normNone" \
+  --commands "$(sed -n '/^# BEGIN sinusoid/,/^# END sinusoid/p' "$0")"
