@@ -116,7 +116,7 @@ def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
     mask = [True] * len(weights)
 
     def per_task(task: Task):
-        fast, pre = adapt_with_first_metrics(learner, loss_fn, weights, task, inner_lr,
+        fast, pre = _adapt_first_order(learner, loss_fn, weights, task, inner_lr,
                                              inner_steps, mask, metric_fns)
         outputs = learner(fast, task.query_x)
         post = _task_metrics("post", loss_fn(outputs, task.query_y), outputs, task.query_y,
@@ -127,7 +127,7 @@ def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
     return _mean_over_tasks(*map_tasks(per_task, tasks, weights, names))
 
 
-def adapt_with_first_metrics(learner, loss_fn, weights, task, inner_lr, steps, mask, metric_fns):
+def _adapt_first_order(learner, loss_fn, weights, task, inner_lr, steps, mask, metric_fns):
     """First-order adaptation that also returns the support metrics before the first step."""
     fast = list(weights)
     pre = None

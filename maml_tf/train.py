@@ -116,9 +116,9 @@ def _trim_history(path: str, start: int):
 class ProgressLog:
     """Averages step metrics over a print interval; prints a line and writes TensorBoard scalars."""
 
-    def __init__(self, config: Config, workdir: str, start: int):
-        self.config, self.start, self.sums, self.count = config, start, {}, 0
-        self.t0 = self.t_last = time.time()
+    def __init__(self, config: Config, workdir: str):
+        self.config, self.sums, self.count = config, {}, 0
+        self.t_last = time.time()
         self.writer = tf.summary.create_file_writer(workdir) if config.log else None
 
     def add(self, iteration: int, step_metrics: Dict[str, tf.Tensor]):
@@ -168,7 +168,7 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
         print(f"resuming {workdir} from iteration {start}", flush=True)
     _trim_history(os.path.join(workdir, "validation.jsonl"), start)
     steps = {0: exp.make_train_step(0), config.inner_steps: exp.make_train_step(config.inner_steps)}
-    log, segments = ProgressLog(config, workdir, start), SegmentLog(workdir, start)
+    log, segments = ProgressLog(config, workdir), SegmentLog(workdir, start)
     batches = task_batches(exp.sampler, "train", config.meta_batch_size, config.shots,
                            config.queries, config.seed, start)
     last_val = {}
