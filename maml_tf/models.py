@@ -65,12 +65,48 @@ class Learner:
         return outputs
 
 
+@keras.saving.register_keras_serializable(package="maml_tf")
+class BatchNorm(keras.layers.BatchNormalization):
+    """Batch norm whose batch moments are differentiable twice, for the second-order meta-gradient.
+
+    Keras' TensorFlow backend takes them from tf.nn.moments, which stops the gradient through
+    the mean inside the variance: first derivatives stay exact, but differentiating the inner
+    gradient again loses the mean's dependence on the input (found by a finite-difference test).
+    """
+
+    def _moments(self, inputs, mask):
+        if mask is not None:
+            return super()._moments(inputs, mask)
+        axes = self._reduction_axes
+        mean = keras.ops.mean(inputs, axis=axes, keepdims=True)
+        variance = keras.ops.mean(keras.ops.square(inputs - mean), axis=axes)
+        return keras.ops.squeeze(mean, axis=axes), variance
+
+
+@keras.saving.register_keras_serializable(package="maml_tf")
+class LayerNorm(keras.layers.LayerNormalization):
+    """Layer norm over the last axis with twice-differentiable moments (Keras' also come from
+    tf.nn.moments; see BatchNorm). Other axes and RMS scaling fall back to Keras' own."""
+
+    def call(self, inputs):
+        if self.rms_scaling or list(self.axis) not in ([-1], [len(inputs.shape) - 1]):
+            return super().call(inputs)
+        mean = keras.ops.mean(inputs, axis=-1, keepdims=True)
+        variance = keras.ops.mean(keras.ops.square(inputs - mean), axis=-1, keepdims=True)
+        outputs = (inputs - mean) * keras.ops.rsqrt(variance + self.epsilon)
+        if self.gamma is not None:
+            outputs = outputs * keras.ops.cast(self.gamma, outputs.dtype)
+        if self.beta is not None:
+            outputs = outputs + keras.ops.cast(self.beta, outputs.dtype)
+        return keras.ops.cast(outputs, self.compute_dtype)
+
+
 def _normalization(norm: str) -> Callable[[], Optional[keras.layers.Layer]]:
     """Layer factory for the original's `--norm` values: an offset, no scale."""
     if norm == "batch_norm":
-        return lambda: keras.layers.BatchNormalization(center=True, scale=False, epsilon=1e-3)
+        return lambda: BatchNorm(center=True, scale=False, epsilon=1e-3)
     if norm == "layer_norm":
-        return lambda: keras.layers.LayerNormalization(center=True, scale=False, epsilon=1e-3)
+        return lambda: LayerNorm(center=True, scale=False, epsilon=1e-3)
     if norm in ("None", "none", None):
         return lambda: None
     raise ValueError(f"unknown norm {norm!r}: use batch_norm, layer_norm or None")

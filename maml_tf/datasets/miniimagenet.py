@@ -1,0 +1,180 @@
+"""MiniImageNet N-way K-shot tasks (Ravi & Larochelle split) from any of four on-disk formats, kept as uint8.
+
+Where the images are looked for, per split, in this order (see data/README.md, "miniImageNet"):
+each of the roots `<data_dir>/miniimagenet`, `<data_dir>/miniimagenet/miniImagenet` and
+`<data_dir>/miniImagenet` (the original code's `data/miniImagenet`), and inside a root:
+  1. `mini-imagenet-cache-<split>.pkl` (the widely shared pickled caches);
+  2. `<split>/<wnid>/<file>.jpg`, 84x84 (the original code's processed layout);
+  3. `images/<file>.jpg` named as in `<split>.csv`, already 84x84 (otherwise
+     `data/prepare_miniimagenet.py` resizes them into layout 2);
+  4. a tensorflow-datasets `mini_imagenet` prepared with that root as its data_dir.
+The split CSVs (`<split>.csv`, rows `filename,label`) are read from the root holding the
+images, else from `<data_dir>/miniimagenet`; when present, the images must match them exactly.
+"""
+
+import hashlib
+import os
+from typing import Dict, Optional
+
+import numpy as np
+
+from maml_tf.datasets import miniimagenet_io as io
+from maml_tf.errors import UserError
+from maml_tf.types import Task
+
+SPLITS = ("train", "val", "test")
+GET_IMAGES = ("the miniImageNet images are not shipped with maml_tf: get the ImageNet images of the "
+              "Ravi & Larochelle split (or a mini-imagenet-cache-<split>.pkl) and arrange them as "
+              "data/README.md (section miniImageNet) describes")
+
+
+def roots(data_dir: str):
+    return [os.path.join(data_dir, "miniimagenet"), os.path.join(data_dir, "miniimagenet", "miniImagenet"),
+            os.path.join(data_dir, "miniImagenet")]
+
+
+def _csv(root: str, csv_dir: str, split: str):
+    """(path, rows) of the split CSV next to the images, else in `csv_dir`; or (None, None)."""
+    for folder in (root, csv_dir):
+        path = os.path.join(folder, f"{split}.csv")
+        if os.path.isfile(path):
+            return path, io.read_csv(path)
+    return None, None
+
+
+def _cache_name(split: str, source: str) -> str:
+    return f"{split}-{hashlib.sha1(os.path.abspath(source).encode()).hexdigest()[:8]}"
+
+
+def _from_files(groups: Dict[str, list], folder_of, source: str, cache_dir, split) -> io.SplitImages:
+    classes = sorted(groups)
+    paths = [os.path.join(folder_of(c), f) for c in classes for f in groups[c]]
+    if not paths:
+        raise UserError(f"{source} holds no images; {GET_IMAGES}")
+    images = io.load_images_cached(paths, source, cache_dir, _cache_name(split, source))
+    return io.from_groups(images, classes, [len(groups[c]) for c in classes])
+
+
+def load_processed(split_dir, csv_path, rows, cache_dir, split) -> io.SplitImages:
+    """Layout 2: <split>/<wnid>/<file>.jpg."""
+    groups = io.list_class_folders(split_dir)
+    if rows is not None:
+        io.check_against_csv(groups, io.csv_groups(rows), split_dir, csv_path)
+    return _from_files(groups, lambda c: os.path.join(split_dir, c), split_dir, cache_dir, split)
+
+
+def load_raw(images_dir, csv_path, rows, cache_dir, split) -> io.SplitImages:
+    """Layout 3: a flat folder of images named as in the split CSV."""
+    expected = io.csv_groups(rows)
+    present = set(os.listdir(images_dir))
+    missing = [f for names in expected.values() for f in names if f not in present]
+    if missing:
+        raise UserError(f"{images_dir}: {len(missing)} of the {len(rows)} images listed in {csv_path} "
+                        f"are missing, e.g. {missing[0]}; {GET_IMAGES}")
+    return _from_files(expected, lambda c: images_dir, images_dir, cache_dir, split)
+
+
+def load_tfds(root: str, split: str) -> io.SplitImages:
+    """Layout 4: a prepared tensorflow-datasets `mini_imagenet` under `root`."""
+    from maml_tf.datasets import miniimagenet_tfds
+
+    return miniimagenet_tfds.load_split(root, split)
+
+
+def load_from_root(root: str, split: str, cache_dir: Optional[str] = None,
+                   csv_dir: Optional[str] = None, tfds: bool = True) -> Optional[io.SplitImages]:
+    """The split from the first layout found in `root` (module docstring), or None if none is there."""
+    csv_path, rows = _csv(root, csv_dir or root, split)
+    pkl = os.path.join(root, f"mini-imagenet-cache-{split}.pkl")
+    if os.path.isfile(pkl):
+        return _counts_match(io.load_pickle(pkl), pkl, csv_path, rows)
+    if os.path.isdir(os.path.join(root, split)):
+        return load_processed(os.path.join(root, split), csv_path, rows, cache_dir, split)
+    if rows is not None and os.path.isdir(os.path.join(root, "images")):
+        return load_raw(os.path.join(root, "images"), csv_path, rows, cache_dir, split)
+    if tfds and os.path.isdir(os.path.join(root, "mini_imagenet")):
+        return _counts_match(load_tfds(root, split), os.path.join(root, "mini_imagenet"), csv_path, rows)
+    return None
+
+
+def _counts_match(data: io.SplitImages, where: str, csv_path, rows) -> io.SplitImages:
+    """Formats without file names are checked against the CSV by classes and image counts."""
+    if rows is not None:
+        found = {c: range(n) for c, n in zip(data.classes, data.counts)}
+        io.check_against_csv(found, io.csv_groups(rows), where, csv_path, files=False)
+    return data
+
+
+def load_split(data_dir: str, split: str, cache_dir: Optional[str] = None) -> io.SplitImages:
+    """The images of one split, from the first root and layout found; UserError if none."""
+    for root in roots(data_dir):
+        data = load_from_root(root, split, cache_dir, csv_dir=roots(data_dir)[0]) \
+            if os.path.isdir(root) else None
+        if data is not None:
+            return data
+    raise UserError(f"no miniImageNet images for split '{split}' under {data_dir}/miniimagenet "
+                    f"(looked for mini-imagenet-cache-{split}.pkl, {split}/<wnid>/*.jpg, "
+                    f"images/*.jpg with {split}.csv, a prepared tfds mini_imagenet); {GET_IMAGES}")
+
+
+def gather_tasks(data: io.SplitImages, meta_batch_size: int, ways: int, per_class: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """uint8 [meta_batch, ways, per_class, 84, 84, 3]: distinct classes in random order (so labels
+    are shuffled per task), distinct images per class, by one vectorised gather."""
+    num_classes = len(data.classes)
+    cls = rng.random((meta_batch_size, num_classes)).argsort(axis=1)[:, :ways]  # [B, W]
+    counts = data.counts[cls]
+    keys = rng.random((meta_batch_size, ways, int(counts.max())))
+    keys[np.arange(keys.shape[-1]) >= counts[..., None]] = 2.0  # padding sorts last
+    offsets = keys.argsort(axis=-1)[..., :per_class]  # [B, W, per_class]
+    return data.images[data.starts[cls][..., None] + offsets]
+
+
+class MiniImageNetSampler:
+    """Loads each split on first use (uint8, about 1.3 GB for all three) and draws tasks from it."""
+
+    problem = "classification"
+    input_shape = io.IMAGE_SHAPE
+
+    def __init__(self, data_dir: str, ways: int, cache_dir: Optional[str] = None):
+        self.data_dir, self.cache_dir = data_dir, cache_dir
+        self.output_dim = ways
+        self._splits: Dict[str, io.SplitImages] = {}
+
+    def split(self, name: str) -> io.SplitImages:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}")
+        if name not in self._splits:
+            data = load_split(self.data_dir, name, self.cache_dir)
+            for other, loaded in self._splits.items():
+                shared = set(data.classes) & set(loaded.classes)
+                if shared:
+                    raise UserError(f"miniImageNet classes {io._names(shared)} are in both the "
+                                    f"{other} and the {name} split: the splits must be disjoint")
+            self._splits[name] = data
+        return self._splits[name]
+
+    def sample(self, split, meta_batch_size, shots, queries, rng) -> Task:
+        data, ways = self.split(split), self.output_dim
+        if ways > len(data.classes):
+            raise UserError(f"the miniImageNet {split} split has {len(data.classes)} classes, "
+                            f"fewer than --num_classes={ways}")
+        if shots + queries > data.counts.min():
+            small = data.classes[int(data.counts.argmin())]
+            raise UserError(f"miniImageNet class {small} ({split}) has {data.counts.min()} images, "
+                            f"fewer than the {shots} + {queries} (support + query) a task needs")
+        x = gather_tasks(data, meta_batch_size, ways, shots + queries, rng)
+        x = np.divide(x, 255.0, dtype=np.float32)  # only this batch is ever float
+        labels = np.broadcast_to(np.arange(ways, dtype=np.int32)[None, :, None],
+                                 x.shape[:3])  # [B, W, per_class]
+
+        def part(a, lo, hi):  # [B, W, P, ...] -> [B, W * (hi - lo), ...], class-major
+            a = a[:, :, lo:hi]
+            return np.ascontiguousarray(a.reshape((a.shape[0], -1) + a.shape[3:]))
+
+        return Task(part(x, 0, shots), part(labels, 0, shots),
+                    part(x, shots, shots + queries), part(labels, shots, shots + queries))
+
+
+def make_sampler(config) -> MiniImageNetSampler:
+    return MiniImageNetSampler(config.data_dir, config.ways, config.cache_dir)
