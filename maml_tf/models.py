@@ -1,5 +1,6 @@
 """Keras builders for the paper's networks and the `Learner` that calls any Keras model statelessly."""
 
+import warnings
 from typing import Callable, Optional, Sequence
 
 import keras
@@ -51,6 +52,7 @@ class Learner:
             raise ValueError(f"inner_mask has {len(mask)} entries for {len(self.variables)} variables")
         self.inner_mask = tuple(bool(m) for m in mask)
         self.training = training
+        _warn_inexact_norms(model)
 
     def weights(self) -> list:
         """The current meta-parameters θ as tensors."""
@@ -99,6 +101,17 @@ class LayerNorm(keras.layers.LayerNormalization):
         if self.beta is not None:
             outputs = outputs + keras.ops.cast(self.beta, outputs.dtype)
         return keras.ops.cast(outputs, self.compute_dtype)
+
+
+def _warn_inexact_norms(model):
+    """Stock Keras norm layers give a slightly wrong second-order meta-gradient (see BatchNorm)."""
+    stock = sorted({type(layer).__name__ for layer in _all_layers(model)
+                    if type(layer) in (keras.layers.BatchNormalization,
+                                       keras.layers.LayerNormalization)})
+    if stock:
+        warnings.warn(f"{', '.join(stock)} in this model: Keras computes its moments with a "
+                      "stop_gradient, so second-order MAML through it is inexact; use "
+                      "maml_tf.models.BatchNorm / LayerNorm instead", stacklevel=3)
 
 
 def _normalization(norm: str) -> Callable[[], Optional[keras.layers.Layer]]:

@@ -27,7 +27,8 @@ class Experiment:
         self.learner = models.Learner(self.model)
         self.loss_fn = loss_for(self.sampler.problem, config.shots)
         self.metric_fns = metrics.make_metrics(self.sampler.problem)
-        self.optimizer = keras.optimizers.Adam(config.meta_lr)
+        # epsilon 1e-8 as TF1's AdamOptimizer in the original (Keras' default is 1e-7).
+        self.optimizer = keras.optimizers.Adam(config.meta_lr, epsilon=1e-8)
         # Built now, not lazily, so a checkpoint restores its slots before the first step.
         self.optimizer.build(self.learner.variables)
         self._curve_fns = {}
@@ -159,8 +160,8 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
     returns the last meta-validation result (or {} if none ran).
     """
     config.validate()
+    exp = Experiment(config)  # loads the data first: a run that cannot start leaves no directory
     os.makedirs(workdir, exist_ok=True)
-    exp = Experiment(config)
     _check_same_run(config, workdir)
     ckpt = Checkpointer(workdir, exp.model, exp.optimizer, config.keep_checkpoints)
     start = ckpt.restore_latest() if resume else 0

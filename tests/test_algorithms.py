@@ -120,7 +120,7 @@ def test_batch_norm_offsets_are_outer_loop_only():
     model = models.conv_net((8, 8, 1), outputs=3, filters=4, seed=1)
     learner = models.Learner(model)
     names = [v.path for v, m in zip(learner.variables, learner.inner_mask) if not m]
-    assert names and all("batch_normalization" in n and n.endswith("beta") for n in names)
+    assert len(names) == 4 and all("batch_norm" in n and n.endswith("beta") for n in names)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(6, 8, 8, 1)).astype("float32"), np.arange(6, dtype="int32") % 3
     loss = metrics.make_xent_over_k(2)
@@ -177,3 +177,15 @@ def test_mean_and_ci95():
     stats = metrics.mean_and_ci95(np.array([[1.0, 2.0], [3.0, 2.0]]))
     np.testing.assert_allclose(stats["mean"], [2.0, 2.0])
     np.testing.assert_allclose(stats["ci95"], [1.96 * 1.0 / np.sqrt(2), 0.0])
+
+
+def test_stock_keras_batch_norm_is_flagged_and_ours_is_not():
+    inp = keras.Input((4,))
+    stock = keras.Model(inp, keras.layers.BatchNormalization()(keras.layers.Dense(3)(inp)))
+    with pytest.warns(UserWarning, match="BatchNormalization in this model"):
+        models.Learner(stock)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        models.Learner(models.conv_net((8, 8, 1), 3, filters=4))
