@@ -3,7 +3,10 @@
 import json
 import os
 import platform
+import subprocess
 import time
+
+import maml_tf
 
 
 def hardware() -> dict:
@@ -23,6 +26,17 @@ def hardware() -> dict:
             "tensorflow": tf.__version__, "python": platform.python_version()}
 
 
+def code_version() -> str:
+    """maml_tf's version, plus the git commit (and '+dirty') when it runs from a checkout."""
+    here = os.path.dirname(os.path.abspath(maml_tf.__file__))
+    try:
+        commit = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty=+dirty"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return maml_tf.__version__ + (f" ({commit})" if commit else "")
+
+
 class SegmentLog:
     """Appends one record per training segment (a start or a resume) to `workdir/runinfo.json`,
     rewritten at every checkpoint so a killed run still accounts for the time it ran."""
@@ -39,7 +53,7 @@ class SegmentLog:
         self.segment = {"start_iteration": start_iteration, "end_iteration": start_iteration,
                         "wall_seconds": 0.0, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                                       time.gmtime()),
-                        "hardware": hardware()}
+                        "code": code_version(), "hardware": hardware()}
         self.info["segments"].append(self.segment)
         self.t0 = time.time()
 
