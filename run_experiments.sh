@@ -61,3 +61,14 @@ report sinusoid-report "$PY" -m maml_tf.sinusoid_report --out "$RESULTS" \
   --maml "$LOGDIR/sine/sinusoid.k10.maml.mbs25.steps1.lr0.01.normNone" \
   --pretrained "$LOGDIR/sine/sinusoid.k10.pretrained.normNone" \
   --commands "$(sed -n '/^# BEGIN sinusoid/,/^# END sinusoid/p' "$0")"
+
+# BEGIN miniimagenet (needs the real images: data/README.md; 60k iterations; 600 test tasks)
+MINI="--datasource=miniimagenet --metatrain_iterations=60000 --update_lr=0.01 --num_updates=5 --num_classes=5 --num_filters=32 --max_pool=True"
+for FO in False True; do
+  run miniimagenet-1shot      $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO
+  run miniimagenet-1shot-test $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO --train=False --test_set=True
+  run miniimagenet-5shot      $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO
+  run miniimagenet-5shot-test $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO --train=False --test_set=True
+done
+# END miniimagenet
+report miniimagenet-speed "$PY" results/time_miniimagenet.py --iterations=15 --print_interval=5
