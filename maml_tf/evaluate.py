@@ -11,6 +11,8 @@ from maml_tf.checkpoints import Checkpointer
 from maml_tf.metrics import mean_and_ci95
 from maml_tf.types import Task
 
+STATS = ("mean", "std", "ci95", "median", "nonfinite")
+
 
 def sample_tasks(sampler, split: str, count: int, shots: int, queries: int, seed: int,
                  first: int = 0) -> Task:
@@ -50,8 +52,7 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None) -
         "num_tasks": config.eval_tasks, "ways": config.ways, "shots": config.eval_shots,
         "queries": config.eval_queries, "inner_lr": config.eval_inner_lr,
         "steps": list(range(config.eval_inner_steps + 1)), "eval_seed": config.eval_seed,
-        "metrics": {k: {s: np.asarray(v[s]).tolist() for s in ("mean", "std", "ci95")}
-                    for k, v in stats.items()},
+        "metrics": {k: {s: np.asarray(v[s]).tolist() for s in STATS} for k, v in stats.items()},
     }
     stem = os.path.join(workdir, f"eval_{config.eval_split}_shots{config.eval_shots}"
                                  f"_lr{config.eval_inner_lr:g}_iter{restored}")
@@ -66,8 +67,7 @@ def write_result(stem: str, result: Dict):
     names = sorted(result["metrics"])
     with open(stem + ".csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["step"] + [f"{n}_{s}" for n in names for s in ("mean", "std", "ci95")])
+        writer.writerow(["step"] + [f"{n}_{s}" for n in names for s in STATS])
         for i, step in enumerate(result["steps"]):
-            writer.writerow([step] + [result["metrics"][n][s][i] for n in names
-                                      for s in ("mean", "std", "ci95")])
+            writer.writerow([step] + [result["metrics"][n][s][i] for n in names for s in STATS])
     print(f"wrote {stem}.json and .csv", flush=True)

@@ -42,8 +42,15 @@ def make_metrics(problem: str) -> Dict[str, Callable]:
 
 
 def mean_and_ci95(values) -> Dict[str, float]:
-    """Mean, standard deviation and the 95% half-width 1.96·std/√n over the first axis, as the paper."""
+    """Mean, standard deviation and the 95% half-width 1.96·std/√n over the first axis, as the paper.
+
+    Also the median and the count of non-finite values: one diverging task makes the mean
+    infinite, and a report should say so rather than hide it.
+    """
     values = np.asarray(values, dtype=np.float64)
     n = values.shape[0]
-    std = values.std(axis=0)
-    return {"mean": values.mean(axis=0), "std": std, "ci95": 1.96 * std / np.sqrt(n), "n": n}
+    with np.errstate(invalid="ignore", over="ignore"):
+        std = values.std(axis=0)
+    return {"mean": values.mean(axis=0), "std": std, "ci95": 1.96 * std / np.sqrt(n),
+            "median": np.median(values, axis=0),
+            "nonfinite": np.sum(~np.isfinite(values), axis=0), "n": n}

@@ -177,6 +177,8 @@ def test_mean_and_ci95():
     stats = metrics.mean_and_ci95(np.array([[1.0, 2.0], [3.0, 2.0]]))
     np.testing.assert_allclose(stats["mean"], [2.0, 2.0])
     np.testing.assert_allclose(stats["ci95"], [1.96 * 1.0 / np.sqrt(2), 0.0])
+    diverged = metrics.mean_and_ci95(np.array([1.0, 2.0, np.inf]))
+    assert diverged["mean"] == np.inf and diverged["median"] == 2.0 and diverged["nonfinite"] == 1
 
 
 def test_stock_keras_batch_norm_is_flagged_and_ours_is_not():

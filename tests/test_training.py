@@ -67,7 +67,7 @@ def test_main_checkpoints_resumes_and_evaluates(tmp_path):
     assert result["num_tasks"] == 20 and result["steps"] == [0, 1, 2, 3]
     assert len(result["metrics"]["loss"]["ci95"]) == 4
     csv_rows = open(rundir / "eval_test_shots5_lr0.001_iter30.csv").read().splitlines()
-    assert csv_rows[0].startswith("step,loss_mean") and len(csv_rows) == 5
+    assert csv_rows[0] == "step,loss_mean,loss_std,loss_ci95,loss_median,loss_nonfinite" and len(csv_rows) == 5
 
 
 def test_each_baseline_gets_its_own_run_directory(tmp_path):
