@@ -14,6 +14,7 @@ import numpy as np
 PAPER = {"maml": {1: 0.67, 5: 0.38, 10: 0.35}, "pretrained": {1: 2.41, 5: 2.23, 10: 2.19}}
 STEPS_SHOWN = (1, 5, 10)
 LABELS = {"maml": "MAML", "pretrained": "pretrained"}
+Y_MAX = 4.0  # Figure 3's scale; a mean above it (a diverging task) is left off the plot
 
 
 def load_evals(run_dir: str):
@@ -77,14 +78,20 @@ def figure_steps(evals, path):
     shots = sorted({k for per_run in evals.values() for k, _ in per_run})
     fig, axes = plt.subplots(1, len(shots), figsize=(5 * len(shots), 3.5), squeeze=False)
     for ax, k in zip(axes[0], shots):
+        off_scale = False
         for name, per_run in evals.items():
             for (ks, lr), r in sorted(per_run.items()):
                 if ks != k:
                     continue
                 m = r["metrics"]["loss"]
-                ax.errorbar(r["steps"], m["mean"], yerr=m["ci95"], capsize=2,
-                            label=f"{LABELS[name]}, step={lr:g}")
-        ax.set(title=f"K={k}", xlabel="number of gradient steps", ylabel="mean squared error")
+                mean = np.asarray(m["mean"], dtype=float)
+                off_scale |= bool(np.any(~(mean <= Y_MAX)))
+                line = ax.errorbar(r["steps"], np.where(mean <= Y_MAX, mean, np.nan),
+                                   yerr=m["ci95"], capsize=2, label=f"{LABELS[name]}, step={lr:g}")
+                ax.plot(r["steps"], m["median"], "--", color=line[0].get_color(), alpha=0.6)
+        title = f"K={k}: mean ± 95% CI (solid), median (dashed)"
+        ax.set(title=title + ("\nmeans off-scale where a task diverges" if off_scale else ""),
+               xlabel="number of gradient steps", ylabel="mean squared error", ylim=(0, Y_MAX))
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
