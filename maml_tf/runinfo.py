@@ -55,11 +55,14 @@ class SegmentLog:
                                                                       time.gmtime()),
                         "code": code_version(), "hardware": hardware()}
         self.info["segments"].append(self.segment)
-        self.t0 = time.time()
+        self.t0, self.load_samples = time.time(), []
 
     def update(self, iteration: int):
         self.segment["end_iteration"] = iteration
         self.segment["wall_seconds"] = round(time.time() - self.t0, 1)
+        # Other processes' load explains a slow segment: keep the mean 1-minute load average.
+        self.load_samples.append(os.getloadavg()[0])
+        self.segment["mean_loadavg"] = round(sum(self.load_samples) / len(self.load_samples), 2)
         self.info["iterations"] = iteration
         self.info["wall_seconds"] = round(sum(s["wall_seconds"] for s in self.info["segments"]), 1)
         with open(self.path, "w") as f:

@@ -173,7 +173,9 @@ at test time with the step size in the table (0.01 and 0.02 are both shown).
 ![fitted curves](sinusoid_fitted_curves.png)
 
 Hardware: {hw[cpu]}, {hw[cores]} cores, {hw[memory_gib]} GiB, GPUs: {hw[gpus]}; TensorFlow
-{hw[tensorflow]}, Python {hw[python]}. Wall time is training only (from each run's runinfo.json).
+{hw[tensorflow]}, Python {hw[python]}. Wall time is training only (from each run's runinfo.json,
+which also records the machine's mean load average while the run trained: the runs above shared
+the 2 cores with other jobs, so their wall times are upper bounds).
 
 ## Commands
 
