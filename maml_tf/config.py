@@ -48,6 +48,9 @@ class Config:
     keep_checkpoints: int = 3
     log: bool = True  # TensorBoard summaries
     data_dir: str = "data"
+    data_source: str = "files"  # "files" (the official archives under data_dir) or "tfds"
+    omniglot_split: str = "random"  # "random" (the original's), "alphabets", "within_alphabet"
+    omniglot_resize: str = "original"  # "original" (what its Pillow call produced) or "lanczos"
     cache_dir: Optional[str] = None
 
     @property
@@ -80,6 +83,12 @@ class Config:
             raise UserError(f"unknown norm {self.norm!r}: use one of {NORMS}")
         if self.eval_split not in ("val", "test"):
             raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
+        choices = {"data_source": ("files", "tfds"),
+                   "omniglot_split": ("random", "alphabets", "within_alphabet"),
+                   "omniglot_resize": ("original", "lanczos")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
         if self.oracle and self.dataset != "sinusoid":
             raise UserError("the oracle baseline exists for sinusoid only")
         return self
@@ -94,7 +103,7 @@ class Config:
 # Fields that change what a checkpoint means: resuming a run with other values is refused.
 IDENTITY_FIELDS = ("dataset", "ways", "shots", "meta_batch_size", "inner_steps", "inner_lr",
                    "first_order", "algorithm", "oracle", "norm", "num_filters", "conv",
-                   "max_pool", "pretrain_iterations")
+                   "max_pool", "pretrain_iterations", "omniglot_split", "omniglot_resize")
 
 
 def run_name(config: Config) -> str:
@@ -117,4 +126,8 @@ def run_name(config: Config) -> str:
             parts.append("maxpool")
     if config.norm != "batch_norm":
         parts.append(f"norm{config.norm}")
+    if config.dataset == "omniglot" and config.omniglot_split != "random":
+        parts.append(config.omniglot_split)
+    if config.dataset == "omniglot" and config.omniglot_resize != "original":
+        parts.append(config.omniglot_resize)
     return ".".join(parts)
