@@ -1,6 +1,7 @@
 """The frozen experiment configuration, built once (from flags in `main`, directly in tests)."""
 
 import dataclasses
+import importlib
 import json
 from typing import Optional
 
@@ -77,6 +78,9 @@ class Config:
         if self.dataset not in DATASETS:
             raise UserError(f"unknown datasource {self.dataset!r}: choose one of "
                             f"{', '.join(sorted(DATASETS))}")
+        module = importlib.import_module(DATASETS[self.dataset])
+        if hasattr(module, "check_config"):  # the dataset's own limits, before TensorFlow loads
+            module.check_config(self)
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"unknown algorithm {self.algorithm!r}: use one of {ALGORITHMS}")
         if self.norm not in NORMS:

@@ -4,6 +4,7 @@ The prepared array (see `omniglot_data`) stays in memory as uint8; a task batch 
 vectorised NumPy gathers, so sampling costs a small fraction of a meta-step.
 """
 
+import os
 from typing import Dict, List, NamedTuple
 
 import numpy as np
@@ -132,13 +133,20 @@ def make_groups(data, split_name: str) -> Dict[str, List[np.ndarray]]:
     return {s: [getattr(splits, s)] for s in Splits._fields}
 
 
+def check_config(config):
+    """The checks that need no data (called by `Config.validate`, so before TensorFlow loads)."""
+    if config.omniglot_split not in SPLITS:
+        raise UserError(f"unknown omniglot split {config.omniglot_split!r}: use one of {', '.join(SPLITS)}")
+    check_task_size(config)
+    if config.omniglot_split == "random":
+        check_ways({s: [np.empty(n)] for s, n in SPLIT_SIZES.items()}, config.ways, "random")
+    if config.data_source == "files":
+        omniglot_data.check_files(os.path.join(config.data_dir, "omniglot"))
+
+
 def make_sampler(config) -> OmniglotSampler:
     split_name = config.omniglot_split
-    if split_name not in SPLITS:
-        raise UserError(f"unknown omniglot split {split_name!r}: use one of {', '.join(SPLITS)}")
-    check_task_size(config)
-    if split_name == "random":  # sizes known without the data: fail before preparing it
-        check_ways({s: [np.empty(n)] for s, n in SPLIT_SIZES.items()}, config.ways, split_name)
+    check_config(config)
     data = omniglot_data.load(config.data_dir, config.cache_dir, config.data_source,
                               config.omniglot_resize)
     groups = make_groups(data, split_name)
