@@ -274,3 +274,28 @@ def test_short_meta_training_learns_5way_1shot(cache_dir, tmp_path):
     result = train.train_and_evaluate(config, str(tmp_path / "run"))
     pre, post = result["accuracy"][0], result["accuracy"][1]
     assert post > 0.45 and post > pre + 0.15, result["accuracy"]
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+class _Images:
+    problem, input_shape, output_dim = "classification", (28, 28, 1), 5
+
+
+def test_networks_are_the_originals():
+    from maml_tf import models
+
+    fc = models.build_model(Config(dataset="omniglot", conv=False), _Images)
+    kernels = [v for v in fc.trainable_variables if v.path.endswith("kernel")]
+    assert [tuple(v.shape) for v in kernels] == [(784, 256), (256, 128), (128, 64), (64, 64), (64, 5)]
+    # tf.truncated_normal(stddev=0.01) as the original: std 0.0088 after truncation at 2 sigma.
+    assert all(0.0080 < np.std(v.numpy()) < 0.0096 for v in kernels)
+    offsets = [v for v in fc.trainable_variables if "batch_norm" in v.path]
+    assert len(offsets) == 4 and all("beta" in v.path for v in offsets)  # offset, no scale
+    assert sum(models.Learner(fc).inner_mask) == 10  # norm offsets are outer-loop only
+    conv = models.build_model(Config(dataset="omniglot"), _Images)
+    kernels = [v for v in conv.trainable_variables if v.path.endswith("kernel")]
+    assert [tuple(v.shape) for v in kernels] == [(3, 3, 1, 64)] + [(3, 3, 64, 64)] * 3 + [(64, 5)]
+    assert 0.8 < np.std(kernels[-1].numpy()) < 1.2  # the original's N(0, 1) head
+    assert conv(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 5)
