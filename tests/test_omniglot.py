@@ -251,6 +251,22 @@ def test_truncated_zip_is_reported(tmp_path):
     assert "images_background.zip is not a readable zip" in line and "truncated" in line
 
 
+def test_damage_inside_a_zip_is_reported(small_zips, tmp_path):
+    import shutil
+
+    from maml_tf.errors import UserError
+
+    os.makedirs(tmp_path / "omniglot")
+    for name in omniglot_data.ZIPS:
+        shutil.copy(os.path.join(small_zips, "omniglot", name), tmp_path / "omniglot" / name)
+    path = tmp_path / "omniglot" / "images_evaluation.zip"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 3:len(raw) // 3 + 64] = bytes(64)  # zeros over some image data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="images_evaluation.zip"):
+        omniglot_data.load(str(tmp_path), str(tmp_path / "cache"))
+
+
 @pytest.mark.parametrize("flags, expected", [
     (["--num_classes=101"], "--num_classes=101 is larger than the omniglot val split (100"),
     (["--update_batch_size=11"], "omniglot has 20 drawings per character"),
@@ -299,3 +315,14 @@ def test_networks_are_the_originals():
     assert [tuple(v.shape) for v in kernels] == [(3, 3, 1, 64)] + [(3, 3, 64, 64)] * 3 + [(64, 5)]
     assert 0.8 < np.std(kernels[-1].numpy()) < 1.2  # the original's N(0, 1) head
     assert conv(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 5)
+
+
+@needs_data
+def test_within_alphabet_tasks_stay_in_one_alphabet(data, cache_dir):
+    sampler = omniglot.make_sampler(_config(cache_dir, ways=20, omniglot_split="within_alphabet"))
+    for split in ("train", "val", "test"):
+        classes = sampler._classes(split, 40, np.random.default_rng(0))
+        alphabets = data.alphabet[classes]
+        assert np.all(alphabets == alphabets[:, :1]) and len(np.unique(alphabets[:, 0])) > 1
+        assert all(len(set(row)) == 20 for row in classes)
+    assert not set(data.alphabet[data.background]) & set(data.alphabet[classes.ravel()])  # test split

@@ -103,7 +103,7 @@ def read_zips(directory: str) -> Dict[int, Tuple[str, bool, List[np.ndarray]]]:
     for name in ZIPS:
         path = os.path.join(directory, name)
         try:
-            with zipfile.ZipFile(path) as archive:
+            with _open_zip(path) as archive:
                 for info in archive.infolist():
                     match = _PNG.match(info.filename)
                     if not match:
@@ -153,10 +153,21 @@ def _array_checksum(data: Omniglot) -> str:
 
 
 def check_files(directory: str):
-    """UserError naming the missing zips and where to get them."""
+    """UserError naming the missing zips and where to get them, or a truncated one (no central
+    directory: cheap to see). Damage inside a zip shows up when the images are read."""
     missing = [name for name in ZIPS if not os.path.isfile(os.path.join(directory, name))]
     if missing:
         raise UserError(f"no {' or '.join(missing)} in {directory}: {WHERE}")
+    for name in ZIPS:
+        _open_zip(os.path.join(directory, name)).close()
+
+
+def _open_zip(path: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise UserError(f"{path} is not a readable zip ({err}): truncated or corrupt? "
+                        f"Download it again: {WHERE}") from err
 
 
 def cache_key(source: str, directory: str, mode: str) -> Dict:
