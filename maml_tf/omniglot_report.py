@@ -30,16 +30,22 @@ def hardware() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{os.cpu_count()} cores of {cpu}, no GPU"
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        memory = float("nan")
+    return f"{os.cpu_count()} cores of {cpu}, {memory:.0f} GiB RAM, no GPU (TensorFlow CPU)"
 
 
 def wall_time_hours(run_dir: str) -> Optional[float]:
     """Training time summed over the run's TensorBoard event files (one per start or resume)."""
-    from tensorflow.compat.v1 import train as v1_train
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
 
     total = 0.0
     for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
-        times = [event.wall_time for event in v1_train.summary_iterator(path)]
+        times = [event_pb2.Event.FromString(raw.numpy()).wall_time
+                 for raw in tf.data.TFRecordDataset(path)]
         if len(times) > 1:
             total += max(times) - min(times)
     return total / 3600 if total else None
@@ -136,7 +142,8 @@ def plot(rows: List[Dict], path: str):
     ax.set_ylabel("meta-validation accuracy (%)")
     ax.set_title("Omniglot MAML (dotted: the paper's test accuracy)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
