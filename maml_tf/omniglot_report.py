@@ -37,15 +37,16 @@ def hardware() -> str:
     return f"{os.cpu_count()} cores of {cpu}, {memory:.0f} GiB RAM, no GPU (TensorFlow CPU)"
 
 
-def wall_time_hours(run_dir: str) -> Optional[float]:
-    """Training time summed over the run's TensorBoard event files (one per start or resume)."""
+def wall_time_hours(run_dir: str, until: int) -> Optional[float]:
+    """Training time up to iteration `until`, summed over the run's TensorBoard event files (one
+    per start or resume); the run may still be going."""
     import tensorflow as tf
     from tensorflow.core.util import event_pb2
 
     total = 0.0
     for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
-        times = [event_pb2.Event.FromString(raw.numpy()).wall_time
-                 for raw in tf.data.TFRecordDataset(path)]
+        events = [event_pb2.Event.FromString(raw.numpy()) for raw in tf.data.TFRecordDataset(path)]
+        times = [e.wall_time for e in events if e.step <= until]
         if len(times) > 1:
             total += max(times) - min(times)
     return total / 3600 if total else None
@@ -79,7 +80,8 @@ def collect(logdirs: List[str]) -> List[Dict]:
             acc = evaluation["metrics"]["accuracy"]
             row.update(status="cut short" if evaluation["iteration"] < PAPER_ITERATIONS else "complete",
                        run_dir=run_dir, iterations=evaluation["iteration"],
-                       wall_time_hours=wall_time_hours(run_dir), num_tasks=evaluation["num_tasks"],
+                       wall_time_hours=wall_time_hours(run_dir, evaluation["iteration"]),
+                       num_tasks=evaluation["num_tasks"],
                        accuracy={"mean": 100 * acc["mean"][steps], "ci95": 100 * acc["ci95"][steps]},
                        accuracy_by_step={"mean": [100 * m for m in acc["mean"]],
                                          "ci95": [100 * c for c in acc["ci95"]]})
