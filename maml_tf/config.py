@@ -1,6 +1,7 @@
 """The frozen experiment configuration, built once (from flags in `main`, directly in tests)."""
 
 import dataclasses
+import importlib
 import json
 from typing import Optional
 
@@ -48,6 +49,9 @@ class Config:
     keep_checkpoints: int = 3
     log: bool = True  # TensorBoard summaries
     data_dir: str = "data"
+    data_source: str = "files"  # "files" (the official archives under data_dir) or "tfds"
+    omniglot_split: str = "random"  # "random" (the original's), "alphabets", "within_alphabet"
+    omniglot_resize: str = "original"  # "original" (what its Pillow call produced) or "lanczos"
     cache_dir: Optional[str] = None
 
     @property
@@ -74,12 +78,21 @@ class Config:
         if self.dataset not in DATASETS:
             raise UserError(f"unknown datasource {self.dataset!r}: choose one of "
                             f"{', '.join(sorted(DATASETS))}")
+        module = importlib.import_module(DATASETS[self.dataset])
+        if hasattr(module, "check_config"):  # the dataset's own limits, before TensorFlow loads
+            module.check_config(self)
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"unknown algorithm {self.algorithm!r}: use one of {ALGORITHMS}")
         if self.norm not in NORMS:
             raise UserError(f"unknown norm {self.norm!r}: use one of {NORMS}")
         if self.eval_split not in ("val", "test"):
             raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
+        choices = {"data_source": ("files", "tfds"),
+                   "omniglot_split": ("random", "alphabets", "within_alphabet"),
+                   "omniglot_resize": ("original", "lanczos")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
         if self.oracle and self.dataset != "sinusoid":
             raise UserError("the oracle baseline exists for sinusoid only")
         return self
@@ -94,7 +107,7 @@ class Config:
 # Fields that change what a checkpoint means: resuming a run with other values is refused.
 IDENTITY_FIELDS = ("dataset", "ways", "shots", "meta_batch_size", "inner_steps", "inner_lr",
                    "first_order", "algorithm", "oracle", "norm", "num_filters", "conv",
-                   "max_pool", "pretrain_iterations")
+                   "max_pool", "pretrain_iterations", "omniglot_split", "omniglot_resize")
 
 
 def run_name(config: Config) -> str:
@@ -117,4 +130,8 @@ def run_name(config: Config) -> str:
             parts.append("maxpool")
     if config.norm != "batch_norm":
         parts.append(f"norm{config.norm}")
+    if config.dataset == "omniglot" and config.omniglot_split != "random":
+        parts.append(config.omniglot_split)
+    if config.dataset == "omniglot" and config.omniglot_resize != "original":
+        parts.append(config.omniglot_resize)
     return ".".join(parts)

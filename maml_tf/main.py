@@ -51,6 +51,9 @@ flags.DEFINE_float("grad_clip", -1, "clip meta-gradients to +-this (0: off; -1: 
 flags.DEFINE_string("run_name", None, "run directory under --logdir (default: built from the run's settings)")
 flags.DEFINE_string("data_dir", None, f"dataset root (default: ${DATA_ENV}, else ./data)")
 flags.DEFINE_string("cache_dir", None, f"writable cache for prepared data (default: ${CACHE_ENV}, else ~/.cache/maml_tf)")
+flags.DEFINE_enum("data_source", "files", ["files", "tfds"], "files: the official archives under --data_dir; tfds: tensorflow-datasets (omniglot)")
+flags.DEFINE_enum("omniglot_split", "random", ["random", "alphabets", "within_alphabet"], "random: the original's seeded 1100/100/423 characters; alphabets: background alphabets train, evaluation alphabets test; within_alphabet: the same, each task from one alphabet")
+flags.DEFINE_enum("omniglot_resize", "original", ["original", "lanczos"], "original: the pixels the original's Pillow call produced (nearest, binary); lanczos: a real Lanczos resize")
 FLAGS = flags.FLAGS
 
 
@@ -77,7 +80,8 @@ def config_from_flags(f) -> Config:
         eval_split="test" if f.test_set else "val", val_interval=f.val_interval,
         val_tasks=f.num_val_tasks, checkpoint_interval=f.checkpoint_interval,
         print_interval=f.print_interval, log=f.log,
-        data_dir=f.data_dir or os.environ.get(DATA_ENV) or "data",
+        data_dir=f.data_dir or os.environ.get(DATA_ENV) or "data", data_source=f.data_source,
+        omniglot_split=f.omniglot_split, omniglot_resize=f.omniglot_resize,
         cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)
         or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
 
