@@ -70,7 +70,7 @@ def _parse_set(items):
 
 def print_table(rows):
     print(f"\n{'bench / who':56s} {'step median (min-max) s':>26s} {'sample s':>9s} {'total s':>8s} "
-          f"{'1st call s':>10s} {'RSS MiB':>8s} {'GFLOP/s':>8s} {'others':>6s}")
+          f"{'1st call s':>10s} {'RSS MiB':>8s} {'GFLOP/s':>8s} {'CPU s/it':>8s} {'others':>6s}")
     for r in rows:
         if "error" in r:
             print(f"{r.get('bench', '?') + ' / ' + r['who']:56s} ERROR {r['error'][-200:]!r}")
@@ -79,11 +79,13 @@ def print_table(rows):
             print(f"{r['bench'] + ' / ' + r['who']:56s} {s['median']:9.4f} ({s['min']:.4f}-{s['max']:.4f})"
                   f" {r['sample_s']['median']:9.4f} {r['total_s']['median']:8.4f} "
                   f"{r['trace_s'] + r['first_call_s']:10.2f} {r['peak_rss_mib']:8.0f} "
-                  f"{r['gflops_per_s']:8.1f} {r['other_procs_cores_used']:6.2f}")
+                  f"{r['gflops_per_s']:8.1f} {r['cpu_s_per_iter']:8.3f} "
+                  f"{r['other_procs_cores_used']:6.2f}")
         else:
             print(f"{r['bench'] + ' / ' + r['who']:56s} {r['sec_per_iter_median']:9.4f} "
                   f"({r['sec_per_iter_min']:.4f}-{r['sec_per_iter_max']:.4f}) {'':9s} {'':8s} "
                   f"{r['warmup_total_s']:10.2f} {r['peak_rss_mib']:8.0f} {'':8s} "
+                  f"{r['self_cores_used'] * r['sec_per_iter_median']:8.3f} "
                   f"{r.get('other_procs_cores_used', 0):6.2f}")
 
 
@@ -116,8 +118,15 @@ def main(argv=None):
     p.add_argument("--peers", default=None, help="peers directory: also time the fastest peers, "
                                                  "interleaved with maml_tf, in the same run")
     p.add_argument("--out", default=None, help="append the JSON lines to this file")
+    p.add_argument("--report", nargs="+", default=None,
+                   help="only print the tables of earlier --out files (JSON lines)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.report:
+        rows = [json.loads(line) for path in args.report for line in open(path) if line.strip()]
+        print_table(rows)
+        print_ratios(rows)
+        return
     if args.child:
         print(json.dumps(measure(args.child, _parse_set(args.set), args.warmup, args.iters,
                                  args.max_seconds)), flush=True)
