@@ -51,7 +51,7 @@ class Config:
     data_dir: str = "data"
     cache_dir: Optional[str] = None
     # Speed only: the maths and the results do not depend on these (results/performance.md).
-    onednn: str = "auto"  # CPU kernels: "on" oneDNN, "off" Eigen, "auto" Eigen for strided conv nets
+    onednn: str = "auto"  # CPU kernels: "on" oneDNN, "off" Eigen, "auto": Eigen for tiny batches
     jit_compile: bool = False  # XLA-compile the meta-step: for GPUs (~10x slower on CPU)
 
     @property

@@ -52,7 +52,7 @@ flags.DEFINE_float("grad_clip", -1, "clip meta-gradients to +-this (0: off; -1: 
 flags.DEFINE_string("run_name", None, "run directory under --logdir (default: built from the run's settings)")
 flags.DEFINE_string("data_dir", None, f"dataset root (default: ${DATA_ENV}, else ./data)")
 flags.DEFINE_string("cache_dir", None, f"writable cache for prepared data (default: ${CACHE_ENV}, else ~/.cache/maml_tf)")
-flags.DEFINE_enum("onednn", "auto", ["auto", "on", "off"], "CPU kernels: oneDNN (on) or Eigen (off); auto: Eigen for the strided conv net (Omniglot), where it is faster, else oneDNN")
+flags.DEFINE_enum("onednn", "auto", ["auto", "on", "off"], "CPU kernels: oneDNN (on) or Eigen (off); auto: Eigen when a conv call sees <= 10 images without max-pool (Omniglot 5-way 1-query), where it is faster, else oneDNN")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the meta-step (for GPUs; on CPU it is ~10x slower)")
 FLAGS = flags.FLAGS
 

@@ -72,6 +72,8 @@ def test_auto_kernels_follow_the_measured_split():
     omniglot = bench_step.make_config("omniglot_5w1s_q1_o2", {})
     mini = bench_step.make_config("miniimagenet_5w1s_o2", {})
     assert not runtime.use_onednn(omniglot) and runtime.use_onednn(mini)
+    assert runtime.use_onednn(bench_step.make_config("omniglot_20w1s_q1_o2", {}))
+    assert runtime.use_onednn(bench_step.make_config("omniglot_5w1s_q15_o2", {}))
     assert runtime.use_onednn(omniglot.replace(onednn="on"))
     assert not runtime.use_onednn(mini.replace(onednn="off"))
 
