@@ -9,6 +9,7 @@ from maml_tf.errors import UserError
 
 ALGORITHMS = ("maml", "reptile")
 NORMS = ("batch_norm", "layer_norm", "None")
+ONEDNN = ("auto", "on", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,9 @@ class Config:
     omniglot_split: str = "random"  # "random" (the original's), "alphabets", "within_alphabet"
     omniglot_resize: str = "original"  # "original" (what its Pillow call produced) or "lanczos"
     cache_dir: Optional[str] = None
+    # Speed only: the maths and the results do not depend on these (results/performance.md).
+    onednn: str = "auto"  # CPU kernels: "on" oneDNN, "off" Eigen, "auto": Eigen for tiny batches
+    jit_compile: bool = False  # XLA-compile the meta-step: for GPUs (~10x slower on CPU)
 
     @property
     def total_iterations(self) -> int:
@@ -85,6 +89,8 @@ class Config:
             raise UserError(f"unknown algorithm {self.algorithm!r}: use one of {ALGORITHMS}")
         if self.norm not in NORMS:
             raise UserError(f"unknown norm {self.norm!r}: use one of {NORMS}")
+        if self.onednn not in ONEDNN:
+            raise UserError(f"onednn must be one of {ONEDNN}, got {self.onednn!r}")
         if self.eval_split not in ("val", "test"):
             raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
         choices = {"data_source": ("files", "tfds"),

@@ -7,6 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ info
 
 from absl import app, flags, logging  # noqa: E402
 
+from maml_tf import runtime  # noqa: E402
 from maml_tf.config import Config, run_name  # noqa: E402
 from maml_tf.errors import UserError  # noqa: E402
 
@@ -54,6 +55,8 @@ flags.DEFINE_string("cache_dir", None, f"writable cache for prepared data (defau
 flags.DEFINE_enum("data_source", "files", ["files", "tfds"], "files: the official archives under --data_dir; tfds: tensorflow-datasets (omniglot)")
 flags.DEFINE_enum("omniglot_split", "random", ["random", "alphabets", "within_alphabet"], "random: the original's seeded 1100/100/423 characters; alphabets: background alphabets train, evaluation alphabets test; within_alphabet: the same, each task from one alphabet")
 flags.DEFINE_enum("omniglot_resize", "original", ["original", "lanczos"], "original: the pixels the original's Pillow call produced (nearest, binary); lanczos: a real Lanczos resize")
+flags.DEFINE_enum("onednn", "auto", ["auto", "on", "off"], "CPU kernels: oneDNN (on) or Eigen (off); auto: Eigen when a conv call sees <= 10 images without max-pool (Omniglot 5-way 1-query), where it is faster, else oneDNN")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the meta-step (for GPUs; on CPU it is ~10x slower)")
 FLAGS = flags.FLAGS
 
 
@@ -79,7 +82,7 @@ def config_from_flags(f) -> Config:
         seed=f.seed, eval_seed=f.eval_seed, eval_tasks=f.num_test_tasks,
         eval_split="test" if f.test_set else "val", val_interval=f.val_interval,
         val_tasks=f.num_val_tasks, checkpoint_interval=f.checkpoint_interval,
-        print_interval=f.print_interval, log=f.log,
+        print_interval=f.print_interval, log=f.log, onednn=f.onednn, jit_compile=f.jit_compile,
         data_dir=f.data_dir or os.environ.get(DATA_ENV) or "data", data_source=f.data_source,
         omniglot_split=f.omniglot_split, omniglot_resize=f.omniglot_resize,
         cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)
@@ -92,6 +95,7 @@ def main(argv):
     try:
         config = config_from_flags(FLAGS).validate()
         workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or run_name(config))
+        runtime.configure(config)  # before TensorFlow loads
         import tensorflow as tf
 
         from maml_tf import evaluate, train  # TensorFlow loads only once the flags are good

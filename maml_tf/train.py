@@ -20,9 +20,10 @@ from maml_tf.types import Task
 class Experiment:
     """The pieces of a run built from a config: sampler, learner, loss, optimizer."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, sampler=None):
         self.config = config
-        self.sampler = datasets.get_sampler(config)
+        # `sampler`: any TaskSampler in place of the configured data set (the benchmark's).
+        self.sampler = sampler or datasets.get_sampler(config)
         self.model = models.build_model(config, self.sampler)
         self.learner = models.Learner(self.model)
         self.loss_fn = loss_for(self.sampler.problem, config.shots)
@@ -64,7 +65,8 @@ class Experiment:
         meta_grads = (algorithms.reptile_meta_grads if c.algorithm == "reptile" else
                       lambda *a, **k: algorithms.maml_meta_grads(*a, first_order=c.first_order, **k))
 
-        @tf.function(input_signature=[self.task_signature(c.shots, c.queries)])
+        @tf.function(input_signature=[self.task_signature(c.shots, c.queries)],
+                     jit_compile=c.jit_compile)
         def train_step(tasks):
             grads, step_metrics = meta_grads(learner, self.loss_fn, learner.weights(), tasks,
                                              c.inner_lr, inner_steps, metric_fns=self.metric_fns)
