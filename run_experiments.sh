@@ -72,3 +72,6 @@ for FO in False True; do
 done
 # END miniimagenet
 report miniimagenet-speed "$PY" results/time_miniimagenet.py --iterations=15 --print_interval=5
+
+# Speed: the real meta-step on synthetic tasks, beside the PyTorch/JAX peers (bash ../shared/peers/setup.sh first)
+report benchmark "$PY" -m maml_tf.benchmark --peers ../shared/peers --compare onednn=on --compare onednn=off --repeats 2 --out "$LOGDIR/benchmark.jsonl"
