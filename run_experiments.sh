@@ -71,7 +71,7 @@ for FO in False True; do
   run miniimagenet-5shot-test $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO --train=False --test_set=True
 done
 # END miniimagenet
-report miniimagenet-speed "$PY" results/time_miniimagenet.py --iterations=15 --print_interval=5
+[ "$QUICK" = 1 ] || report miniimagenet-speed "$PY" results/time_miniimagenet.py --iterations=15 --print_interval=5
 
 # Speed: the real meta-step on synthetic tasks, beside the PyTorch/JAX peers (bash ../shared/peers/setup.sh first)
-report benchmark "$PY" -m maml_tf.benchmark --peers ../shared/peers --compare onednn=on --compare onednn=off --repeats 2 --out "$LOGDIR/benchmark.jsonl"
+[ "$QUICK" = 1 ] || report benchmark "$PY" -m maml_tf.benchmark --peers ../shared/peers --compare onednn=on --compare onednn=off --repeats 2 --out "$LOGDIR/benchmark.jsonl"
