@@ -13,7 +13,7 @@ from maml_tf.errors import UserError  # noqa: E402
 DATA_ENV, CACHE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR"
 
 # The original's flags, names, defaults and meanings.
-flags.DEFINE_string("datasource", "sinusoid", "sinusoid, omniglot or miniimagenet")
+flags.DEFINE_string("datasource", "sinusoid", "sinusoid, omniglot, miniimagenet or 2dnavigation (RL)")
 flags.DEFINE_integer("num_classes", 5, "number of classes per task (N-way classification)")
 flags.DEFINE_string("baseline", None, "'oracle' (sinusoid: the network is told amplitude and phase), or None")
 flags.DEFINE_integer("pretrain_iterations", 0, "iterations of joint training on all tasks (the pretrained baseline)")
@@ -51,7 +51,18 @@ flags.DEFINE_float("grad_clip", -1, "clip meta-gradients to +-this (0: off; -1: 
 flags.DEFINE_string("run_name", None, "run directory under --logdir (default: built from the run's settings)")
 flags.DEFINE_string("data_dir", None, f"dataset root (default: ${DATA_ENV}, else ./data)")
 flags.DEFINE_string("cache_dir", None, f"writable cache for prepared data (default: ${CACHE_ENV}, else ~/.cache/maml_tf)")
+# Reinforcement learning (--datasource=2dnavigation), names as the paper's RL code.
+flags.DEFINE_integer("fast_batch_size", 20, "RL: trajectories per task for each policy-gradient step")
+flags.DEFINE_integer("max_path_length", 100, "RL: horizon (steps per trajectory)")
+flags.DEFINE_float("discount", 0.99, "RL: discount of the returns")
+flags.DEFINE_float("max_kl", 0.01, "RL: TRPO's KL limit per meta-update")
+flags.DEFINE_integer("cg_iters", 10, "RL: conjugate-gradient iterations per TRPO step")
+flags.DEFINE_float("later_update_lr", 0.05, "RL: step size of test-time steps after the first (--update_lr)")
 FLAGS = flags.FLAGS
+# RL defaults for the shared flags when not given (the paper's 2D navigation settings).
+RL_DEFAULTS = dict(update_lr=0.1, meta_batch_size=20, metatrain_iterations=500, num_test_tasks=40,
+                   test_num_updates=3, checkpoint_interval=10, print_interval=1, val_interval=25,
+                   num_val_tasks=40)
 
 
 def config_from_flags(f) -> Config:
@@ -82,10 +93,43 @@ def config_from_flags(f) -> Config:
         or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
 
 
+def rl_config_from_flags(f):
+    """The RL run's config: shared flags (RL defaults unless given) plus the RL-only ones."""
+    from maml_tf.rl.config import RLConfig
+
+    get = lambda name: getattr(f, name) if f[name].present else RL_DEFAULTS[name]  # noqa: E731
+    return RLConfig(
+        env=f.datasource, meta_batch_size=get("meta_batch_size"), paths=f.fast_batch_size,
+        horizon=f.max_path_length, discount=f.discount, inner_lr=get("update_lr"),
+        inner_steps=f.num_updates, eval_inner_lr=get("update_lr"), eval_later_lr=f.later_update_lr,
+        eval_inner_steps=get("test_num_updates"), first_order=f.stop_grad,
+        pretrain_iterations=f.pretrain_iterations, metatrain_iterations=get("metatrain_iterations"),
+        max_kl=f.max_kl, cg_iters=f.cg_iters, seed=f.seed, eval_seed=f.eval_seed,
+        eval_tasks=get("num_test_tasks"), val_interval=get("val_interval"),
+        val_tasks=get("num_val_tasks"), checkpoint_interval=get("checkpoint_interval"),
+        print_interval=get("print_interval"), log=f.log)
+
+
+def main_rl():
+    """2D navigation: the same flags, handed to maml_tf.rl (policy gradients, TRPO)."""
+    from maml_tf.rl.config import run_name as rl_run_name
+
+    config = rl_config_from_flags(FLAGS).validate()
+    workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or rl_run_name(config))
+    from maml_tf.rl import evaluate, train
+
+    if FLAGS.train:
+        train.train(config, workdir, resume=FLAGS.resume)
+    else:
+        evaluate.evaluate_run(config, workdir, FLAGS.test_iter)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
+        if FLAGS.datasource == "2dnavigation":
+            return main_rl()
         config = config_from_flags(FLAGS).validate()
         workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or run_name(config))
         import tensorflow as tf
