@@ -57,14 +57,25 @@ class Agent:
         return self._adapt(list(stacked), tf.constant(batch.observations),
                            tf.constant(batch.targets), tf.constant(lr, self.dtype))
 
+    def mean_path(self, stacked, goals: np.ndarray) -> np.ndarray:
+        """[tasks, T + 1, 2] positions when every task's policy takes its mean action (no noise)."""
+        noise = np.zeros((len(goals), 1, self.config.horizon, env.ACT_DIM), self.dtype)
+        traj = self._sample(stacked, goals.astype(self.dtype), noise)
+        obs, act = traj.observations.numpy()[:, 0], traj.actions.numpy()[:, 0]
+        last = obs[:, -1:] + np.clip(act[:, -1:], -env.MAX_SPEED, env.MAX_SPEED)
+        return np.concatenate([obs, last], axis=1)
+
     def adaptation_curve(self, weights, goals: np.ndarray, lrs: Sequence[float],
-                         rng: np.random.Generator):
-        """Returns [tasks, len(lrs) + 1] average returns before and after each PG step, and the rounds."""
+                         rng: np.random.Generator, keep_paths: int = 0):
+        """[tasks, len(lrs) + 1] average returns before and after each PG step, and the
+        noise-free paths of the first `keep_paths` goals at each step ([steps + 1, keep, T + 1, 2])."""
         stacked = policy.tile_weights(weights, len(goals))
-        rounds = []
+        rounds, paths = [], []
         for step in range(len(lrs) + 1):
             rounds.append(self.sample(stacked, goals, rng))
+            if keep_paths:
+                paths.append(self.mean_path([w[:keep_paths] for w in stacked], goals[:keep_paths]))
             if step < len(lrs):
                 stacked = self.adapt(stacked, rounds[-1].batch, lrs[step])
         returns = np.stack([r.trajectories.rewards.sum(-1).mean(-1) for r in rounds], axis=1)
-        return returns, rounds
+        return returns, (np.stack(paths) if keep_paths else None)

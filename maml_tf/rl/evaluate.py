@@ -12,7 +12,7 @@ from maml_tf.rl.agent import Agent
 from maml_tf.rl.config import RLConfig
 from maml_tf.rl.train import TEST_STREAM, checkpointer
 
-TRAJECTORY_GOALS, TRAJECTORY_PATHS = 4, 3  # kept for the trajectory figure
+TRAJECTORY_GOALS = 4  # kept for the trajectory figure
 
 
 def kind(config: RLConfig) -> str:
@@ -29,8 +29,9 @@ def evaluate_agent(agent: Agent, restored: int) -> Dict:
     """
     c = agent.config
     goals = env.sample_goals(np.random.default_rng([c.eval_seed, TEST_STREAM]), c.eval_tasks)
-    returns, rounds = agent.adaptation_curve(agent.weights(), goals, c.eval_lrs(),
-                                             np.random.default_rng([c.eval_seed, TEST_STREAM, 1]))
+    returns, paths = agent.adaptation_curve(agent.weights(), goals, c.eval_lrs(),
+                                            np.random.default_rng([c.eval_seed, TEST_STREAM, 1]),
+                                            keep_paths=TRAJECTORY_GOALS)
     stats = mean_and_ci95(returns)
     result = {
         "env": c.env, "kind": kind(c), "iteration": restored, "num_tasks": c.eval_tasks,
@@ -39,15 +40,8 @@ def evaluate_agent(agent: Agent, restored: int) -> Dict:
         "return": {k: np.asarray(stats[k]).tolist() for k in ("mean", "std", "ci95")},
         "per_task_return": returns.tolist(),
     }
-    k, p = TRAJECTORY_GOALS, TRAJECTORY_PATHS
-    trajectories = {"goals": goals[:k],
-                    # [steps + 1, goals, paths, T, 2] positions; the last one appended
-                    "positions": np.stack([np.concatenate(
-                        [r.trajectories.observations[:k, :p],
-                         r.trajectories.observations[:k, :p, -1:]
-                         + np.clip(r.trajectories.actions[:k, :p, -1:], -env.MAX_SPEED,
-                                   env.MAX_SPEED)], axis=2) for r in rounds])}
-    return result, trajectories
+    # positions: [steps + 1, goals, T + 1, 2], each adapted policy taking its mean action
+    return result, {"goals": goals[:TRAJECTORY_GOALS], "positions": paths}
 
 
 def evaluate_run(config: RLConfig, workdir: str, iteration: Optional[int] = None) -> Dict:
