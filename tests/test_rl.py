@@ -88,8 +88,8 @@ def test_meta_gradient_through_the_inner_pg_step_matches_finite_differences():
     batch, theta = fixed_meta_batch(config, agent)
     second = trpo.MetaObjective(agent.learner, config.inner_lr)
     first = trpo.MetaObjective(agent.learner, config.inner_lr, first_order=True)
-    grad = policy.flat(second.loss_grad(theta, trpo._as_tensors(batch, tf.float64)))
-    grad_fo = policy.flat(first.loss_grad(theta, trpo._as_tensors(batch, tf.float64)))
+    grad = policy.flat(second.loss_grad(theta, trpo.as_tensors(batch, tf.float64)))
+    grad_fo = policy.flat(first.loss_grad(theta, trpo.as_tensors(batch, tf.float64)))
     flat_theta, eps = policy.flat(theta), 1e-6
     loss = lambda x: float(second.loss_and_kl(policy.unflat(x, theta), batch)[0])  # noqa: E731
     rng = np.random.default_rng(1)
@@ -107,7 +107,7 @@ def test_kl_hessian_vector_product_through_the_inner_step_matches_finite_differe
     batch, theta = fixed_meta_batch(config, agent)
     obj = trpo.MetaObjective(agent.learner, config.inner_lr)
     v = np.random.default_rng(2).standard_normal(policy.flat(theta).shape)
-    hv = policy.flat(obj.kl_hvp(theta, trpo._as_tensors(batch, tf.float64),
+    hv = policy.flat(obj.kl_hvp(theta, trpo.as_tensors(batch, tf.float64),
                                 policy.unflat(v, theta)))
     kl = lambda x: float(obj.loss_and_kl(policy.unflat(x, theta), batch)[1])  # noqa: E731
     x, eps = policy.flat(theta), 1e-4

@@ -70,7 +70,8 @@ def per_task_policy(learner: Learner, stacked):
 
 
 def flat(tensors) -> np.ndarray:
-    return np.concatenate([np.reshape(t, -1) for t in tensors])
+    """The tensors as one float64 NumPy vector: TRPO's conjugate gradient runs on flat vectors."""
+    return np.concatenate([np.reshape(np.asarray(t, np.float64), -1) for t in tensors])
 
 
 def unflat(vector: np.ndarray, like) -> list:

@@ -92,14 +92,13 @@ def train(config: RLConfig, workdir: str, resume: bool = True) -> Dict:
     if start:
         print(f"resuming {workdir} from iteration {start}", flush=True)
     _trim_history(os.path.join(workdir, "validation.jsonl"), start)
-    objectives = {0: trpo.MetaObjective(agent.learner, config.inner_lr, config.first_order),
-                  1: trpo.MetaObjective(agent.learner, config.inner_lr, config.first_order)}
+    objective = trpo.MetaObjective(agent.learner, config.inner_lr, config.first_order)
     log, segments = ProgressLog(config, workdir, start), SegmentLog(workdir, start)
     last_val = {}
     for iteration in range(start + 1, config.total_iterations + 1):
         pretraining = iteration <= config.pretrain_iterations
         steps = 0 if pretraining else config.inner_steps
-        log.add(iteration, meta_iteration(agent, objectives[steps], iteration, steps))
+        log.add(iteration, meta_iteration(agent, objective, iteration, steps))
         if iteration % config.print_interval == 0:
             log.flush(iteration, "pretrain" if pretraining else "metatrain")
         if config.val_interval and iteration % config.val_interval == 0:

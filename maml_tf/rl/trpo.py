@@ -43,7 +43,7 @@ class MetaObjective:
         return -tf.reduce_mean(ratio * adv), tf.reduce_mean(kl(task.outer.dists, dist))
 
     def _map(self, weights, batch, per_task, signature):
-        return tf.map_fn(per_task, _as_tensors(batch, weights[0].dtype),
+        return tf.map_fn(per_task, as_tensors(batch, weights[0].dtype),
                          fn_output_signature=signature)
 
     def _loss_and_kl(self, weights, batch: MetaBatch):
@@ -85,7 +85,8 @@ def _specs(weights):
     return [tf.TensorSpec(w.shape, w.dtype) for w in weights]
 
 
-def _as_tensors(batch: MetaBatch, dtype) -> MetaBatch:
+def as_tensors(batch: MetaBatch, dtype) -> MetaBatch:
+    """The batch as tensors of the policy's float type."""
     # No inner data is an empty tuple, not None: tf.map_fn maps an empty structure to itself.
     cast = lambda b: () if not b else PathBatch(*[tf.cast(x, dtype) for x in b])  # noqa: E731
     return MetaBatch(cast(batch.inner), cast(batch.outer))
@@ -113,7 +114,7 @@ def trpo_step(objective: MetaObjective, weights, batch: MetaBatch, max_kl: float
     Natural-gradient direction by CG, scaled to the KL limit, then backtracking until the
     surrogate improves within the limit; if no step does, θ is kept.
     """
-    batch = _as_tensors(batch, weights[0].dtype)
+    batch = as_tensors(batch, weights[0].dtype)
     loss0, _ = objective.loss_and_kl(weights, batch)
     g = flat(objective.loss_grad(weights, batch))
     hvp = lambda v: flat(objective.kl_hvp(weights, batch, unflat(v, weights))) + damping * v  # noqa
