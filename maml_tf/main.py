@@ -13,7 +13,9 @@ from maml_tf.errors import UserError  # noqa: E402
 DATA_ENV, CACHE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR"
 
 # The original's flags, names, defaults and meanings.
-flags.DEFINE_string("datasource", "sinusoid", "sinusoid, omniglot, miniimagenet or 2dnavigation (RL)")
+flags.DEFINE_string("datasource", "sinusoid", "sinusoid, omniglot, miniimagenet, or 2dnavigation (RL: unset "
+                    "flags take the paper's RL values: update_lr 0.1, meta_batch_size 20, 500 iterations, "
+                    "40 test goals, 3 test steps)")
 flags.DEFINE_integer("num_classes", 5, "number of classes per task (N-way classification)")
 flags.DEFINE_string("baseline", None, "'oracle' (sinusoid: the network is told amplitude and phase), or None")
 flags.DEFINE_integer("pretrain_iterations", 0, "iterations of joint training on all tasks (the pretrained baseline)")
@@ -116,8 +118,12 @@ def main_rl():
 
     config = rl_config_from_flags(FLAGS).validate()
     workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or rl_run_name(config))
-    from maml_tf.rl import evaluate, train
+    import tensorflow as tf
 
+    from maml_tf.rl import evaluate, train  # TensorFlow loads only once the flags are good
+
+    tf.get_logger().setLevel("WARNING")
+    logging.set_verbosity(logging.WARNING)
     if FLAGS.train:
         train.train(config, workdir, resume=FLAGS.resume)
     else:
