@@ -44,6 +44,17 @@ def evaluate_agent(agent: Agent, restored: int) -> Dict:
     return result, {"goals": goals[:TRAJECTORY_GOALS], "positions": paths}
 
 
+def restore(ckpt, workdir: str, iteration: Optional[int]) -> int:
+    """Restores `iteration` (None or -1: the newest) from checkpoints/ or, for an older one the
+    CheckpointManager has rotated out, from a copy in `workdir/archive/` (see run_experiments.sh)."""
+    archived = os.path.join(workdir, "archive", f"ckpt-{iteration}")
+    if iteration is not None and iteration >= 0 and os.path.exists(archived + ".index") and not any(
+            p.endswith(f"ckpt-{iteration}") for p in ckpt.manager.checkpoints):
+        ckpt._restore(archived)  # the Checkpointer's own error handling
+        return int(ckpt.iteration.numpy())
+    return ckpt.restore_iteration(iteration)
+
+
 def evaluate_run(config: RLConfig, workdir: str, iteration: Optional[int] = None) -> Dict:
     """Restores the run's checkpoint (newest by default; none for random init), evaluates, writes files.
 
@@ -54,7 +65,7 @@ def evaluate_run(config: RLConfig, workdir: str, iteration: Optional[int] = None
     os.makedirs(workdir, exist_ok=True)
     restored = 0
     if config.total_iterations:
-        restored = checkpointer(workdir, agent).restore_iteration(iteration)
+        restored = restore(checkpointer(workdir, agent), workdir, iteration)
     result, trajectories = evaluate_agent(agent, restored)
     stem = os.path.join(workdir, f"eval_goals{config.eval_tasks}_iter{restored}")
     with open(stem + ".json", "w") as f:

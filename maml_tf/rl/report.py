@@ -13,16 +13,31 @@ import numpy as np
 
 LABELS = {"maml": "MAML", "pretrained": "pretrained", "random": "random init"}
 COLORS = {"maml": "tab:blue", "pretrained": "tab:orange", "random": "tab:gray"}
+EXTRA_COLORS = ["tab:green", "tab:purple", "tab:cyan", "tab:olive"]
 
 
-def load_run(run_dir: str) -> dict:
-    """The newest evaluation of a run, its trajectories, training config, run info and validation curve."""
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def color(name: str, runs: dict) -> str:
+    extra = [n for n in runs if n not in COLORS]
+    return COLORS.get(name) or EXTRA_COLORS[extra.index(name) % len(EXTRA_COLORS)]
+
+
+def load_run(run_dir: str, iteration: int = -1) -> dict:
+    """A run's evaluation (the newest, or of `iteration`), its trajectories, training config, run
+    info and validation curve."""
     evals = sorted(glob.glob(os.path.join(run_dir, "eval_goals*_iter*.json")),
                    key=lambda p: int(p.rsplit("_iter", 1)[1][:-5]))
+    if iteration >= 0:
+        evals = [p for p in evals if p.endswith(f"_iter{iteration}.json")]
     if not evals:
-        raise SystemExit(f"no evaluation in {run_dir}: run it with --train=False first")
+        raise SystemExit(f"no evaluation in {run_dir} (iteration {iteration}): run it with "
+                         "--train=False first")
     with open(evals[-1]) as f:
-        run = {"eval": json.load(f), "trajectories": dict(np.load(evals[-1][:-5] + ".npz"))}
+        run = {"eval": json.load(f), "trajectories": dict(np.load(evals[-1][:-5] + ".npz")),
+               "dir": os.path.abspath(run_dir)}
     for name in ("config", "runinfo"):
         path = os.path.join(run_dir, f"{name}.json")
         run[name] = json.load(open(path)) if os.path.exists(path) else {}
@@ -40,7 +55,7 @@ def figure_returns(runs: dict, path: str):
     for name, run in runs.items():
         r = run["eval"]
         ax.errorbar(r["steps"], r["return"]["mean"], yerr=r["return"]["ci95"], marker="o",
-                    capsize=3, color=COLORS[name], label=f"{LABELS[name]} (iter {r['iteration']})")
+                    capsize=3, color=color(name, runs), label=f"{label(name)} (iter {r['iteration']})")
     ax.set_xlabel("number of gradient steps")
     ax.set_ylabel("average return")
     ax.set_xticks(runs[next(iter(runs))]["eval"]["steps"])
@@ -72,7 +87,7 @@ def figure_trajectories(runs: dict, path: str, goals: int = 3, steps=(0, 1, 3)):
             ax.set_xlim(-0.6, 0.6)
             ax.set_ylim(-0.6, 0.6)
             ax.set_aspect("equal")
-            ax.set_title(f"{LABELS[name]}, goal {col + 1}")
+            ax.set_title(f"{label(name)}, goal {col + 1}")
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -84,14 +99,16 @@ def figure_training(runs: dict, path: str):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
+    plotted = set()
     for name, run in runs.items():
         rows = run["validation"]
-        if rows:
+        if rows and run["dir"] not in plotted:  # one curve per run directory
+            plotted.add(run["dir"])
             it = [r["iteration"] for r in rows]
-            ax.plot(it, [r["return"][0] for r in rows], ":", color=COLORS[name],
-                    label=f"{LABELS[name]}, before")
-            ax.plot(it, [r["return"][1] for r in rows], "-", color=COLORS[name],
-                    label=f"{LABELS[name]}, after 1 step")
+            ax.plot(it, [r["return"][0] for r in rows], ":", color=color(name, runs),
+                    label=f"{label(name)}, before")
+            ax.plot(it, [r["return"][1] for r in rows], "-", color=color(name, runs),
+                    label=f"{label(name)}, after 1 step")
     ax.set_xlabel("training iteration")
     ax.set_ylabel("validation return")
     ax.legend(fontsize=8)
@@ -103,12 +120,12 @@ def figure_training(runs: dict, path: str):
 def training_line(name: str, run: dict) -> str:
     info, config = run["runinfo"], run["config"]
     if not config:
-        return f"- {LABELS[name]}: no training (the seed's initial policy)."
+        return f"- {label(name)}: no training (the seed's initial policy)."
     target = config["pretrain_iterations"] + config["metatrain_iterations"]
     done = info.get("iterations", 0)
     hw = info["segments"][-1]["hardware"] if info.get("segments") else {}
     cut = "" if done >= target else f" **cut short: {done} of {target} iterations**"
-    return (f"- {LABELS[name]}: {done} TRPO iterations, {info.get('wall_seconds', 0) / 60:.1f} min "
+    return (f"- {label(name)}: {done} TRPO iterations, {info.get('wall_seconds', 0) / 60:.1f} min "
             f"wall time in {len(info.get('segments', []))} segment(s) on {hw.get('cores')} cores "
             f"({hw.get('cpu')}, {hw.get('memory_gib')} GiB, no GPU), shared with other jobs;"
             f" evaluated at iteration {run['eval']['iteration']}.{cut}")
@@ -127,7 +144,7 @@ def write_markdown(runs: dict, out: str, commands: str):
         "|---|" + "---|" * len(steps)]
     for name, run in runs.items():
         r = run["eval"]["return"]
-        lines.append(f"| {LABELS[name]} | " + " | ".join(
+        lines.append(f"| {label(name)} (iter {run['eval']['iteration']}) | " + " | ".join(
             f"{m:.2f} ± {c:.2f}" for m, c in zip(r["mean"], r["ci95"])) + " |")
     lines += [
         "", "The paper gives this result as a plot only (Figure 4 left): MAML's policy improves"
@@ -150,10 +167,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in LABELS:
         parser.add_argument(f"--{name}", help=f"run directory of the {LABELS[name]} policy")
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=RUN_DIR@ITER",
+                        help="another evaluated checkpoint for the table and Figure 4 left")
     parser.add_argument("--out", default="results")
     parser.add_argument("--commands", default="", help="the commands that produced the runs")
     args = parser.parse_args()
     runs = {name: load_run(getattr(args, name)) for name in LABELS if getattr(args, name)}
+    for spec in args.also:
+        name, where = spec.split("=", 1)
+        run_dir, _, iteration = where.partition("@")
+        runs[name] = load_run(run_dir, int(iteration or -1))
     os.makedirs(args.out, exist_ok=True)
     figure_returns(runs, os.path.join(args.out, "rl_navigation_returns.png"))
     figure_trajectories(runs, os.path.join(args.out, "rl_navigation_trajectories.png"))
