@@ -18,7 +18,8 @@ TINY = dict(hidden=(8,), paths=3, horizon=6, meta_batch_size=2)
 
 def test_step_clips_actions_and_rewards_negative_distance_after_the_move():
     pos = tf.constant([[0.0, 0.0], [0.2, -0.3]])
-    new, reward = env.step(pos, tf.constant([[0.5, -0.05], [-2.0, 0.1]]), tf.constant([0.3, 0.4]))
+    # Actions in [-1, 1] move by 0.1 x action per axis (rllab's normalize); beyond, clipped.
+    new, reward = env.step(pos, tf.constant([[5.0, -0.5], [-20.0, 1.0]]), tf.constant([0.3, 0.4]))
     np.testing.assert_allclose(new, [[0.1, -0.05], [0.1, -0.2]], atol=1e-7)
     np.testing.assert_allclose(reward, [-np.hypot(0.2, 0.45), -np.hypot(0.2, 0.6)], rtol=1e-6)
 
@@ -28,14 +29,14 @@ def test_rollout_lasts_the_horizon_starts_at_the_origin_and_follows_clipped_acti
     goals = env.sample_goals(rng, 3)
     assert goals.shape == (3, 2) and np.all(np.abs(goals) <= env.GOAL_RANGE)
     noise = rng.standard_normal((3, 4, env.HORIZON, 2)).astype(np.float32)
-    # A fixed Gaussian policy: mean (0.05, -0.2), std e^0 = 1 (most actions get clipped).
-    const = tf.constant([0.05, -0.2, 0.0, 0.0])
+    # A fixed Gaussian policy: mean (0.5, -0.2), std e^0 = 1 (some actions get clipped).
+    const = tf.constant([0.5, -0.2, 0.0, 0.0])
     traj = env.rollout(lambda obs: tf.broadcast_to(const, obs.shape[:-1] + (4,)), goals, noise)
     obs, act, rew = (x.numpy() for x in traj[:3])
     assert obs.shape == (3, 4, env.HORIZON, 2) and rew.shape == (3, 4, env.HORIZON)
     np.testing.assert_allclose(obs[:, :, 0], 0.0)
     np.testing.assert_allclose(act, const[:2].numpy() + noise, atol=1e-6)
-    moved = np.clip(act, -0.1, 0.1)
+    moved = 0.1 * np.clip(act, -1, 1)
     np.testing.assert_allclose(obs[:, :, 1:], obs[:, :, :-1] + moved[:, :, :-1], atol=1e-5)
     final = obs[:, :, -1] + moved[:, :, -1]
     np.testing.assert_allclose(rew[:, :, -1], -np.linalg.norm(final - goals[:, None], axis=-1),

@@ -62,7 +62,7 @@ class Agent:
         noise = np.zeros((len(goals), 1, self.config.horizon, env.ACT_DIM), self.dtype)
         traj = self._sample(stacked, goals.astype(self.dtype), noise)
         obs, act = traj.observations.numpy()[:, 0], traj.actions.numpy()[:, 0]
-        last = obs[:, -1:] + np.clip(act[:, -1:], -env.MAX_SPEED, env.MAX_SPEED)
+        last = obs[:, -1:] + env.displacement(act[:, -1:]).numpy()
         return np.concatenate([obs, last], axis=1)
 
     def adaptation_curve(self, weights, goals: np.ndarray, lrs: Sequence[float],

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 HORIZON = 100
-MAX_SPEED = 0.1  # per axis and step
+MAX_SPEED = 0.1  # per axis and step, reached at action ±1
 GOAL_RANGE = 0.5  # goals uniform in [-0.5, 0.5]^2
 OBS_DIM = ACT_DIM = 2
 
@@ -16,9 +16,19 @@ def sample_goals(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.uniform(-GOAL_RANGE, GOAL_RANGE, size=(count, 2)).astype(np.float32)
 
 
+def displacement(action):
+    """The move of an action: clipped to [-1, 1] per axis, times 0.1 (works on arrays and tensors).
+
+    The paper's code wraps the point environment (velocity box ±0.1) in rllab's `normalize`,
+    so its policy acts in [-1, 1] and its initial std of 1 explores up to the speed limit;
+    with raw velocities that std would be 10x the limit and nearly every action clipped.
+    """
+    return MAX_SPEED * tf.clip_by_value(action, -1.0, 1.0)
+
+
 def step(position, action, goal):
-    """One move: position += action clipped to ±0.1 per axis; reward = −distance to the goal after it."""
-    new = position + tf.clip_by_value(action, -MAX_SPEED, MAX_SPEED)
+    """One move by displacement(action); reward = −distance to the goal after the move."""
+    new = position + displacement(action)
     return new, -tf.norm(new - goal, axis=-1)
 
 
