@@ -107,7 +107,8 @@ def rl_config_from_flags(f):
         eval_inner_steps=get("test_num_updates"), first_order=f.stop_grad,
         pretrain_iterations=f.pretrain_iterations, metatrain_iterations=get("metatrain_iterations"),
         max_kl=f.max_kl, cg_iters=f.cg_iters, seed=f.seed, eval_seed=f.eval_seed,
-        eval_tasks=get("num_test_tasks"), val_interval=get("val_interval"),
+        eval_tasks=get("num_test_tasks"), eval_split="test" if f.test_set else "val",
+        val_interval=get("val_interval"),
         val_tasks=get("num_val_tasks"), checkpoint_interval=get("checkpoint_interval"),
         print_interval=get("print_interval"), log=f.log)
 

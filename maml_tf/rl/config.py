@@ -32,6 +32,7 @@ class RLConfig:
     seed: int = 0
     eval_seed: int = 1234
     eval_tasks: int = 40
+    eval_split: str = "test"  # "val": the validation goals (for choosing test step sizes), "test"
     val_interval: int = 25  # 1-step evaluation on val_tasks fixed goals every N iterations; 0 = off
     val_tasks: int = 40
     checkpoint_interval: int = 10
@@ -63,6 +64,8 @@ class RLConfig:
                      "val_interval", "cg_damping"]:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.eval_split not in ("val", "test"):
+            raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
         if not 0 < self.discount <= 1:
             raise UserError(f"discount must be in (0, 1], got {self.discount}")
         if self.metatrain_iterations and self.inner_steps != 1:

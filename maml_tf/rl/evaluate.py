@@ -10,7 +10,7 @@ from maml_tf.metrics import mean_and_ci95
 from maml_tf.rl import env
 from maml_tf.rl.agent import Agent
 from maml_tf.rl.config import RLConfig
-from maml_tf.rl.train import TEST_STREAM, checkpointer
+from maml_tf.rl.train import TEST_STREAM, VAL_STREAM, checkpointer
 
 TRAJECTORY_GOALS = 4  # kept for the trajectory figure
 
@@ -28,13 +28,15 @@ def evaluate_agent(agent: Agent, restored: int) -> Dict:
     MAML, pretrained and random initialisation are not sampling luck.
     """
     c = agent.config
-    goals = env.sample_goals(np.random.default_rng([c.eval_seed, TEST_STREAM]), c.eval_tasks)
+    stream = TEST_STREAM if c.eval_split == "test" else VAL_STREAM
+    goals = env.sample_goals(np.random.default_rng([c.eval_seed, stream]), c.eval_tasks)
     returns, paths = agent.adaptation_curve(agent.weights(), goals, c.eval_lrs(),
-                                            np.random.default_rng([c.eval_seed, TEST_STREAM, 1]),
+                                            np.random.default_rng([c.eval_seed, stream, 1]),
                                             keep_paths=TRAJECTORY_GOALS)
     stats = mean_and_ci95(returns)
     result = {
-        "env": c.env, "kind": kind(c), "iteration": restored, "num_tasks": c.eval_tasks,
+        "env": c.env, "kind": kind(c), "split": c.eval_split, "iteration": restored,
+        "num_tasks": c.eval_tasks,
         "paths_per_step": c.paths, "step_sizes": list(c.eval_lrs()),
         "steps": list(range(len(c.eval_lrs()) + 1)), "eval_seed": c.eval_seed,
         "return": {k: np.asarray(stats[k]).tolist() for k in ("mean", "std", "ci95")},
@@ -58,7 +60,8 @@ def restore(ckpt, workdir: str, iteration: Optional[int]) -> int:
 def evaluate_run(config: RLConfig, workdir: str, iteration: Optional[int] = None) -> Dict:
     """Restores the run's checkpoint (newest by default; none for random init), evaluates, writes files.
 
-    Files: `eval_goals{N}_iter{I}.json` (mean/std/ci95 per step) and `.npz` (trajectories).
+    Files: `eval_{split}_goals{N}_lr{first}-{later}_iter{I}.json` (mean/std/ci95 per step) and `.npz`
+    (noise-free paths).
     """
     config.validate()
     agent = Agent(config)
@@ -67,12 +70,13 @@ def evaluate_run(config: RLConfig, workdir: str, iteration: Optional[int] = None
     if config.total_iterations:
         restored = restore(checkpointer(workdir, agent), workdir, iteration)
     result, trajectories = evaluate_agent(agent, restored)
-    stem = os.path.join(workdir, f"eval_goals{config.eval_tasks}_iter{restored}")
+    stem = os.path.join(workdir, f"eval_{config.eval_split}_goals{config.eval_tasks}_lr"
+                                 f"{config.eval_inner_lr:g}-{config.eval_later_lr:g}_iter{restored}")
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=2)
     np.savez(stem + ".npz", **trajectories)
     shown = "  ".join(f"{m:.2f} ± {ci:.2f}" for m, ci in zip(result["return"]["mean"],
                                                            result["return"]["ci95"]))
-    print(f"{result['kind']} iter {restored}: average return at steps 0..{result['steps'][-1]}: "
-          f"{shown}\nwrote {stem}.json and .npz", flush=True)
+    print(f"{result['kind']} iter {restored}, {config.eval_split} goals, return at steps "
+          f"0..{result['steps'][-1]}: {shown}\nwrote {stem}.json and .npz", flush=True)
     return result

@@ -25,26 +25,56 @@ def color(name: str, runs: dict) -> str:
     return COLORS.get(name) or EXTRA_COLORS[extra.index(name) % len(EXTRA_COLORS)]
 
 
-def load_run(run_dir: str, iteration: int = -1) -> dict:
-    """A run's evaluation (the newest, or of `iteration`), its trajectories, training config, run
-    info and validation curve."""
-    evals = sorted(glob.glob(os.path.join(run_dir, "eval_goals*_iter*.json")),
-                   key=lambda p: int(p.rsplit("_iter", 1)[1][:-5]))
-    if iteration >= 0:
-        evals = [p for p in evals if p.endswith(f"_iter{iteration}.json")]
-    if not evals:
-        raise SystemExit(f"no evaluation in {run_dir} (iteration {iteration}): run it with "
-                         "--train=False first")
-    with open(evals[-1]) as f:
-        run = {"eval": json.load(f), "trajectories": dict(np.load(evals[-1][:-5] + ".npz")),
-               "dir": os.path.abspath(run_dir)}
+def load_eval(path: str) -> dict:
+    """One evaluation (JSON + its .npz of paths) with its run's config, run info and validation curve."""
+    run_dir = os.path.dirname(os.path.abspath(path))
+    with open(path) as f:
+        run = {"eval": json.load(f), "trajectories": dict(np.load(path[:-5] + ".npz")),
+               "dir": run_dir}
     for name in ("config", "runinfo"):
-        path = os.path.join(run_dir, f"{name}.json")
-        run[name] = json.load(open(path)) if os.path.exists(path) else {}
-    path = os.path.join(run_dir, "validation.jsonl")
-    run["validation"] = ([json.loads(line) for line in open(path) if line.strip()]
-                         if os.path.exists(path) else [])
+        file = os.path.join(run_dir, f"{name}.json")
+        run[name] = json.load(open(file)) if os.path.exists(file) else {}
+    file = os.path.join(run_dir, "validation.jsonl")
+    run["validation"] = ([json.loads(line) for line in open(file) if line.strip()]
+                         if os.path.exists(file) else [])
     return run
+
+
+def load_run(run_dir: str, step_sizes: str) -> dict:
+    """The run's newest evaluation on the test goals with step sizes `step_sizes` ("0.1-0.05": first-later)."""
+    evals = sorted(glob.glob(os.path.join(run_dir, f"eval_test_goals*_lr{step_sizes}_iter*.json")),
+                   key=lambda p: int(p.rsplit("_iter", 1)[1][:-5]))
+    if not evals:
+        raise SystemExit(f"no evaluation with step sizes {step_sizes} in {run_dir}: run it with "
+                         "--train=False first")
+    return load_eval(evals[-1])
+
+
+def step_size_sweep(run_dir: str) -> list:
+    """Rows (step sizes, return per step) of the run's evaluations on the validation goals."""
+    rows = []
+    for path in glob.glob(os.path.join(run_dir, "eval_val_goals*_lr*_iter*.json")):
+        with open(path) as f:
+            r = json.load(f)
+        rows.append((r["step_sizes"][0], r["step_sizes"][1:2], r["iteration"], r["return"]))
+    return sorted(rows, key=lambda row: -row[0])
+
+
+def sweep_lines(name: str, run_dir: str) -> list:
+    rows = step_size_sweep(run_dir)
+    if not rows:
+        return []
+    best = max(rows, key=lambda row: row[3]["mean"][-1])
+    lines = ["", f"{label(name)}: test step sizes tried on the validation goals (not the test goals);"
+             " **bold**: the best return after the last step, the choice for a test row:",
+             "", "| step sizes | " + " | ".join(f"step {s}" for s in range(len(rows[0][3]["mean"])))
+             + " |", "|---|" + "---|" * len(rows[0][3]["mean"])]
+    for first, later, iteration, ret in rows:
+        sizes = "/".join(f"{x:g}" for x in [first, *later])
+        sizes = f"**{sizes}**" if (first, later, iteration, ret) == best else sizes
+        lines.append(f"| {sizes} (iter {iteration}) | " + " | ".join(
+            f"{m:.2f} ± {c:.2f}" for m, c in zip(ret["mean"], ret["ci95"])) + " |")
+    return lines
 
 
 def figure_returns(runs: dict, path: str):
@@ -70,7 +100,7 @@ def figure_trajectories(runs: dict, path: str, goals: int = 3, steps=(0, 1, 3)):
     """Figure 4 right: the policy's noise-free path before adaptation and after 1 and 3 steps, per goal."""
     import matplotlib.pyplot as plt
 
-    shown = [n for n in ("maml", "pretrained") if n in runs]
+    shown = [n for n in runs if n != "random"]
     fig, axes = plt.subplots(len(shown), goals, figsize=(3.2 * goals, 3.2 * len(shown)),
                              squeeze=False)
     for row, name in enumerate(shown):
@@ -87,7 +117,7 @@ def figure_trajectories(runs: dict, path: str, goals: int = 3, steps=(0, 1, 3)):
             ax.set_xlim(-0.6, 0.6)
             ax.set_ylim(-0.6, 0.6)
             ax.set_aspect("equal")
-            ax.set_title(f"{label(name)}, goal {col + 1}")
+            ax.set_title(f"{label(name)}, goal {col + 1}", fontsize=9)
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -137,15 +167,19 @@ def write_markdown(runs: dict, out: str, commands: str):
     lines = [
         "# 2D navigation: MAML vs pretrained vs random initialisation (paper Figure 4)", "",
         f"Average return (mean ± 95% CI over {first['num_tasks']} new goals, {first['paths_per_step']}"
-        f" trajectories per goal and step) after 0..{steps[-1]} policy-gradient steps with step "
-        f"sizes {', '.join(f'{s:g}' for s in first['step_sizes'])}. Every policy meets the same "
-        "goals and the same action noise.", "",
-        "| init | " + " | ".join(f"step {s}" for s in steps) + " |",
-        "|---|" + "---|" * len(steps)]
+        f" trajectories per goal and step) after 0..{steps[-1]} policy-gradient steps; step sizes"
+        " are first/later (the paper: 0.1, then 0.05). Every policy meets the same goals and the"
+        " same action noise.", "",
+        "| init | step sizes | " + " | ".join(f"step {s}" for s in steps) + " |",
+        "|---|---|" + "---|" * len(steps)]
     for name, run in runs.items():
         r = run["eval"]["return"]
-        lines.append(f"| {label(name)} (iter {run['eval']['iteration']}) | " + " | ".join(
+        sizes = "/".join(f"{x:g}" for x in run["eval"]["step_sizes"][:2])
+        lines.append(f"| {label(name)} (iter {run['eval']['iteration']}) | {sizes} | " + " | ".join(
             f"{m:.2f} ± {c:.2f}" for m, c in zip(r["mean"], r["ci95"])) + " |")
+    for name in LABELS:
+        if name in runs:
+            lines += sweep_lines(name, runs[name]["dir"])
     lines += [
         "", "The paper gives this result as a plot only (Figure 4 left): MAML's policy improves"
         " sharply after one step and keeps improving, while the pretrained policy improves slowly"
@@ -157,7 +191,11 @@ def write_markdown(runs: dict, out: str, commands: str):
         "Validation return during training (1 step of size 0.1, fixed validation goals):", "",
         "![training curves](rl_navigation_training.png)", "",
         "## Training", ""]
-    lines += [training_line(name, run) for name, run in runs.items()]
+    seen = set()
+    for name, run in runs.items():
+        if run["dir"] not in seen:  # one line per run directory
+            seen.add(run["dir"])
+            lines.append(training_line(name, run))
     lines += ["", "## Commands", "", "```", commands.strip(), "```", ""]
     with open(os.path.join(out, "rl_navigation.md"), "w") as f:
         f.write("\n".join(lines))
@@ -167,16 +205,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in LABELS:
         parser.add_argument(f"--{name}", help=f"run directory of the {LABELS[name]} policy")
-    parser.add_argument("--also", action="append", default=[], metavar="LABEL=RUN_DIR@ITER",
-                        help="another evaluated checkpoint for the table and Figure 4 left")
+    parser.add_argument("--step_sizes", default="0.1-0.05",
+                        help="test step sizes (first-later) of the evaluations to report")
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=EVAL_JSON",
+                        help="another evaluation (any checkpoint or step sizes) for the table "
+                             "and Figure 4 left")
     parser.add_argument("--out", default="results")
     parser.add_argument("--commands", default="", help="the commands that produced the runs")
     args = parser.parse_args()
-    runs = {name: load_run(getattr(args, name)) for name in LABELS if getattr(args, name)}
+    runs = {name: load_run(getattr(args, name), args.step_sizes) for name in LABELS
+            if getattr(args, name)}
     for spec in args.also:
-        name, where = spec.split("=", 1)
-        run_dir, _, iteration = where.partition("@")
-        runs[name] = load_run(run_dir, int(iteration or -1))
+        name, path = spec.split("=", 1)
+        runs[name] = load_eval(path)
     os.makedirs(args.out, exist_ok=True)
     figure_returns(runs, os.path.join(args.out, "rl_navigation_returns.png"))
     figure_trajectories(runs, os.path.join(args.out, "rl_navigation_trajectories.png"))
