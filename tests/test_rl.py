@@ -123,7 +123,8 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
                                rtol=1e-6)
 
 
-def test_short_meta_training_makes_one_pg_step_improve_the_return_and_resumes(tmp_path):
+def test_short_meta_training_makes_one_pg_step_improve_the_return_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "MILESTONE", 12)
     config = RLConfig(hidden=(32, 32), paths=10, horizon=20, meta_batch_size=10,
                       metatrain_iterations=12, val_interval=0, checkpoint_interval=12,
                       print_interval=12, eval_tasks=20, eval_inner_steps=1, log=False)
@@ -131,6 +132,7 @@ def test_short_meta_training_makes_one_pg_step_improve_the_return_and_resumes(tm
     train.train(config, str(tmp_path))
     agent = Agent(config)
     assert train.checkpointer(str(tmp_path), agent).restore_latest() == 12
+    assert os.path.exists(os.path.join(tmp_path, "archive", "ckpt-12.index"))  # a milestone
     trained, _ = evaluate.evaluate_agent(agent, 12)
     (pre0, post0), (pre, post) = init["return"]["mean"], trained["return"]["mean"]
     # Measured (horizon 20, 20 goals): at init one step changes the return by ~0 (-11.21 ->

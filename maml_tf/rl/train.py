@@ -1,7 +1,9 @@
 """`train(config, workdir)`: the RL outer loop (sample, adapt, sample, TRPO), logging, validation, checkpoints."""
 
+import glob
 import json
 import os
+import shutil
 from typing import Dict
 
 import numpy as np
@@ -16,6 +18,7 @@ from maml_tf.runinfo import SegmentLog
 from maml_tf.train import ProgressLog, _trim_history
 
 VAL_STREAM, TEST_STREAM = 1, 0  # the validation and test goals come from separate RNG streams
+MILESTONE = 100  # every 100th checkpoint is also copied to archive/, out of the manager's rotation
 
 
 def check_same_run(config: RLConfig, workdir: str):
@@ -36,6 +39,13 @@ def check_same_run(config: RLConfig, workdir: str):
 def checkpointer(workdir: str, agent: Agent, keep: int = 3) -> Checkpointer:
     # TRPO keeps no optimizer state between iterations: an empty module stands in for it.
     return Checkpointer(workdir, agent.model, tf.Module(), keep)
+
+
+def archive(path: str, workdir: str):
+    """Copies a checkpoint's files into workdir/archive/, so evaluating an earlier iteration stays possible."""
+    os.makedirs(os.path.join(workdir, "archive"), exist_ok=True)
+    for file in glob.glob(path + ".*"):
+        shutil.copy(file, os.path.join(workdir, "archive"))
 
 
 def meta_iteration(agent: Agent, objective: trpo.MetaObjective, iteration: int,
@@ -104,6 +114,8 @@ def train(config: RLConfig, workdir: str, resume: bool = True) -> Dict:
         if config.val_interval and iteration % config.val_interval == 0:
             last_val = validate(agent, workdir, iteration, log)
         if iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations:
-            ckpt.save(iteration)
+            path = ckpt.save(iteration)
             segments.update(iteration)
+            if iteration % MILESTONE == 0:
+                archive(path, workdir)
     return last_val
