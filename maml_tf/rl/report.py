@@ -217,6 +217,9 @@ def main():
             if getattr(args, name)}
     for spec in args.also:
         name, path = spec.split("=", 1)
+        if not os.path.exists(path):  # e.g. a --quick run that never reached that iteration
+            print(f"skipping {name}: no {path}", flush=True)
+            continue
         runs[name] = load_eval(path)
     os.makedirs(args.out, exist_ok=True)
     figure_returns(runs, os.path.join(args.out, "rl_navigation_returns.png"))
