@@ -96,11 +96,11 @@ def figure_returns(runs: dict, path: str):
     plt.close(fig)
 
 
-def figure_trajectories(runs: dict, path: str, goals: int = 3, steps=(0, 1, 3)):
+def figure_trajectories(runs: dict, path: str, shown, goals: int = 3, steps=(0, 1, 3)):
     """Figure 4 right: the policy's noise-free path before adaptation and after 1 and 3 steps, per goal."""
     import matplotlib.pyplot as plt
 
-    shown = [n for n in runs if n != "random"]
+    shown = [n for n in shown if n in runs]
     fig, axes = plt.subplots(len(shown), goals, figsize=(3.2 * goals, 3.2 * len(shown)),
                              squeeze=False)
     for row, name in enumerate(shown):
@@ -154,7 +154,9 @@ def training_line(name: str, run: dict) -> str:
     target = config["pretrain_iterations"] + config["metatrain_iterations"]
     done = info.get("iterations", 0)
     hw = info["segments"][-1]["hardware"] if info.get("segments") else {}
-    cut = "" if done >= target else f" **cut short: {done} of {target} iterations**"
+    evaluated = run["eval"]["iteration"]
+    cut = "" if evaluated >= target else (f" **cut short: evaluated at iteration {evaluated} of the"
+                                          f" planned {target}**")
     return (f"- {label(name)}: {done} TRPO iterations, {info.get('wall_seconds', 0) / 60:.1f} min "
             f"wall time in {len(info.get('segments', []))} segment(s) on {hw.get('cores')} cores "
             f"({hw.get('cpu')}, {hw.get('memory_gib')} GiB, no GPU), shared with other jobs;"
@@ -178,15 +180,20 @@ def write_markdown(runs: dict, out: str, commands: str):
         lines.append(f"| {label(name)} (iter {run['eval']['iteration']}) | {sizes} | " + " | ".join(
             f"{m:.2f} ± {c:.2f}" for m, c in zip(r["mean"], r["ci95"])) + " |")
     for name in LABELS:
-        if name in runs:
-            lines += sweep_lines(name, runs[name]["dir"])
+        if name in runs and step_size_sweep(runs[name]["dir"]):
+            lines += sweep_lines(name, runs[name]["dir"]) + [
+                "", "The paper's step sizes can overshoot for a policy trained without an inner"
+                " step (its exploration noise has shrunk, and a policy-gradient step grows as the"
+                " noise shrinks), so the table also lists the pretrained policy with the step sizes"
+                " it does best with on the validation goals."]
     lines += [
         "", "The paper gives this result as a plot only (Figure 4 left): MAML's policy improves"
         " sharply after one step and keeps improving, while the pretrained policy improves slowly"
         " and a random initialisation far less; compare the shape, not exact numbers.", "",
         "![return vs gradient steps](rl_navigation_returns.png)", "",
         "Paths of the policy's mean action (no exploration noise) before adaptation and after 1 and"
-        " 3 steps, for the first 3 evaluation goals (Figure 4 right):", "",
+        " 3 steps, for the first 3 evaluation goals (Figure 4 right; paths leaving the square are cut):",
+        "",
         "![trajectories before and after adaptation](rl_navigation_trajectories.png)", "",
         "Validation return during training (1 step of size 0.1, fixed validation goals):", "",
         "![training curves](rl_navigation_training.png)", "",
@@ -210,6 +217,8 @@ def main():
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=EVAL_JSON",
                         help="another evaluation (any checkpoint or step sizes) for the table "
                              "and Figure 4 left")
+    parser.add_argument("--trajectories", default="maml;pretrained",
+                        help="';'-separated runs (names or --also labels) in the trajectory figure")
     parser.add_argument("--out", default="results")
     parser.add_argument("--commands", default="", help="the commands that produced the runs")
     args = parser.parse_args()
@@ -223,7 +232,8 @@ def main():
         runs[name] = load_eval(path)
     os.makedirs(args.out, exist_ok=True)
     figure_returns(runs, os.path.join(args.out, "rl_navigation_returns.png"))
-    figure_trajectories(runs, os.path.join(args.out, "rl_navigation_trajectories.png"))
+    figure_trajectories(runs, os.path.join(args.out, "rl_navigation_trajectories.png"),
+                        args.trajectories.split(";"))
     figure_training(runs, os.path.join(args.out, "rl_navigation_training.png"))
     write_markdown(runs, args.out, args.commands)
     summary = {name: {k: run["eval"][k] for k in ("iteration", "steps", "step_sizes", "return")}
