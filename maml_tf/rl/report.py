@@ -77,20 +77,31 @@ def sweep_lines(name: str, run_dir: str) -> list:
     return lines
 
 
-def figure_returns(runs: dict, path: str):
-    """Figure 4 left: average return (± 95% CI over goals) after 0..3 policy-gradient steps."""
+def figure_returns(runs: dict, path: str, floor: float = -100.0):
+    """Figure 4 left: average return (± 95% CI over goals) after 0..3 policy-gradient steps.
+
+    Means below `floor` (a diverged step) are drawn at the floor and labelled with their value.
+    """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     for name, run in runs.items():
         r = run["eval"]
-        ax.errorbar(r["steps"], r["return"]["mean"], yerr=r["return"]["ci95"], marker="o",
-                    capsize=3, color=color(name, runs), label=f"{label(name)} (iter {r['iteration']})")
+        mean = np.asarray(r["return"]["mean"])
+        shown = np.maximum(mean, floor)
+        ax.errorbar(r["steps"], shown, yerr=np.where(mean < floor, 0, r["return"]["ci95"]),
+                    marker="o", capsize=3, color=color(name, runs),
+                    label=f"{label(name)} (iter {r['iteration']})")
+        for step, m in zip(r["steps"], mean):
+            if m < floor:
+                ax.annotate(f"mean {m:.0f}, off scale", (step, floor), textcoords="offset points",
+                            xytext=(5, 5), fontsize=7, color=color(name, runs))
+    ax.set_ylim(bottom=floor - 5)
     ax.set_xlabel("number of gradient steps")
     ax.set_ylabel("average return")
     ax.set_xticks(runs[next(iter(runs))]["eval"]["steps"])
     ax.set_title(f"2D navigation, {r['num_tasks']} new goals")
-    ax.legend()
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
