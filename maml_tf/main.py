@@ -14,7 +14,9 @@ from maml_tf.errors import UserError  # noqa: E402
 DATA_ENV, CACHE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR"
 
 # The original's flags, names, defaults and meanings.
-flags.DEFINE_string("datasource", "sinusoid", "sinusoid, omniglot or miniimagenet")
+flags.DEFINE_string("datasource", "sinusoid", "sinusoid, omniglot, miniimagenet, or 2dnavigation (RL: unset "
+                    "flags take the paper's RL values: update_lr 0.1, meta_batch_size 20, 500 iterations, "
+                    "40 test goals, 3 test steps)")
 flags.DEFINE_integer("num_classes", 5, "number of classes per task (N-way classification)")
 flags.DEFINE_string("baseline", None, "'oracle' (sinusoid: the network is told amplitude and phase), or None")
 flags.DEFINE_integer("pretrain_iterations", 0, "iterations of joint training on all tasks (the pretrained baseline)")
@@ -57,7 +59,18 @@ flags.DEFINE_enum("omniglot_split", "random", ["random", "alphabets", "within_al
 flags.DEFINE_enum("omniglot_resize", "original", ["original", "lanczos"], "original: the pixels the original's Pillow call produced (nearest, binary); lanczos: a real Lanczos resize")
 flags.DEFINE_enum("onednn", "auto", ["auto", "on", "off"], "CPU kernels: oneDNN (on) or Eigen (off); auto: Eigen when a conv call sees <= 10 images without max-pool (Omniglot 5-way 1-query), where it is faster, else oneDNN")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the meta-step (for GPUs; on CPU it is ~10x slower)")
+# Reinforcement learning (--datasource=2dnavigation), names as the paper's RL code.
+flags.DEFINE_integer("fast_batch_size", 20, "RL: trajectories per task for each policy-gradient step")
+flags.DEFINE_integer("max_path_length", 100, "RL: horizon (steps per trajectory)")
+flags.DEFINE_float("discount", 0.99, "RL: discount of the returns")
+flags.DEFINE_float("max_kl", 0.01, "RL: TRPO's KL limit per meta-update")
+flags.DEFINE_integer("cg_iters", 10, "RL: conjugate-gradient iterations per TRPO step")
+flags.DEFINE_float("later_update_lr", 0.05, "RL: step size of test-time steps after the first (--update_lr)")
 FLAGS = flags.FLAGS
+# RL defaults for the shared flags when not given (the paper's 2D navigation settings).
+RL_DEFAULTS = dict(update_lr=0.1, meta_batch_size=20, metatrain_iterations=500, num_test_tasks=40,
+                   test_num_updates=3, checkpoint_interval=10, print_interval=1, val_interval=25,
+                   num_val_tasks=40)
 
 
 def config_from_flags(f) -> Config:
@@ -89,19 +102,58 @@ def config_from_flags(f) -> Config:
         or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
 
 
+def rl_config_from_flags(f):
+    """The RL run's config: shared flags (RL defaults unless given) plus the RL-only ones."""
+    from maml_tf.rl.config import RLConfig
+
+    get = lambda name: getattr(f, name) if f[name].present else RL_DEFAULTS[name]  # noqa: E731
+    return RLConfig(
+        env=f.datasource, meta_batch_size=get("meta_batch_size"), paths=f.fast_batch_size,
+        horizon=f.max_path_length, discount=f.discount, inner_lr=get("update_lr"),
+        inner_steps=f.num_updates, eval_inner_lr=get("update_lr"), eval_later_lr=f.later_update_lr,
+        eval_inner_steps=get("test_num_updates"), first_order=f.stop_grad,
+        pretrain_iterations=f.pretrain_iterations, metatrain_iterations=get("metatrain_iterations"),
+        max_kl=f.max_kl, cg_iters=f.cg_iters, seed=f.seed, eval_seed=f.eval_seed,
+        eval_tasks=get("num_test_tasks"), eval_split="test" if f.test_set else "val",
+        val_interval=get("val_interval"),
+        val_tasks=get("num_val_tasks"), checkpoint_interval=get("checkpoint_interval"),
+        print_interval=get("print_interval"), log=f.log)
+
+
+def _load_tensorflow():
+    """Imports TensorFlow (only once the flags are known to be good) with its info logs quiet."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("WARNING")
+    logging.set_verbosity(logging.WARNING)
+
+
+def main_rl():
+    """2D navigation: the same flags, handed to maml_tf.rl (policy gradients, TRPO)."""
+    from maml_tf.rl.config import run_name as rl_run_name
+
+    config = rl_config_from_flags(FLAGS).validate()
+    workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or rl_run_name(config))
+    _load_tensorflow()
+    from maml_tf.rl import evaluate, train
+
+    if FLAGS.train:
+        train.train(config, workdir, resume=FLAGS.resume)
+    else:
+        evaluate.evaluate_run(config, workdir, FLAGS.test_iter)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
+        if FLAGS.datasource == "2dnavigation":
+            return main_rl()
         config = config_from_flags(FLAGS).validate()
         workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or run_name(config))
         runtime.configure(config)  # before TensorFlow loads
-        import tensorflow as tf
-
-        from maml_tf import evaluate, train  # TensorFlow loads only once the flags are good
-
-        tf.get_logger().setLevel("WARNING")
-        logging.set_verbosity(logging.WARNING)
+        _load_tensorflow()
+        from maml_tf import evaluate, train
 
         if FLAGS.train:
             train.train_and_evaluate(config, workdir, resume=FLAGS.resume)
