@@ -75,3 +75,29 @@ done
 
 # Speed: the real meta-step on synthetic tasks, beside the PyTorch/JAX peers (bash ../shared/peers/setup.sh first)
 [ "$QUICK" = 1 ] || report benchmark "$PY" -m maml_tf.benchmark --peers ../shared/peers --compare onednn=on --compare onednn=off --repeats 2 --out "$LOGDIR/benchmark.jsonl"
+
+# BEGIN 2dnavigation (Section 5.3, Figure 4: TRPO meta-optimizer, 20 goals x 20 paths, alpha 0.1, 500 iterations)
+NAV="--datasource=2dnavigation --logdir=$LOGDIR/rl"
+run nav-maml             $NAV --metatrain_iterations=500
+run nav-pretrained       $NAV --pretrain_iterations=500 --metatrain_iterations=0
+run nav-maml-fo          $NAV --metatrain_iterations=100 --stop_grad=True
+run nav-maml-test        $NAV --metatrain_iterations=500 --train=False --test_set=True
+[ "$QUICK" = 1 ] || run nav-maml-test $NAV --metatrain_iterations=500 --train=False --test_set=True --test_iter=100
+run nav-maml-fo-test     $NAV --metatrain_iterations=100 --stop_grad=True --train=False --test_set=True
+run nav-random-test      $NAV --metatrain_iterations=0 --train=False --test_set=True
+# The pretrained policy's test step sizes (first:later), tried on the validation goals.
+for LRS in 0.1:0.05 0.03:0.015 0.01:0.005 0.003:0.0015 0.001:0.0005; do
+  run nav-pretrained-val $NAV --pretrain_iterations=500 --metatrain_iterations=0 --train=False --update_lr=${LRS%:*} --later_update_lr=${LRS#*:}
+done
+run nav-pretrained-test  $NAV --pretrain_iterations=500 --metatrain_iterations=0 --train=False --test_set=True
+run nav-pretrained-test  $NAV --pretrain_iterations=500 --metatrain_iterations=0 --train=False --test_set=True --update_lr=0.01 --later_update_lr=0.005
+# END 2dnavigation
+RL=$LOGDIR/rl/2dnavigation
+report nav-report "$PY" -m maml_tf.rl.report --out "$RESULTS" \
+  --maml "$RL.maml.mbs20.paths20.lr0.1.seed0" --pretrained "$RL.pretrained.mbs20.paths20.seed0" \
+  --random "$RL.random.seed0" \
+  --also "pretrained, validation-chosen step sizes=$RL.pretrained.mbs20.paths20.seed0/eval_test_goals40_lr0.01-0.005_iter500.json" \
+  --also "MAML, earlier checkpoint=$RL.maml.mbs20.paths20.lr0.1.seed0/eval_test_goals40_lr0.1-0.05_iter100.json" \
+  --also "first-order MAML (--stop_grad)=$RL.maml_fo.mbs20.paths20.lr0.1.seed0/eval_test_goals40_lr0.1-0.05_iter100.json" \
+  --trajectories "maml;pretrained;pretrained, validation-chosen step sizes" \
+  --commands "$(sed -n '/^# BEGIN 2dnavigation/,/^# END 2dnavigation/p' "$0")"
