@@ -19,6 +19,7 @@ META_GRAD_SCRIPT = """
 import numpy as np, keras, tensorflow as tf
 from maml_tf import algorithms, bench_step, metrics, models
 keras.config.set_floatx("float64")
+keras.config.set_dtype_policy("float64")  # another test may have pinned the policy to float32
 model = models.conv_net((8, 8, 1), 3, filters=4, blocks=2, seed=3)
 learner = models.Learner(model)
 sampler = bench_step.SyntheticImages(3, (8, 8, 1), classes=6, per_class=4)
@@ -42,6 +43,7 @@ def _grads(first_order: bool, jit_compile: bool):
 def _restore_floatx():
     yield
     keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
 
 
 @pytest.mark.slow  # XLA compiles for ~10-40 s on this CPU; the flag is off by default

@@ -103,7 +103,7 @@ def train(config: RLConfig, workdir: str, resume: bool = True) -> Dict:
         print(f"resuming {workdir} from iteration {start}", flush=True)
     _trim_history(os.path.join(workdir, "validation.jsonl"), start)
     objective = trpo.MetaObjective(agent.learner, config.inner_lr, config.first_order)
-    log, segments = ProgressLog(config, workdir, start), SegmentLog(workdir, start)
+    log, segments = ProgressLog(config, workdir), SegmentLog(workdir, start)
     last_val = {}
     for iteration in range(start + 1, config.total_iterations + 1):
         pretraining = iteration <= config.pretrain_iterations
