@@ -62,6 +62,20 @@ report sinusoid-report "$PY" -m maml_tf.sinusoid_report --out "$RESULTS" \
   --pretrained "$LOGDIR/sine/sinusoid.k10.pretrained.normNone" \
   --commands "$(sed -n '/^# BEGIN sinusoid/,/^# END sinusoid/p' "$0")"
 
+# BEGIN omniglot (Table 1; the original README's commands; 60k iterations; test: 600 tasks of the 423 meta-test characters)
+for K in 1 5; do
+  O5="--datasource=omniglot --metatrain_iterations=60000 --meta_batch_size=32 --update_batch_size=$K --update_lr=0.4 --num_updates=1 --logdir=$LOGDIR/omniglot5way/"
+  O20="--datasource=omniglot --metatrain_iterations=60000 --meta_batch_size=16 --update_batch_size=$K --num_classes=20 --update_lr=0.1 --num_updates=5 --logdir=$LOGDIR/omniglot20way/"
+  run omniglot-5way-${K}shot       $O5
+  run omniglot-5way-${K}shot-test  $O5 --train=False --test_set=True
+  run omniglot-20way-${K}shot      $O20
+  run omniglot-20way-${K}shot-test $O20 --train=False --test_set=True
+done
+# END omniglot
+report omniglot-report "$PY" -m maml_tf.omniglot_report --out "$RESULTS" \
+  --logdir "$LOGDIR/omniglot5way" --logdir "$LOGDIR/omniglot20way" \
+  --commands "$(sed -n '/^# BEGIN omniglot/,/^# END omniglot/p' "$0")"
+
 # BEGIN miniimagenet (needs the real images: data/README.md; 60k iterations; 600 test tasks)
 MINI="--datasource=miniimagenet --metatrain_iterations=60000 --update_lr=0.01 --num_updates=5 --num_classes=5 --num_filters=32 --max_pool=True"
 for FO in False True; do
