@@ -57,7 +57,18 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None) -
     stem = os.path.join(workdir, f"eval_{config.eval_split}_shots{config.eval_shots}"
                                  f"_lr{config.eval_inner_lr:g}_iter{restored}")
     write_result(stem, result)
+    print_summary(result)
     return result
+
+
+def print_summary(result: Dict):
+    """One line per metric: mean ± 95% CI before adaptation and after each step."""
+    print(f"{result['dataset']} {result['split']}: {result['num_tasks']} tasks, K={result['shots']}, "
+          f"checkpoint {result['iteration']}", flush=True)
+    for name, m in sorted(result["metrics"].items()):
+        cells = "  ".join(f"{s}: {mean:.4g}±{ci:.2g}"
+                          for s, mean, ci in zip(result["steps"], m["mean"], m["ci95"]))
+        print(f"  {name} after step  {cells}", flush=True)
 
 
 def write_result(stem: str, result: Dict):
