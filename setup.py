@@ -14,6 +14,7 @@ setup(
         "tensorflow-datasets>=4.9",
         "tensorboard>=2.16",  # tf.summary needs it; recent tensorflow wheels no longer pull it in
         "absl-py>=1.0",
+        "importlib_resources",  # tfds needs it to load/build datasets (--data_source=tfds)
         "numpy",
         "pillow",  # reads the Omniglot / miniImageNet images
         "matplotlib",  # the plots in results/
