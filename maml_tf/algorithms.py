@@ -106,18 +106,19 @@ def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, in
 
 
 def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
-                       inner_steps: int, metric_fns: Optional[MetricFns] = None):
-    """θ − mean over tasks of W, where W is θ after `inner_steps` SGD steps on the support set.
+                       inner_steps: int, metric_fns: Optional[MetricFns] = None,
+                       optimizer: str = "sgd", batch_size: int = 0):
+    """θ − mean over tasks of W, where W is θ after `inner_steps` steps of `optimizer` on the support set.
 
     Applied by SGD with learning rate ε this is Reptile's θ ← θ + ε·(mean W − θ). All trainable
-    weights adapt (Reptile has no outer-only parameters).
+    weights adapt (Reptile has no outer-only parameters). Metrics: `pre_*` on the first inner
+    batch before the first step, `post_*` on the query set with W.
     """
     metric_fns = metric_fns or {}
-    mask = [True] * len(weights)
 
     def per_task(task: Task):
-        fast, pre = _adapt_first_order(learner, loss_fn, weights, task, inner_lr,
-                                             inner_steps, mask, metric_fns)
+        fast, pre = reptile_adapt(learner, loss_fn, weights, task, inner_lr, inner_steps,
+                                  optimizer, batch_size, metric_fns)
         outputs = learner(fast, task.query_x)
         post = _task_metrics("post", loss_fn(outputs, task.query_y), outputs, task.query_y,
                              metric_fns)
@@ -127,14 +128,51 @@ def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
     return _mean_over_tasks(*map_tasks(per_task, tasks, weights, names))
 
 
-def _adapt_first_order(learner, loss_fn, weights, task, inner_lr, steps, mask, metric_fns):
-    """First-order adaptation that also returns the support metrics before the first step."""
-    fast = list(weights)
-    pre = None
-    for _ in range(steps):
-        fast, loss, outputs = inner_step(learner, loss_fn, fast, task.support_x, task.support_y,
-                                         inner_lr, True, mask)
-        pre = pre or _task_metrics("pre", loss, outputs, task.support_y, metric_fns)
+# Inner Adam as the Reptile paper (beta1 = 0) with TF1's AdamOptimizer constants.
+ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.0, 0.999, 1e-8
+
+
+def support_batch(task: Task, step: int, batch_size: int):
+    """The support examples of inner step `step`: consecutive `batch_size` examples, wrapping
+    around. The samplers shuffle each support set, so one pass is an epoch in a random order."""
+    n = task.support_x.shape[0]
+    if not batch_size or batch_size == n:
+        return task.support_x, task.support_y
+    idx = [(step * batch_size + j) % n for j in range(batch_size)]
+    return tf.gather(task.support_x, idx), tf.gather(task.support_y, idx)
+
+
+def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner_lr: float,
+                  steps: int, optimizer: str = "sgd", batch_size: int = 0,
+                  metric_fns: Optional[MetricFns] = None):
+    """First-order adaptation of every weight with SGD or Adam (its state local to this task).
+
+    Returns (W, metrics on the first inner batch before the first step). The inner gradients
+    are constants (stop_gradient), so no second derivative can ever be taken through W.
+    """
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"unknown inner optimizer {optimizer!r}")
+    metric_fns = metric_fns or {}
+    fast, pre = list(weights), None
+    m = [tf.zeros_like(w) for w in weights]
+    v = [tf.zeros_like(w) for w in weights]
+    for step in range(steps):
+        x, y = support_batch(task, step, batch_size)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(fast)
+            outputs = learner(fast, x)
+            loss = loss_fn(outputs, y)
+        grads = [tf.stop_gradient(g) for g in
+                 tape.gradient(loss, fast, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
+        pre = pre or _task_metrics("pre", loss, outputs, y, metric_fns)
+        if optimizer == "adam":
+            t = step + 1
+            lr_t = inner_lr * (1 - ADAM_BETA2 ** t) ** 0.5 / (1 - ADAM_BETA1 ** t)
+            m = [ADAM_BETA1 * a + (1 - ADAM_BETA1) * g for a, g in zip(m, grads)]
+            v = [ADAM_BETA2 * b + (1 - ADAM_BETA2) * g * g for b, g in zip(v, grads)]
+            fast = [w - lr_t * a / (tf.sqrt(b) + ADAM_EPSILON) for w, a, b in zip(fast, m, v)]
+        else:
+            fast = [w - inner_lr * g for w, g in zip(fast, grads)]
     if pre is None:
         outputs = learner(fast, task.support_x)
         pre = _task_metrics("pre", loss_fn(outputs, task.support_y), outputs, task.support_y,
