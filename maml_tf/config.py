@@ -35,6 +35,7 @@ class Config:
     # meta_batch_size its tasks per meta-update; the outer step is SGD with step size epsilon.
     inner_batch_size: int = 0  # support examples per inner step, in turn; 0 = all (MAML: 0)
     inner_optimizer: str = "sgd"  # "sgd", or "adam" with beta1 = 0 as the Reptile paper (Reptile only)
+    eval_inner_batch_size: int = 0  # Reptile at evaluation: support examples per step; 0 = all
     meta_step: float = 1.0  # Reptile's epsilon at the first meta-iteration...
     meta_step_final: float = 0.0  # ...annealed linearly to this at the last
     pretrain_iterations: int = 0  # joint training on all tasks (no inner loop) before meta-training
@@ -50,6 +51,9 @@ class Config:
     eval_tasks: int = 600
     eval_batch_size: int = 25  # tasks evaluated per compiled call
     eval_split: str = "val"  # "val" or "test"
+    # True: query examples predicted in one batch (batch norm shares their statistics, as MAML);
+    # False: each query example in a batch with the support set only.
+    transductive: bool = True
     val_interval: int = 500  # meta-validation during training every N iterations; 0 = off
     val_tasks: int = 100
     checkpoint_interval: int = 1000
@@ -82,6 +86,7 @@ class Config:
                 raise UserError(f"{name} must be a positive learning rate, got {getattr(self, name)}")
         for name in ["inner_steps", "eval_inner_steps", "pretrain_iterations",
                      "metatrain_iterations", "val_interval", "grad_clip", "inner_batch_size",
+                     "eval_inner_batch_size",
                      "meta_step_final"]:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -121,8 +126,8 @@ class Config:
                 raise UserError(f"meta_step (Reptile's epsilon) must be positive, got {self.meta_step}")
             if self.pretrain_iterations:
                 raise UserError("pretrain_iterations is a MAML baseline; Reptile has none")
-        elif self.inner_optimizer != "sgd" or self.inner_batch_size:
-            raise UserError("inner_optimizer and inner_batch_size are Reptile settings: "
+        elif self.inner_optimizer != "sgd" or self.inner_batch_size or self.eval_inner_batch_size:
+            raise UserError("inner_optimizer and (eval_)inner_batch_size are Reptile settings: "
                             "add --algorithm=reptile")
 
     def to_json(self) -> str:

@@ -45,6 +45,8 @@ flags.DEFINE_integer("num_query", -1, "query examples per class (-1: K; 15 in mi
 flags.DEFINE_enum("algorithm", "maml", ["maml", "reptile"], "meta-learning algorithm (--stop_grad: first-order MAML)")
 flags.DEFINE_integer("inner_batch_size", 0, "Reptile: support examples per inner step, taken in turn from the shuffled support set (0: all; the paper: 10 for 5-way, 20 for 20-way)")
 flags.DEFINE_enum("inner_optimizer", "sgd", ["sgd", "adam"], "Reptile: inner optimizer with step size --update_lr; adam: beta1=0, beta2=0.999, eps=1e-8 as the Reptile paper, state reset for every task")
+flags.DEFINE_integer("eval_inner_batch_size", 0, "Reptile: support examples per inner step at evaluation (0: all; the paper: 5 for 5-way, 10 for 20-way)")
+flags.DEFINE_bool("transductive", True, "evaluation: predict all query examples in one batch, batch norm sharing their statistics (MAML's and the Reptile paper's 'transductive'); False: each query example in a batch with the support set only")
 flags.DEFINE_float("meta_step", 1.0, "Reptile: outer step size epsilon at the first iteration (theta += epsilon * (mean W - theta))")
 flags.DEFINE_float("meta_step_final", 0.0, "Reptile: epsilon at the last iteration, reached linearly over --metatrain_iterations")
 flags.DEFINE_integer("seed", 0, "seed of the model initialisation and the training tasks")
@@ -93,6 +95,7 @@ def config_from_flags(f) -> Config:
         eval_inner_lr=f.update_lr, inner_steps=f.num_updates, eval_inner_steps=f.test_num_updates,
         first_order=f.stop_grad, algorithm=f.algorithm, inner_batch_size=f.inner_batch_size,
         inner_optimizer=f.inner_optimizer, meta_step=f.meta_step, meta_step_final=f.meta_step_final,
+        eval_inner_batch_size=f.eval_inner_batch_size, transductive=f.transductive,
         pretrain_iterations=f.pretrain_iterations, metatrain_iterations=f.metatrain_iterations,
         oracle=f.baseline == "oracle", norm=f.norm, num_filters=f.num_filters, conv=f.conv,
         max_pool=f.max_pool,

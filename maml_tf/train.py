@@ -48,12 +48,15 @@ class Experiment:
         """Compiled evaluation (`algorithms.adaptation_curve`) for one K, built once per setting."""
         key = (shots, queries, inner_lr, steps)
         if key not in self._curve_fns:
-            loss_fn, learner = loss_for(self.sampler.problem, shots), self.learner
+            loss_fn, learner, c = loss_for(self.sampler.problem, shots), self.learner, self.config
+            reptile = c.algorithm == "reptile"
 
             @tf.function(input_signature=[self.task_signature(shots, queries)])
             def curve(tasks):
-                return algorithms.adaptation_curve(learner, loss_fn, learner.weights(), tasks,
-                                                   inner_lr, steps, self.metric_fns)
+                return algorithms.adaptation_curve(
+                    learner, loss_fn, learner.weights(), tasks, inner_lr, steps, self.metric_fns,
+                    transductive=c.transductive, optimizer=c.inner_optimizer if reptile else None,
+                    batch_size=c.eval_inner_batch_size)
 
             self._curve_fns[key] = curve
         return self._curve_fns[key]

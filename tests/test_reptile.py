@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from maml_tf import algorithms, metrics
+from maml_tf import algorithms, metrics, models
 from maml_tf.config import Config
 from maml_tf.errors import UserError
 from maml_tf.models import Learner
@@ -129,3 +129,31 @@ def test_reptile_settings_are_checked():
     with pytest.raises(UserError, match="inner_optimizer"):
         Config(dataset="sinusoid", algorithm="reptile", inner_optimizer="rmsprop").validate()
     assert isinstance(sinusoid_reptile().optimizer, keras.optimizers.SGD)
+
+
+def _curves(norm: str, transductive: bool):
+    learner = Learner(models.fc_net(2, 1, (8, 8), norm, seed=3))
+    tasks = regression_tasks(num_tasks=2)
+    tasks = type(tasks)(*[tf.cast(x, tf.float32) for x in tasks])
+    return algorithms.adaptation_curve(learner, metrics.mse, learner.weights(), tasks, 0.1, 3,
+                                       transductive=transductive, optimizer="adam",
+                                       batch_size=2)["loss"].numpy()
+
+
+def test_transductive_prediction_matters_only_with_batch_norm():
+    np.testing.assert_allclose(_curves("None", True), _curves("None", False), rtol=1e-5)
+    assert np.abs(_curves("batch_norm", True) - _curves("batch_norm", False)).min() > 1e-4
+
+
+def test_evaluation_curve_ends_at_reptile_adapted_weights():
+    """The Reptile evaluation curve's last point is the query loss of reptile_adapt's W."""
+    learner = Learner(unseen_model())
+    tasks = regression_tasks(num_tasks=1)
+    curve = algorithms.adaptation_curve(learner, metrics.mse, learner.weights(), tasks, 0.01, 4,
+                                        optimizer="adam", batch_size=2)["loss"].numpy()
+    one = type(tasks)(*[x[0] for x in tasks])
+    fast, _ = algorithms.reptile_adapt(learner, metrics.mse, learner.weights(), one, 0.01, 4,
+                                       "adam", 2)
+    assert curve[0, -1] == pytest.approx(float(metrics.mse(learner(fast, one.query_x),
+                                                           one.query_y)), rel=1e-9)
+    assert curve[0, -1] != pytest.approx(curve[0, 0], rel=1e-3)  # the steps moved W
