@@ -11,6 +11,7 @@ from maml_tf.errors import UserError
 from maml_tf.models import Learner
 from maml_tf.train import Experiment
 from tests.test_algorithms import flat, regression_tasks, unseen_model
+from tests.test_omniglot import DATA_DIR, needs_data
 
 ALPHA = 0.05
 
@@ -157,3 +158,24 @@ def test_evaluation_curve_ends_at_reptile_adapted_weights():
     assert curve[0, -1] == pytest.approx(float(metrics.mse(learner(fast, one.query_x),
                                                            one.query_y)), rel=1e-9)
     assert curve[0, -1] != pytest.approx(curve[0, 0], rel=1e-3)  # the steps moved W
+
+
+@needs_data
+def test_short_reptile_run_on_omniglot_beats_chance(tmp_path):
+    """The paper's 5-way settings (train shots 10, inner batch 10, 5 Adam steps, meta-batch 5,
+    ε 1 → 0) for 200 iterations; 5-way 1-shot evaluation with 5 Adam steps, both modes."""
+    from maml_tf import evaluate, train
+
+    config = Config(dataset="omniglot", ways=5, shots=10, queries=1, algorithm="reptile",
+                    inner_optimizer="adam", inner_lr=1e-3, inner_steps=5, inner_batch_size=10,
+                    eval_inner_batch_size=5, meta_batch_size=5, metatrain_iterations=200,
+                    log=False, data_dir=DATA_DIR, cache_dir=str(tmp_path)).validate()
+    exp = Experiment(config)
+    step = exp.make_train_step(config.inner_steps)
+    batches = train.task_batches(exp.sampler, "train", 5, 10, 1, config.seed, 0)
+    for _ in range(config.metatrain_iterations):
+        step(next(batches))
+    for transductive in (True, False):
+        exp.config, exp._curve_fns = config.replace(transductive=transductive), {}
+        acc = evaluate.evaluate_learner(exp, "val", 50, 1, 1, 1e-3, 5, 1234)["accuracy"]["mean"]
+        assert acc[0] < 0.3 and acc[-1] > 0.45, (transductive, acc)
