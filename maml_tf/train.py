@@ -211,8 +211,12 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
 def validate(exp: Experiment, workdir: str, iteration: int, log: ProgressLog) -> Dict:
     """Meta-validation on a fixed set of validation tasks; appended to validation.jsonl."""
     c = exp.config
-    result = evaluate.evaluate_learner(exp, "val", c.val_tasks, c.shots, c.queries,
-                                       c.inner_lr, c.eval_inner_steps, c.eval_seed)
+    # MAML validates with its training K (as the original); Reptile's train shots are only a
+    # training-time data setting, so it validates as it is evaluated.
+    shots, queries, lr = ((c.eval_shots, c.eval_queries, c.eval_inner_lr) if c.algorithm == "reptile"
+                          else (c.shots, c.queries, c.inner_lr))
+    result = evaluate.evaluate_learner(exp, "val", c.val_tasks, shots, queries, lr,
+                                       c.eval_inner_steps, c.eval_seed)
     row = {"iteration": iteration, **{k: v["mean"].tolist() for k, v in result.items()}}
     with open(os.path.join(workdir, "validation.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -179,3 +179,20 @@ def test_short_reptile_run_on_omniglot_beats_chance(tmp_path):
         exp.config, exp._curve_fns = config.replace(transductive=transductive), {}
         acc = evaluate.evaluate_learner(exp, "val", 50, 1, 1, 1e-3, 5, 1234)["accuracy"]["mean"]
         assert acc[0] < 0.3 and acc[-1] > 0.45, (transductive, acc)
+
+
+def test_reptile_validates_with_the_evaluation_shots(tmp_path, monkeypatch):
+    """Train shots (10) are a training-time setting: meta-validation uses the evaluation K (5)."""
+    from maml_tf import evaluate, train
+
+    seen = []
+    real = evaluate.evaluate_learner
+    monkeypatch.setattr(evaluate, "evaluate_learner",
+                        lambda exp, split, n, shots, queries, lr, *a: seen.append((shots, lr))
+                        or real(exp, split, n, shots, queries, lr, *a))
+    config = Config(dataset="sinusoid", algorithm="reptile", shots=10, eval_shots=5,
+                    inner_lr=0.01, eval_inner_lr=0.02, meta_batch_size=2, inner_steps=2,
+                    metatrain_iterations=2, val_interval=2, val_tasks=4, eval_inner_steps=2,
+                    checkpoint_interval=2, log=False)
+    row = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert seen == [(5, 0.02)] and len(row["loss"]) == 3
