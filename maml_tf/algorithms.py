@@ -5,7 +5,7 @@ tasks of the meta-batch) that a single outer optimizer applies, so the training 
 branches on the algorithm. Nothing here reads flags or touches a Keras variable.
 """
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -106,18 +106,19 @@ def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, in
 
 
 def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
-                       inner_steps: int, metric_fns: Optional[MetricFns] = None):
-    """θ − mean over tasks of W, where W is θ after `inner_steps` SGD steps on the support set.
+                       inner_steps: int, metric_fns: Optional[MetricFns] = None,
+                       optimizer: str = "sgd", batch_size: int = 0):
+    """θ − mean over tasks of W, where W is θ after `inner_steps` steps of `optimizer` on the support set.
 
     Applied by SGD with learning rate ε this is Reptile's θ ← θ + ε·(mean W − θ). All trainable
-    weights adapt (Reptile has no outer-only parameters).
+    weights adapt (Reptile has no outer-only parameters). Metrics: `pre_*` on the first inner
+    batch before the first step, `post_*` on the query set with W.
     """
     metric_fns = metric_fns or {}
-    mask = [True] * len(weights)
 
     def per_task(task: Task):
-        fast, pre = _adapt_first_order(learner, loss_fn, weights, task, inner_lr,
-                                             inner_steps, mask, metric_fns)
+        fast, pre = reptile_adapt(learner, loss_fn, weights, task, inner_lr, inner_steps,
+                                  optimizer, batch_size, metric_fns)
         outputs = learner(fast, task.query_x)
         post = _task_metrics("post", loss_fn(outputs, task.query_y), outputs, task.query_y,
                              metric_fns)
@@ -127,41 +128,120 @@ def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
     return _mean_over_tasks(*map_tasks(per_task, tasks, weights, names))
 
 
-def _adapt_first_order(learner, loss_fn, weights, task, inner_lr, steps, mask, metric_fns):
-    """First-order adaptation that also returns the support metrics before the first step."""
-    fast = list(weights)
-    pre = None
-    for _ in range(steps):
-        fast, loss, outputs = inner_step(learner, loss_fn, fast, task.support_x, task.support_y,
-                                         inner_lr, True, mask)
-        pre = pre or _task_metrics("pre", loss, outputs, task.support_y, metric_fns)
+# Inner Adam as the Reptile paper (beta1 = 0) with TF1's AdamOptimizer constants.
+ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.0, 0.999, 1e-8
+
+
+def support_batch(task: Task, step: int, batch_size: int):
+    """The support examples of inner step `step`: consecutive `batch_size` examples, wrapping
+    around. The samplers shuffle each support set, so one pass is an epoch in a random order."""
+    n = task.support_x.shape[0]
+    if not batch_size or batch_size == n:
+        return task.support_x, task.support_y
+    idx = [(step * batch_size + j) % n for j in range(batch_size)]
+    return tf.gather(task.support_x, idx), tf.gather(task.support_y, idx)
+
+
+class InnerState(NamedTuple):
+    """First-order inner optimisation of every weight; Adam's moments (unused by SGD)."""
+    weights: Weights
+    m: Weights
+    v: Weights
+    step: int  # steps taken so far (Python int: the loop is unrolled)
+
+
+def first_order_step(learner: Learner, loss_fn, state: InnerState, x, y, lr: float,
+                     optimizer: str = "sgd"):
+    """One SGD or Adam step of every weight on (x, y); returns (state, loss, outputs) before it.
+
+    The gradient is a constant (stop_gradient), so no second derivative can be taken through it.
+    """
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"unknown inner optimizer {optimizer!r}")
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(state.weights)
+        outputs = learner(state.weights, x)
+        loss = loss_fn(outputs, y)
+    grads = [tf.stop_gradient(g) for g in tape.gradient(
+        loss, state.weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
+    m, v, t = state.m, state.v, state.step + 1
+    if optimizer == "adam":
+        lr_t = lr * (1 - ADAM_BETA2 ** t) ** 0.5 / (1 - ADAM_BETA1 ** t)
+        m = [ADAM_BETA1 * a + (1 - ADAM_BETA1) * g for a, g in zip(m, grads)]
+        v = [ADAM_BETA2 * b + (1 - ADAM_BETA2) * g * g for b, g in zip(v, grads)]
+        new = [w - lr_t * a / (tf.sqrt(b) + ADAM_EPSILON) for w, a, b in zip(state.weights, m, v)]
+    else:
+        new = [w - lr * g for w, g in zip(state.weights, grads)]
+    return InnerState(new, m, v, t), loss, outputs
+
+
+def initial_state(weights: Weights) -> InnerState:
+    zeros = [tf.zeros_like(w) for w in weights]
+    return InnerState(list(weights), zeros, list(zeros), 0)
+
+
+def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner_lr: float,
+                  steps: int, optimizer: str = "sgd", batch_size: int = 0,
+                  metric_fns: Optional[MetricFns] = None):
+    """First-order adaptation of every weight with SGD or Adam (its state local to this task).
+
+    Returns (W, metrics on the first inner batch before the first step).
+    """
+    metric_fns = metric_fns or {}
+    state, pre = initial_state(weights), None
+    for step in range(steps):
+        x, y = support_batch(task, step, batch_size)
+        state, loss, outputs = first_order_step(learner, loss_fn, state, x, y, inner_lr, optimizer)
+        pre = pre or _task_metrics("pre", loss, outputs, y, metric_fns)
     if pre is None:
-        outputs = learner(fast, task.support_x)
+        outputs = learner(state.weights, task.support_x)
         pre = _task_metrics("pre", loss_fn(outputs, task.support_y), outputs, task.support_y,
                             metric_fns)
-    return fast, pre
+    return state.weights, pre
+
+
+def predict(learner: Learner, weights: Weights, task: Task, transductive: bool = True):
+    """Query predictions: all query examples in one batch (transductive: batch norm shares their
+    statistics, as MAML), or each in a batch with the support set only (its last row)."""
+    if transductive:
+        return learner(weights, task.query_x)
+
+    def one(x):
+        return learner(weights, tf.concat([task.support_x, x[None]], axis=0))[-1]
+
+    out = learner(weights, task.query_x[:1])  # only for the output's shape and dtype
+    return tf.map_fn(one, task.query_x, fn_output_signature=tf.TensorSpec(out.shape[1:], out.dtype))
 
 
 def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
-                     steps: int, metric_fns: Optional[MetricFns] = None) -> Dict[str, tf.Tensor]:
+                     steps: int, metric_fns: Optional[MetricFns] = None, transductive: bool = True,
+                     optimizer: Optional[str] = None, batch_size: int = 0) -> Dict[str, tf.Tensor]:
     """Query loss (and metrics) of every task before adaptation and after each of 1..steps steps.
 
+    `optimizer` None: MAML's SGD steps on the whole support set (norm offsets fixed); "sgd" or
+    "adam": Reptile's steps of every weight on support batches of `batch_size` (0: all).
     Returns {name: [meta_batch, steps + 1]}; used by evaluation, so no meta-gradient is built.
     """
     metric_fns = metric_fns or {}
     names = ["loss", *metric_fns]
 
     def per_task(task: Task):
-        fast = list(weights)
+        state = initial_state(weights)
         curve = {name: [] for name in names}
         for step in range(steps + 1):
-            outputs = learner(fast, task.query_x)
+            outputs = predict(learner, state.weights, task, transductive)
             curve["loss"].append(loss_fn(outputs, task.query_y))
             for name, fn in metric_fns.items():
                 curve[name].append(fn(outputs, task.query_y))
-            if step < steps:
-                fast, _, _ = inner_step(learner, loss_fn, fast, task.support_x, task.support_y,
-                                        inner_lr, first_order=True)
+            if step == steps:
+                break
+            if optimizer is None:
+                fast, _, _ = inner_step(learner, loss_fn, state.weights, task.support_x,
+                                        task.support_y, inner_lr, first_order=True)
+                state = state._replace(weights=fast)
+            else:
+                x, y = support_batch(task, step, batch_size)
+                state, _, _ = first_order_step(learner, loss_fn, state, x, y, inner_lr, optimizer)
         return {name: tf.stack(values) for name, values in curve.items()}
 
     signature = {name: tf.TensorSpec((steps + 1,), weights[0].dtype) for name in names}

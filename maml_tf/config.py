@@ -10,6 +10,7 @@ from maml_tf.errors import UserError
 ALGORITHMS = ("maml", "reptile")
 NORMS = ("batch_norm", "layer_norm", "None")
 ONEDNN = ("auto", "on", "off")
+INNER_OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,13 @@ class Config:
     eval_inner_steps: int = 10
     first_order: bool = False
     algorithm: str = "maml"
+    # Reptile: inner_steps are its inner iterations, shots its train shots per class, and
+    # meta_batch_size its tasks per meta-update; the outer step is SGD with step size epsilon.
+    inner_batch_size: int = 0  # support examples per inner step, in turn; 0 = all (MAML: 0)
+    inner_optimizer: str = "sgd"  # "sgd", or "adam" with beta1 = 0 as the Reptile paper (Reptile only)
+    eval_inner_batch_size: int = 0  # Reptile at evaluation: support examples per step; 0 = all
+    meta_step: float = 1.0  # Reptile's epsilon at the first meta-iteration...
+    meta_step_final: float = 0.0  # ...annealed linearly to this at the last
     pretrain_iterations: int = 0  # joint training on all tasks (no inner loop) before meta-training
     metatrain_iterations: int = 15000
     oracle: bool = False  # sinusoid: the network also sees amplitude and phase
@@ -43,6 +51,9 @@ class Config:
     eval_tasks: int = 600
     eval_batch_size: int = 25  # tasks evaluated per compiled call
     eval_split: str = "val"  # "val" or "test"
+    # True: query examples predicted in one batch (batch norm shares their statistics, as MAML);
+    # False: each query example in a batch with the support set only.
+    transductive: bool = True
     val_interval: int = 500  # meta-validation during training every N iterations; 0 = off
     val_tasks: int = 100
     checkpoint_interval: int = 1000
@@ -74,7 +85,9 @@ class Config:
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be a positive learning rate, got {getattr(self, name)}")
         for name in ["inner_steps", "eval_inner_steps", "pretrain_iterations",
-                     "metatrain_iterations", "val_interval", "grad_clip"]:
+                     "metatrain_iterations", "val_interval", "grad_clip", "inner_batch_size",
+                     "eval_inner_batch_size",
+                     "meta_step_final"]:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         from maml_tf.datasets import DATASETS  # the registry only; no dataset is loaded
@@ -87,6 +100,7 @@ class Config:
             module.check_config(self)
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"unknown algorithm {self.algorithm!r}: use one of {ALGORITHMS}")
+        self._validate_reptile()
         if self.norm not in NORMS:
             raise UserError(f"unknown norm {self.norm!r}: use one of {NORMS}")
         if self.onednn not in ONEDNN:
@@ -103,6 +117,19 @@ class Config:
             raise UserError("the oracle baseline exists for sinusoid only")
         return self
 
+    def _validate_reptile(self):
+        if self.inner_optimizer not in INNER_OPTIMIZERS:
+            raise UserError(f"unknown inner_optimizer {self.inner_optimizer!r}: use one of "
+                            f"{', '.join(INNER_OPTIMIZERS)}")
+        if self.algorithm == "reptile":
+            if not self.meta_step > 0:
+                raise UserError(f"meta_step (Reptile's epsilon) must be positive, got {self.meta_step}")
+            if self.pretrain_iterations:
+                raise UserError("pretrain_iterations is a MAML baseline; Reptile has none")
+        elif self.inner_optimizer != "sgd" or self.inner_batch_size or self.eval_inner_batch_size:
+            raise UserError("inner_optimizer and (eval_)inner_batch_size are Reptile settings: "
+                            "add --algorithm=reptile")
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -113,7 +140,8 @@ class Config:
 # Fields that change what a checkpoint means: resuming a run with other values is refused.
 IDENTITY_FIELDS = ("dataset", "ways", "shots", "meta_batch_size", "inner_steps", "inner_lr",
                    "first_order", "algorithm", "oracle", "norm", "num_filters", "conv",
-                   "max_pool", "pretrain_iterations", "omniglot_split", "omniglot_resize")
+                   "max_pool", "pretrain_iterations", "omniglot_split", "omniglot_resize",
+                   "inner_batch_size", "inner_optimizer", "meta_step", "meta_step_final")
 
 
 def run_name(config: Config) -> str:
@@ -126,6 +154,9 @@ def run_name(config: Config) -> str:
     if config.metatrain_iterations > 0:
         parts.append(config.algorithm + ("_fo" if config.first_order else ""))
         parts.append(f"mbs{config.meta_batch_size}.steps{config.inner_steps}.lr{config.inner_lr:g}")
+        if config.algorithm == "reptile":
+            parts.append(f"{config.inner_optimizer}.ib{config.inner_batch_size}"
+                         f".eps{config.meta_step:g}-{config.meta_step_final:g}")
     if config.pretrain_iterations > 0:
         parts.append("pretrained")
     if config.oracle:

@@ -52,10 +52,12 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None) -
         "num_tasks": config.eval_tasks, "ways": config.ways, "shots": config.eval_shots,
         "queries": config.eval_queries, "inner_lr": config.eval_inner_lr,
         "steps": list(range(config.eval_inner_steps + 1)), "eval_seed": config.eval_seed,
+        "algorithm": config.algorithm, "transductive": config.transductive,
         "metrics": {k: {s: np.asarray(v[s]).tolist() for s in STATS} for k, v in stats.items()},
     }
     stem = os.path.join(workdir, f"eval_{config.eval_split}_shots{config.eval_shots}"
-                                 f"_lr{config.eval_inner_lr:g}_iter{restored}")
+                                 f"_lr{config.eval_inner_lr:g}_iter{restored}"
+                                 + ("" if config.transductive else "_nontransductive"))
     write_result(stem, result)
     print_summary(result)
     return result

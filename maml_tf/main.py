@@ -22,10 +22,10 @@ flags.DEFINE_string("baseline", None, "'oracle' (sinusoid: the network is told a
 flags.DEFINE_integer("pretrain_iterations", 0, "iterations of joint training on all tasks (the pretrained baseline)")
 flags.DEFINE_integer("metatrain_iterations", 15000, "meta-training iterations (paper: 70k sinusoid, 60k images)")
 flags.DEFINE_integer("meta_batch_size", 25, "tasks per meta-update")
-flags.DEFINE_float("meta_lr", 0.001, "outer (Adam) learning rate beta")
+flags.DEFINE_float("meta_lr", 0.001, "outer (Adam) learning rate beta (MAML; Reptile's outer step is --meta_step)")
 flags.DEFINE_integer("update_batch_size", 5, "K: support examples per class (per task for sinusoid)")
 flags.DEFINE_float("update_lr", 1e-3, "inner step size alpha (classification: a step on the summed loss / K)")
-flags.DEFINE_integer("num_updates", 1, "inner gradient steps during meta-training")
+flags.DEFINE_integer("num_updates", 1, "inner gradient steps during meta-training (Reptile: its inner iterations)")
 flags.DEFINE_string("norm", "batch_norm", "batch_norm, layer_norm, or None")
 flags.DEFINE_integer("num_filters", 64, "filters per conv layer (32 for miniimagenet, 64 for omniglot)")
 flags.DEFINE_bool("conv", True, "convolutional network (False: the 256-128-64-64 fully connected net)")
@@ -37,12 +37,18 @@ flags.DEFINE_bool("resume", True, "resume training from the run's latest checkpo
 flags.DEFINE_bool("train", True, "True to train, False to evaluate a checkpoint")
 flags.DEFINE_integer("test_iter", -1, "iteration of the checkpoint to evaluate (-1: the latest)")
 flags.DEFINE_bool("test_set", False, "evaluate on the meta-test split (False: meta-validation)")
-flags.DEFINE_integer("train_update_batch_size", -1, "K used in training, to find the run when testing with another K (-1: same)")
+flags.DEFINE_integer("train_update_batch_size", -1, "K used in training, to find the run when testing with another K (-1: same; Reptile: its train shots per class)")
 flags.DEFINE_float("train_update_lr", -1, "alpha used in training, to find the run when testing with another alpha (-1: same)")
 # Beyond the original.
 flags.DEFINE_integer("test_num_updates", 10, "inner steps at evaluation; metrics are kept after each")
 flags.DEFINE_integer("num_query", -1, "query examples per class (-1: K; 15 in miniimagenet training, as the paper)")
 flags.DEFINE_enum("algorithm", "maml", ["maml", "reptile"], "meta-learning algorithm (--stop_grad: first-order MAML)")
+flags.DEFINE_integer("inner_batch_size", 0, "Reptile: support examples per inner step, taken in turn from the shuffled support set (0: all; the paper: 10 for 5-way, 20 for 20-way)")
+flags.DEFINE_enum("inner_optimizer", "sgd", ["sgd", "adam"], "Reptile: inner optimizer with step size --update_lr; adam: beta1=0, beta2=0.999, eps=1e-8 as the Reptile paper, state reset for every task")
+flags.DEFINE_integer("eval_inner_batch_size", 0, "Reptile: support examples per inner step at evaluation (0: all; the paper: 5 for 5-way, 10 for 20-way)")
+flags.DEFINE_bool("transductive", True, "evaluation: predict all query examples in one batch, batch norm sharing their statistics (MAML's and the Reptile paper's 'transductive'); False: each query example in a batch with the support set only")
+flags.DEFINE_float("meta_step", 1.0, "Reptile: outer step size epsilon at the first iteration (theta += epsilon * (mean W - theta))")
+flags.DEFINE_float("meta_step_final", 0.0, "Reptile: epsilon at the last iteration, reached linearly over --metatrain_iterations")
 flags.DEFINE_integer("seed", 0, "seed of the model initialisation and the training tasks")
 flags.DEFINE_integer("eval_seed", 1234, "seed of the evaluation tasks (fixed so every model sees the same tasks)")
 flags.DEFINE_integer("num_test_tasks", 600, "tasks in an evaluation (the paper: 600)")
@@ -87,7 +93,9 @@ def config_from_flags(f) -> Config:
         eval_queries=f.num_query if f.num_query != -1 else f.update_batch_size,
         meta_batch_size=f.meta_batch_size, meta_lr=f.meta_lr, inner_lr=train_lr,
         eval_inner_lr=f.update_lr, inner_steps=f.num_updates, eval_inner_steps=f.test_num_updates,
-        first_order=f.stop_grad, algorithm=f.algorithm,
+        first_order=f.stop_grad, algorithm=f.algorithm, inner_batch_size=f.inner_batch_size,
+        inner_optimizer=f.inner_optimizer, meta_step=f.meta_step, meta_step_final=f.meta_step_final,
+        eval_inner_batch_size=f.eval_inner_batch_size, transductive=f.transductive,
         pretrain_iterations=f.pretrain_iterations, metatrain_iterations=f.metatrain_iterations,
         oracle=f.baseline == "oracle", norm=f.norm, num_filters=f.num_filters, conv=f.conv,
         max_pool=f.max_pool,

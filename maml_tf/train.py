@@ -28,8 +28,7 @@ class Experiment:
         self.learner = models.Learner(self.model)
         self.loss_fn = loss_for(self.sampler.problem, config.shots)
         self.metric_fns = metrics.make_metrics(self.sampler.problem)
-        # epsilon 1e-8 as TF1's AdamOptimizer in the original (Keras' default is 1e-7).
-        self.optimizer = keras.optimizers.Adam(config.meta_lr, epsilon=1e-8)
+        self.optimizer = outer_optimizer(config)
         # Built now, not lazily, so a checkpoint restores its slots before the first step.
         self.optimizer.build(self.learner.variables)
         self._curve_fns = {}
@@ -49,21 +48,30 @@ class Experiment:
         """Compiled evaluation (`algorithms.adaptation_curve`) for one K, built once per setting."""
         key = (shots, queries, inner_lr, steps)
         if key not in self._curve_fns:
-            loss_fn, learner = loss_for(self.sampler.problem, shots), self.learner
+            loss_fn, learner, c = loss_for(self.sampler.problem, shots), self.learner, self.config
+            reptile = c.algorithm == "reptile"
 
             @tf.function(input_signature=[self.task_signature(shots, queries)])
             def curve(tasks):
-                return algorithms.adaptation_curve(learner, loss_fn, learner.weights(), tasks,
-                                                   inner_lr, steps, self.metric_fns)
+                return algorithms.adaptation_curve(
+                    learner, loss_fn, learner.weights(), tasks, inner_lr, steps, self.metric_fns,
+                    transductive=c.transductive, optimizer=c.inner_optimizer if reptile else None,
+                    batch_size=c.eval_inner_batch_size)
 
             self._curve_fns[key] = curve
         return self._curve_fns[key]
 
     def make_train_step(self, inner_steps: int):
-        """One compiled meta-iteration: meta-gradient of the configured algorithm, then Adam."""
+        """One compiled meta-iteration: meta-gradient of the configured algorithm, then the outer
+        optimizer (Adam for MAML, SGD with step size epsilon for Reptile)."""
         c, learner = self.config, self.learner
-        meta_grads = (algorithms.reptile_meta_grads if c.algorithm == "reptile" else
-                      lambda *a, **k: algorithms.maml_meta_grads(*a, first_order=c.first_order, **k))
+        if c.algorithm == "reptile":
+            def meta_grads(*a, **k):
+                return algorithms.reptile_meta_grads(*a, optimizer=c.inner_optimizer,
+                                                     batch_size=c.inner_batch_size, **k)
+        else:
+            def meta_grads(*a, **k):
+                return algorithms.maml_meta_grads(*a, first_order=c.first_order, **k)
 
         @tf.function(input_signature=[self.task_signature(c.shots, c.queries)],
                      jit_compile=c.jit_compile)
@@ -76,6 +84,17 @@ class Experiment:
             return step_metrics
 
         return train_step
+
+
+def outer_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    """Adam(meta_lr) for MAML; for Reptile SGD, whose step on θ − mean W is θ += ε·(mean W − θ),
+    with ε linear from meta_step at iteration 0 to meta_step_final at the last (as the paper)."""
+    if config.algorithm == "reptile":
+        epsilon = keras.optimizers.schedules.PolynomialDecay(
+            config.meta_step, max(config.metatrain_iterations, 1), config.meta_step_final, power=1.0)
+        return keras.optimizers.SGD(epsilon)
+    # epsilon 1e-8 as TF1's AdamOptimizer in the original (Keras' default is 1e-7).
+    return keras.optimizers.Adam(config.meta_lr, epsilon=1e-8)
 
 
 def loss_for(problem: str, shots: int):
@@ -192,8 +211,12 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
 def validate(exp: Experiment, workdir: str, iteration: int, log: ProgressLog) -> Dict:
     """Meta-validation on a fixed set of validation tasks; appended to validation.jsonl."""
     c = exp.config
-    result = evaluate.evaluate_learner(exp, "val", c.val_tasks, c.shots, c.queries,
-                                       c.inner_lr, c.eval_inner_steps, c.eval_seed)
+    # MAML validates with its training K (as the original); Reptile's train shots are only a
+    # training-time data setting, so it validates as it is evaluated.
+    shots, queries, lr = ((c.eval_shots, c.eval_queries, c.eval_inner_lr) if c.algorithm == "reptile"
+                          else (c.shots, c.queries, c.inner_lr))
+    result = evaluate.evaluate_learner(exp, "val", c.val_tasks, shots, queries, lr,
+                                       c.eval_inner_steps, c.eval_seed)
     row = {"iteration": iteration, **{k: v["mean"].tolist() for k, v in result.items()}}
     with open(os.path.join(workdir, "validation.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
