@@ -76,6 +76,19 @@ report omniglot-report "$PY" -m maml_tf.omniglot_report --out "$RESULTS" \
   --logdir "$LOGDIR/omniglot5way" --logdir "$LOGDIR/omniglot20way" \
   --commands "$(sed -n '/^# BEGIN omniglot/,/^# END omniglot/p' "$0")"
 
+# BEGIN reptile (the Reptile paper's Omniglot settings; one trained model serves 1- and 5-shot)
+R5="--datasource=omniglot --num_classes=5 --algorithm=reptile --train_update_batch_size=10 --num_query=1 --inner_optimizer=adam --update_lr=0.001 --num_updates=5 --inner_batch_size=10 --meta_batch_size=5 --meta_step=1 --meta_step_final=0 --metatrain_iterations=100000 --test_num_updates=50 --eval_inner_batch_size=5 --val_interval=5000 --logdir=$LOGDIR/omniglot_reptile"
+R20="--datasource=omniglot --num_classes=20 --algorithm=reptile --train_update_batch_size=10 --num_query=1 --inner_optimizer=adam --update_lr=0.0005 --num_updates=10 --inner_batch_size=20 --meta_batch_size=5 --meta_step=1 --meta_step_final=0 --metatrain_iterations=200000 --test_num_updates=50 --eval_inner_batch_size=10 --val_interval=5000 --logdir=$LOGDIR/omniglot_reptile"
+run reptile-5way  $R5 --update_batch_size=1
+run reptile-20way $R20 --update_batch_size=1
+for K in 1 5; do
+  for T in True False; do
+    run reptile-5way-test  $R5 --update_batch_size=$K --train=False --test_set=True --transductive=$T
+    run reptile-20way-test $R20 --update_batch_size=$K --train=False --test_set=True --transductive=$T
+  done
+done
+# END reptile
+
 # BEGIN miniimagenet (needs the real images: data/README.md; 60k iterations; 600 test tasks)
 MINI="--datasource=miniimagenet --metatrain_iterations=60000 --update_lr=0.01 --num_updates=5 --num_classes=5 --num_filters=32 --max_pool=True"
 for FO in False True; do

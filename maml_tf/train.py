@@ -146,8 +146,8 @@ class ProgressLog:
     def add(self, iteration: int, step_metrics: Dict[str, tf.Tensor]):
         values = {k: float(v) for k, v in step_metrics.items()}
         if not all(np.isfinite(v) for v in values.values()):
-            raise UserError(f"loss became NaN/inf at iteration {iteration}; lower --meta_lr or "
-                            "--update_lr (the last checkpoint is still good)")
+            raise UserError(f"loss became NaN/inf at iteration {iteration}; lower the outer step "
+                            "(--meta_lr; --meta_step for Reptile) or --update_lr (the last checkpoint is still good)")
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
         self.count += 1
