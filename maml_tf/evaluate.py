@@ -67,9 +67,11 @@ def print_summary(result: Dict):
     """One line per metric: mean ± 95% CI before adaptation and after each step."""
     print(f"{result['dataset']} {result['split']}: {result['num_tasks']} tasks, K={result['shots']}, "
           f"checkpoint {result['iteration']}", flush=True)
+    steps = result["steps"]
+    # Every step up to 10, then every 10th and the last: a 50-step Reptile curve stays readable.
+    shown = [i for i, s in enumerate(steps) if s <= 10 or s % 10 == 0 or s == steps[-1]]
     for name, m in sorted(result["metrics"].items()):
-        cells = "  ".join(f"{s}: {mean:.4g}±{ci:.2g}"
-                          for s, mean, ci in zip(result["steps"], m["mean"], m["ci95"]))
+        cells = "  ".join(f"{steps[i]}: {m['mean'][i]:.4g}±{m['ci95'][i]:.2g}" for i in shown)
         print(f"  {name} after step  {cells}", flush=True)
 
 
