@@ -125,7 +125,7 @@ def _check_same_run(config: Config, workdir: str):
         f.write(config.to_json())
 
 
-def _trim_history(path: str, start: int):
+def trim_history(path: str, start: int):
     """Drops validation rows written after the checkpoint a run restarts from."""
     if not os.path.exists(path):
         return
@@ -188,7 +188,7 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
     start = ckpt.restore_latest() if resume else 0
     if start:
         print(f"resuming {workdir} from iteration {start}", flush=True)
-    _trim_history(os.path.join(workdir, "validation.jsonl"), start)
+    trim_history(os.path.join(workdir, "validation.jsonl"), start)
     steps = {0: exp.make_train_step(0), config.inner_steps: exp.make_train_step(config.inner_steps)}
     log, segments = ProgressLog(config, workdir), SegmentLog(workdir, start)
     batches = task_batches(exp.sampler, "train", config.meta_batch_size, config.shots,

@@ -15,7 +15,7 @@ from maml_tf.rl import env, policy, trpo
 from maml_tf.rl.agent import Agent
 from maml_tf.rl.config import IDENTITY_FIELDS, RLConfig
 from maml_tf.runinfo import SegmentLog
-from maml_tf.train import ProgressLog, _trim_history
+from maml_tf.train import ProgressLog, trim_history
 
 VAL_STREAM, TEST_STREAM = 1, 0  # the validation and test goals come from separate RNG streams
 MILESTONE = 100  # every 100th checkpoint is also copied to archive/, out of the manager's rotation
@@ -101,7 +101,7 @@ def train(config: RLConfig, workdir: str, resume: bool = True) -> Dict:
     start = ckpt.restore_latest() if resume else 0
     if start:
         print(f"resuming {workdir} from iteration {start}", flush=True)
-    _trim_history(os.path.join(workdir, "validation.jsonl"), start)
+    trim_history(os.path.join(workdir, "validation.jsonl"), start)
     objective = trpo.MetaObjective(agent.learner, config.inner_lr, config.first_order)
     log, segments = ProgressLog(config, workdir), SegmentLog(workdir, start)
     last_val = {}
