@@ -87,7 +87,27 @@ for K in 1 5; do
     run reptile-20way-test $R20 --update_batch_size=$K --train=False --test_set=True --transductive=$T
   done
 done
+# This project's first-order MAML on the same split, for the side-by-side table (MAML: the omniglot block)
+FO5="--datasource=omniglot --metatrain_iterations=60000 --meta_batch_size=32 --update_batch_size=1 --update_lr=0.4 --num_updates=1 --stop_grad=True --logdir=$LOGDIR/omniglot5way/"
+run fomaml-5way-1shot      $FO5
+run fomaml-5way-1shot-test $FO5 --train=False --test_set=True
 # END reptile
+# Quiet seconds per meta-iteration of each run's training step (the real step, synthetic 28x28 tasks)
+BENCH="$PY -m maml_tf.benchmark --repeats 3"
+REPTILE_SET="--set algorithm=reptile --set shots=10 --set queries=1 --set inner_optimizer=adam --set inner_lr=0.001 --set inner_steps=5 --set inner_batch_size=10 --set meta_batch_size=5"
+if [ "$QUICK" = 0 ]; then
+  report reptile-timing $BENCH --benches omniglot_5w1s_q1_o1 $REPTILE_SET --out "$LOGDIR/timing_reptile.jsonl"
+  report reptile-timing $BENCH --benches omniglot_5w1s_q1_o2 --out "$LOGDIR/timing_maml.jsonl"
+  report reptile-timing $BENCH --benches omniglot_5w1s_q1_o2 --set shots=5 --set queries=5 --out "$LOGDIR/timing_maml5.jsonl"
+  report reptile-timing $BENCH --benches omniglot_5w1s_q1_o1 --out "$LOGDIR/timing_fomaml.jsonl"
+fi
+O5DIR=$LOGDIR/omniglot5way/omniglot.5way
+report reptile-report "$PY" -m maml_tf.reptile_report --out "$RESULTS" \
+  --run "reptile=$LOGDIR/omniglot_reptile/omniglot.5way10shot.reptile.mbs5.steps5.lr0.001.adam.ib10.eps1-0.conv64" \
+  --run "maml=${O5DIR}1shot.maml.mbs32.steps1.lr0.4.conv64" --run "maml5=${O5DIR}5shot.maml.mbs32.steps1.lr0.4.conv64" \
+  --run "fomaml=${O5DIR}1shot.maml_fo.mbs32.steps1.lr0.4.conv64" \
+  $(for L in reptile maml maml5 fomaml; do [ -e "$LOGDIR/timing_$L.jsonl" ] && echo "--timing $L=$LOGDIR/timing_$L.jsonl"; done) \
+  --commands "$(sed -n '/^# BEGIN reptile/,/^# END reptile/p' "$0")"
 
 # BEGIN miniimagenet (needs the real images: data/README.md; 60k iterations; 600 test tasks)
 MINI="--datasource=miniimagenet --metatrain_iterations=60000 --update_lr=0.01 --num_updates=5 --num_classes=5 --num_filters=32 --max_pool=True"
