@@ -99,7 +99,8 @@ def analytic_flops(model, config, support: int, query: int) -> float:
 
     Per example, F = forward FLOPs and f1 = the first layer's (its input gradient is never
     needed). Per inner step on the support set: 9F − 4f1 (second order) or 3F − f1 (first
-    order); query forward and backward: 3F − f1. Elementwise work (norm, ReLU, Adam) is left out,
+    order); query forward and backward: 3F − f1. Reptile: 3F − f1 per inner-batch example and
+    inner step. Elementwise work (norm, ReLU, Adam) is left out,
     as in peers/flops.py, whose numbers this reproduces for the Omniglot networks.
     """
     import keras
@@ -113,6 +114,9 @@ def analytic_flops(model, config, support: int, query: int) -> float:
         elif isinstance(layer, keras.layers.Dense):
             per_layer.append(2 * int(np.prod(layer.kernel.shape)))
     big_f, f1 = float(sum(per_layer)), float(per_layer[0])
+    if config.algorithm == "reptile":  # first-order steps on inner batches; the query is not trained on
+        batch = config.inner_batch_size or support
+        return config.meta_batch_size * config.inner_steps * (3 * big_f - f1) * batch
     step = (3 * big_f - f1) if config.first_order else (9 * big_f - 4 * f1)
     return config.meta_batch_size * (config.inner_steps * step * support + (3 * big_f - f1) * query)
 
