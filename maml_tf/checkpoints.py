@@ -19,8 +19,10 @@ class Checkpointer:
         self.directory = os.path.join(workdir, "checkpoints")
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
         # A non-chief worker saves into a scratch `workdir` but resumes from the chief's run.
-        self.source = self.manager if restore_from in (None, workdir) else tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(restore_from, "checkpoints"), max_to_keep=keep)
+        self.source = self.manager
+        if restore_from not in (None, workdir):
+            self.source = tf.train.CheckpointManager(
+                self.checkpoint, os.path.join(restore_from, "checkpoints"), max_to_keep=keep)
 
     def restore_latest(self) -> int:
         """Restores the newest checkpoint if there is one; returns the iteration to continue from."""

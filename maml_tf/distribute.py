@@ -58,12 +58,16 @@ def logical_cpus(n: int) -> list:
     return [d.name for d in tf.config.list_logical_devices("CPU")[:n]]
 
 
-def check_split(meta_batch_size: int, strategy: tf.distribute.Strategy):
-    """Every replica must get the same number of tasks, so that their mean is the batch's mean."""
+def check(config, strategy: tf.distribute.Strategy):
+    """UserError for a run these replicas cannot do as one device would."""
     n = strategy.num_replicas_in_sync
-    if meta_batch_size % n:
-        raise UserError(f"meta_batch_size={meta_batch_size} does not split evenly over {n} "
+    if config.meta_batch_size % n:  # equal shares, so that the mean of their means is the batch's
+        raise UserError(f"meta_batch_size={config.meta_batch_size} does not split evenly over {n} "
                         f"replicas; use a multiple of {n}")
+    if (config.jit_compile and n > 1 and not isinstance(strategy, tf.distribute.TPUStrategy)
+            and not all("GPU" in d.upper() for d in strategy.extended.worker_devices)):
+        raise UserError("jit_compile with several replicas needs GPUs (XLA on a CPU replica cannot "
+                        "read the variables of the others); drop --jit_compile")
 
 
 def replica_tasks(tasks: Task) -> Task:

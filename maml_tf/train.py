@@ -23,7 +23,7 @@ class Experiment:
     def __init__(self, config: Config, sampler=None):
         self.config = config
         self.strategy = distribute.strategy_for(config)  # first: it may configure the devices
-        distribute.check_split(config.meta_batch_size, self.strategy)
+        distribute.check(config, self.strategy)
         # `sampler`: any TaskSampler in place of the configured data set (the benchmark's).
         self.sampler = sampler or datasets.get_sampler(config)
         with self.strategy.scope():  # variables mirrored on every replica
@@ -100,7 +100,8 @@ class Experiment:
 
         @tf.function(input_signature=[self.task_signature(c.shots, c.queries)])
         def train_step(tasks):
-            return distribute.mean_over_replicas(strategy, strategy.run(replica_step, args=(tasks,)))
+            per_replica = strategy.run(replica_step, args=(tasks,))
+            return distribute.mean_over_replicas(strategy, per_replica)
 
         return train_step
 

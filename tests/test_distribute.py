@@ -17,17 +17,18 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
 # Runs in its own process: 2 logical CPU devices must be made before TensorFlow starts. For each
 # algorithm it prints the meta-gradient of one task batch and the parameters after 3 steps under
 # `default` and `mirrored` (same seed, same tasks); then trains `default` for 4 iterations and
-# `mirrored` for 2 + 2 (resumed) into argv[1]/{default,mirrored}; then the divisibility error.
+# `mirrored` for 2 + 2 (resumed) into argv[1]/{default,mirrored}, evaluates both; then the errors.
 MIRRORED_SCRIPT = r"""
 import json, os, sys
 import tensorflow as tf
-from maml_tf import distribute, train
+from maml_tf import distribute, evaluate, train
 from maml_tf.config import Config
 from maml_tf.errors import UserError
 
 distribute.strategy_for(Config(strategy="mirrored", num_cpu_devices=2))  # before anything else
 BASE = dict(dataset="sinusoid", shots=5, queries=5, meta_batch_size=4, inner_lr=0.01, meta_lr=0.01,
-            log=False, val_interval=0, print_interval=2, checkpoint_interval=2, metatrain_iterations=3)
+            log=False, val_interval=0, print_interval=2, checkpoint_interval=2,
+            metatrain_iterations=3)
 CASES = {"maml": dict(inner_steps=2, norm="layer_norm"),  # its offsets: outer loop only
          "first_order_clipped": dict(inner_steps=2, first_order=True, norm="None", grad_clip=0.05),
          "reptile": dict(algorithm="reptile", inner_steps=3, meta_step=0.5, norm="None")}
@@ -54,10 +55,16 @@ train.train_and_evaluate(config, os.path.join(sys.argv[1], "default"))
 for iterations in (2, 4):
     train.train_and_evaluate(config.replace(strategy="mirrored", metatrain_iterations=iterations),
                              os.path.join(sys.argv[1], "mirrored"))
-try:
-    train.Experiment(Config(strategy="mirrored", meta_batch_size=5))
-except UserError as err:
-    out["split_error"] = str(err)
+for s in ("default", "mirrored"):  # evaluation (on one device) of each run's checkpoint
+    result = evaluate.evaluate_checkpoint(
+        config.replace(strategy=s, eval_tasks=10, eval_inner_steps=2), os.path.join(sys.argv[1], s))
+    out[f"eval/{s}"] = result["metrics"]["loss"]["mean"]
+for name, bad in [("split_error", dict(meta_batch_size=5)),
+                  ("jit_error", dict(jit_compile=True, meta_batch_size=4))]:
+    try:
+        train.Experiment(Config(strategy="mirrored", **bad))
+    except UserError as err:
+        out[name] = str(err)
 print("RESULT " + json.dumps(out))
 """
 
@@ -78,7 +85,7 @@ def _close(a, b, atol):
 
 
 @pytest.mark.parametrize("case", ["maml", "first_order_clipped", "reptile"])
-def test_mirrored_over_two_cpus_gives_the_single_device_meta_gradient_and_parameters(mirrored, case):
+def test_mirrored_over_two_cpus_gives_one_device_meta_gradient_and_parameters(mirrored, case):
     out = mirrored[0]
     single, split = out[f"{case}/default"], out[f"{case}/mirrored"]
     assert (single["replicas"], split["replicas"]) == (1, 2)
@@ -112,11 +119,15 @@ def test_resumed_mirrored_run_matches_an_uninterrupted_single_device_run(mirrore
     assert "mirrored: 2 replicas, 2 tasks each" in stdout
     _same_checkpoints(str(workdir / "default" / "checkpoints" / "ckpt-4"),
                       str(workdir / "mirrored" / "checkpoints" / "ckpt-4"))
+    out = mirrored[0]  # and the mirrored run's checkpoint evaluates as the default run's
+    assert len(out["eval/default"]) == 3
+    np.testing.assert_allclose(out["eval/mirrored"], out["eval/default"], rtol=1e-5)
 
 
-def test_meta_batch_that_does_not_split_is_one_clear_error(mirrored, tmp_path):
+def test_what_the_replicas_cannot_do_is_one_clear_error(mirrored, tmp_path):
     assert mirrored[0]["split_error"] == ("meta_batch_size=5 does not split evenly over 2 "
                                           "replicas; use a multiple of 2")
+    assert mirrored[0]["jit_error"].startswith("jit_compile with several replicas needs GPUs")
     proc = subprocess.run([sys.executable, "-m", "maml_tf.main", f"--logdir={tmp_path}",
                            "--strategy=mirrored", "--meta_batch_size=5"], env=ENV,
                           capture_output=True, text=True, timeout=120)
