@@ -11,17 +11,23 @@ from maml_tf.errors import UserError
 class Checkpointer:
     """Wraps tf.train.CheckpointManager over {model, optimizer, iteration} in `workdir/checkpoints`."""
 
-    def __init__(self, workdir: str, model, optimizer, keep: int = 3):
+    def __init__(self, workdir: str, model, optimizer, keep: int = 3,
+                 restore_from: Optional[str] = None):
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                               iteration=self.iteration)
         self.directory = os.path.join(workdir, "checkpoints")
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
+        # A non-chief worker saves into a scratch `workdir` but resumes from the chief's run.
+        self.source = self.manager
+        if restore_from not in (None, workdir):
+            self.source = tf.train.CheckpointManager(
+                self.checkpoint, os.path.join(restore_from, "checkpoints"), max_to_keep=keep)
 
     def restore_latest(self) -> int:
         """Restores the newest checkpoint if there is one; returns the iteration to continue from."""
-        if self.manager.latest_checkpoint:
-            self._restore(self.manager.latest_checkpoint)
+        if self.source.latest_checkpoint:
+            self._restore(self.source.latest_checkpoint)
         return int(self.iteration.numpy())
 
     def restore_iteration(self, iteration: Optional[int]) -> int:

@@ -11,6 +11,7 @@ ALGORITHMS = ("maml", "reptile")
 NORMS = ("batch_norm", "layer_norm", "None")
 ONEDNN = ("auto", "on", "off")
 INNER_OPTIMIZERS = ("sgd", "adam")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Config:
     # Speed only: the maths and the results do not depend on these (results/performance.md).
     onednn: str = "auto"  # CPU kernels: "on" oneDNN, "off" Eigen, "auto": Eigen for tiny batches
     jit_compile: bool = False  # XLA-compile the meta-step: for GPUs (~10x slower on CPU)
+    # Where the meta-batch runs (maml_tf/distribute.py): split evenly over the replicas.
+    strategy: str = "default"  # "default" (one device), "mirrored", "multi_worker" or "tpu"
+    num_cpu_devices: int = 2  # mirrored without GPUs: logical CPU devices (replicas), for testing
 
     @property
     def total_iterations(self) -> int:
@@ -77,7 +81,7 @@ class Config:
         """Raises UserError for a value out of range; returns self."""
         positive = ["ways", "shots", "queries", "eval_shots", "eval_queries", "meta_batch_size",
                     "eval_tasks", "eval_batch_size", "num_filters", "val_tasks",
-                    "checkpoint_interval", "print_interval", "keep_checkpoints"]
+                    "checkpoint_interval", "print_interval", "keep_checkpoints", "num_cpu_devices"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
@@ -105,6 +109,8 @@ class Config:
             raise UserError(f"unknown norm {self.norm!r}: use one of {NORMS}")
         if self.onednn not in ONEDNN:
             raise UserError(f"onednn must be one of {ONEDNN}, got {self.onednn!r}")
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"unknown strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
         if self.eval_split not in ("val", "test"):
             raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
         choices = {"data_source": ("files", "tfds"),

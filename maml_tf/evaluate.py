@@ -42,7 +42,7 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None) -
     from maml_tf.train import Experiment  # train imports this module
 
     config.validate()
-    exp = Experiment(config)
+    exp = Experiment(config.replace(strategy="default"))  # evaluation is not distributed
     restored = Checkpointer(workdir, exp.model, exp.optimizer).restore_iteration(iteration)
     stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
                              config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,

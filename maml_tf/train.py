@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from maml_tf import algorithms, datasets, evaluate, metrics, models
+from maml_tf import algorithms, datasets, distribute, evaluate, metrics, models
 from maml_tf.checkpoints import Checkpointer
 from maml_tf.config import IDENTITY_FIELDS, Config
 from maml_tf.errors import UserError
@@ -22,15 +22,18 @@ class Experiment:
 
     def __init__(self, config: Config, sampler=None):
         self.config = config
+        self.strategy = distribute.strategy_for(config)  # first: it may configure the devices
+        distribute.check(config, self.strategy)
         # `sampler`: any TaskSampler in place of the configured data set (the benchmark's).
         self.sampler = sampler or datasets.get_sampler(config)
-        self.model = models.build_model(config, self.sampler)
-        self.learner = models.Learner(self.model)
+        with self.strategy.scope():  # variables mirrored on every replica
+            self.model = models.build_model(config, self.sampler)
+            self.learner = models.Learner(self.model)
+            self.optimizer = outer_optimizer(config)
+            # Built now, not lazily, so a checkpoint restores its slots before the first step.
+            self.optimizer.build(self.learner.variables)
         self.loss_fn = loss_for(self.sampler.problem, config.shots)
         self.metric_fns = metrics.make_metrics(self.sampler.problem)
-        self.optimizer = outer_optimizer(config)
-        # Built now, not lazily, so a checkpoint restores its slots before the first step.
-        self.optimizer.build(self.learner.variables)
         self._curve_fns = {}
 
     def task_signature(self, shots: int, queries: int) -> Task:
@@ -61,9 +64,9 @@ class Experiment:
             self._curve_fns[key] = curve
         return self._curve_fns[key]
 
-    def make_train_step(self, inner_steps: int):
-        """One compiled meta-iteration: meta-gradient of the configured algorithm, then the outer
-        optimizer (Adam for MAML, SGD with step size epsilon for Reptile)."""
+    def replica_meta_grads(self, inner_steps: int):
+        """fn(tasks) -> (meta-gradient, metrics) of the configured algorithm, each a mean over
+        this replica's share of the meta-batch (to call inside `strategy.run`)."""
         c, learner = self.config, self.learner
         if c.algorithm == "reptile":
             def meta_grads(*a, **k):
@@ -73,15 +76,32 @@ class Experiment:
             def meta_grads(*a, **k):
                 return algorithms.maml_meta_grads(*a, first_order=c.first_order, **k)
 
-        @tf.function(input_signature=[self.task_signature(c.shots, c.queries)],
-                     jit_compile=c.jit_compile)
-        def train_step(tasks):
-            grads, step_metrics = meta_grads(learner, self.loss_fn, learner.weights(), tasks,
-                                             c.inner_lr, inner_steps, metric_fns=self.metric_fns)
-            if c.grad_clip > 0:
-                grads = [tf.clip_by_value(g, -c.grad_clip, c.grad_clip) for g in grads]
-            self.optimizer.apply_gradients(zip(grads, learner.variables))
+        def replica_fn(tasks):
+            return meta_grads(learner, self.loss_fn, learner.weights(),
+                              distribute.replica_tasks(tasks), c.inner_lr, inner_steps,
+                              metric_fns=self.metric_fns)
+
+        return replica_fn
+
+    def make_train_step(self, inner_steps: int):
+        """One compiled meta-iteration: each replica's meta-gradient of the configured algorithm,
+        then the outer optimizer (Adam for MAML, SGD with step size epsilon for Reptile) applies
+        their mean, the same update on every replica and as on one device."""
+        c, learner, strategy = self.config, self.learner, self.strategy
+        replica_fn = self.replica_meta_grads(inner_steps)
+
+        def replica_step(tasks):
+            grads, step_metrics = replica_fn(tasks)
+            distribute.apply_mean(self.optimizer, grads, learner.variables, c.grad_clip)
             return step_metrics
+
+        if c.jit_compile:  # XLA on the replica function, as Keras' Model.fit does
+            replica_step = tf.function(replica_step, jit_compile=True)
+
+        @tf.function(input_signature=[self.task_signature(c.shots, c.queries)])
+        def train_step(tasks):
+            per_replica = strategy.run(replica_step, args=(tasks,))
+            return distribute.mean_over_replicas(strategy, per_replica)
 
         return train_step
 
@@ -178,19 +198,31 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
     """Trains (pretraining, then meta-training) to `config.total_iterations`, resuming by default.
 
     Writes config.json, TensorBoard events, checkpoints and validation.jsonl into `workdir`;
-    returns the last meta-validation result (or {} if none ran).
+    returns the last meta-validation result (or {} if none ran). Under multi_worker only the
+    chief writes there and validates; the other workers restore from `workdir` (TF's rule).
     """
     config.validate()
     exp = Experiment(config)  # loads the data first: a run that cannot start leaves no directory
-    os.makedirs(workdir, exist_ok=True)
-    _check_same_run(config, workdir)
-    ckpt = Checkpointer(workdir, exp.model, exp.optimizer, config.keep_checkpoints)
+    with distribute.write_dir(exp.strategy, workdir) as outdir:
+        return _train(exp, workdir, outdir, resume)
+
+
+def _train(exp: Experiment, workdir: str, outdir: str, resume: bool) -> Dict:
+    config, chief = exp.config, outdir == workdir
+    os.makedirs(outdir, exist_ok=True)
+    _check_same_run(config, outdir)
+    ckpt = Checkpointer(outdir, exp.model, exp.optimizer, config.keep_checkpoints,
+                        restore_from=workdir)
     start = ckpt.restore_latest() if resume else 0
     if start:
         print(f"resuming {workdir} from iteration {start}", flush=True)
-    trim_history(os.path.join(workdir, "validation.jsonl"), start)
+    replicas = exp.strategy.num_replicas_in_sync
+    if replicas > 1:
+        print(f"{config.strategy}: {replicas} replicas, {config.meta_batch_size // replicas} tasks "
+              f"each{'' if chief else ' (not the chief: writes nothing)'}", flush=True)
+    trim_history(os.path.join(outdir, "validation.jsonl"), start)
     steps = {0: exp.make_train_step(0), config.inner_steps: exp.make_train_step(config.inner_steps)}
-    log, segments = ProgressLog(config, workdir), SegmentLog(workdir, start)
+    log, segments = ProgressLog(config, outdir), SegmentLog(outdir, start)
     batches = task_batches(exp.sampler, "train", config.meta_batch_size, config.shots,
                            config.queries, config.seed, start)
     last_val = {}
@@ -200,8 +232,8 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
         phase = "pretrain" if pretraining else "metatrain"
         if iteration % config.print_interval == 0:
             log.flush(iteration, phase)
-        if config.val_interval and iteration % config.val_interval == 0:
-            last_val = validate(exp, workdir, iteration, log)
+        if chief and config.val_interval and iteration % config.val_interval == 0:
+            last_val = validate(exp, outdir, iteration, log)
         if iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations:
             ckpt.save(iteration)
             segments.update(iteration)

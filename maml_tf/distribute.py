@@ -1,0 +1,124 @@
+"""tf.distribute strategies from the config: one device, local GPUs (or logical CPUs), several machines, TPU."""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Dict, Iterator, Tuple
+
+import tensorflow as tf
+
+from maml_tf.errors import UserError
+from maml_tf.types import Task
+
+# Created once per process: logical CPU devices and the collective runtime of multi_worker can
+# only be configured before TensorFlow initialises its devices.
+_STRATEGIES: Dict[Tuple, tf.distribute.Strategy] = {}
+
+
+def strategy_for(config) -> tf.distribute.Strategy:
+    """The strategy of `config.strategy`; "default" is TensorFlow's own single-device strategy."""
+    if config.strategy == "default":
+        return tf.distribute.get_strategy()
+    key = (config.strategy, config.num_cpu_devices)
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = _create(config.strategy, config.num_cpu_devices)
+    return _STRATEGIES[key]
+
+
+def _create(name: str, num_cpu_devices: int) -> tf.distribute.Strategy:
+    if name == "mirrored":
+        if tf.config.list_physical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()  # every local GPU
+        return tf.distribute.MirroredStrategy(logical_cpus(num_cpu_devices))
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+                            "(the cluster's workers and this one's index; see the README)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        # TPU_NAME: a TPU's name or grpc:// address, "local" on a TPU VM; unset: TF's discovery.
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME"))
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise UserError(f"unknown strategy {name!r}")
+
+
+def logical_cpus(n: int) -> list:
+    """Names of `n` logical CPU devices, splitting the one physical CPU device if need be."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+    except RuntimeError as err:  # devices already initialised: usable if they are already split
+        if len(tf.config.list_logical_devices("CPU")) < n:
+            raise UserError(f"cannot split the CPU into {n} devices after TensorFlow has started; "
+                            "create the strategy first") from err
+    return [d.name for d in tf.config.list_logical_devices("CPU")[:n]]
+
+
+def check(config, strategy: tf.distribute.Strategy):
+    """UserError for a run these replicas cannot do as one device would."""
+    n = strategy.num_replicas_in_sync
+    if config.meta_batch_size % n:  # equal shares, so that the mean of their means is the batch's
+        raise UserError(f"meta_batch_size={config.meta_batch_size} does not split evenly over {n} "
+                        f"replicas; use a multiple of {n}")
+    if (config.jit_compile and n > 1 and not isinstance(strategy, tf.distribute.TPUStrategy)
+            and not all("GPU" in d.upper() for d in strategy.extended.worker_devices)):
+        raise UserError("jit_compile with several replicas needs GPUs (XLA on a CPU replica cannot "
+                        "read the variables of the others); drop --jit_compile")
+
+
+def replica_tasks(tasks: Task) -> Task:
+    """This replica's contiguous share of the meta-batch (called inside `strategy.run`).
+
+    Every replica receives the whole batch and slices it, so the compiled step keeps one input
+    signature for every strategy, and the same seed gives the same tasks as on one device.
+    """
+    ctx = tf.distribute.get_replica_context()
+    n = ctx.num_replicas_in_sync
+    if n == 1:
+        return tasks
+    size = tf.shape(tasks.support_x)[0] // n
+    start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * size
+    return Task(*[t[start:start + size] for t in tasks])
+
+
+def apply_mean(optimizer, grads, variables, grad_clip: float = 0.0):
+    """Applies the mean over replicas of `grads` (each replica's mean over its tasks), clipped
+    to ±grad_clip after the mean when grad_clip > 0, exactly as on one device (replica context)."""
+    ctx = tf.distribute.get_replica_context()
+    if grad_clip > 0:
+        grads = [tf.clip_by_value(g, -grad_clip, grad_clip)
+                 for g in ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads)]
+    if ctx.num_replicas_in_sync > 1:  # Keras' TF optimizer sums the replicas' gradients itself
+        grads = [g / ctx.num_replicas_in_sync for g in grads]
+    optimizer.apply_gradients(zip(grads, variables))
+
+
+def mean_over_replicas(strategy: tf.distribute.Strategy, values):
+    """Per-replica means (equal task counts) averaged: the mean over the whole meta-batch."""
+    return tf.nest.map_structure(
+        lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None), values)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True where checkpoints, TensorBoard and results are written (every strategy but the
+    non-chief workers of multi_worker)."""
+    return strategy.extended.should_checkpoint
+
+
+@contextlib.contextmanager
+def write_dir(strategy: tf.distribute.Strategy, workdir: str) -> Iterator[str]:
+    """The directory this process writes into: `workdir` on the chief; on any other worker a
+    scratch directory deleted at the end. TF's rule: every worker takes part in saving (the
+    variables may be read collectively), only the chief's files are kept."""
+    if is_chief(strategy):
+        yield workdir
+        return
+    scratch = tempfile.mkdtemp(prefix="maml_tf_worker_")
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
