@@ -114,7 +114,7 @@ def main(argv=None):
     p.add_argument("--max_seconds", type=float, default=40.0, help="per timed loop (min 5 iters)")
     p.add_argument("--repeats", type=int, default=1, help="rounds per bench (A-B-A-B with peers)")
     p.add_argument("--compare", action="append", default=[],
-                   help="also time maml_tf with these overrides, e.g. onednn=on (repeatable)")
+                   help="also time maml_tf with these overrides, e.g. onednn=on or onednn=on,intra_op_threads=0 (repeatable)")
     p.add_argument("--peers", default=None, help="peers directory: also time the fastest peers, "
                                                  "interleaved with maml_tf, in the same run")
     p.add_argument("--out", default=None, help="append the JSON lines to this file")
@@ -135,7 +135,7 @@ def main(argv=None):
     for bench in args.benches.split(","):
         order = 1 if BENCHES[bench].config.get("first_order") else 2
         peers = PEERS.get((BENCHES[bench].peer_config, order), []) if args.peers else []
-        variants = [[], *[[item] for item in args.compare]]
+        variants = [[], *[item.split(",") for item in args.compare]]
         for _ in range(args.repeats):
             for job in [*variants, *peers]:
                 row = run_child(bench, args, job) if isinstance(job, list) else run_peer(bench, *job, args)

@@ -69,6 +69,7 @@ class Config:
     # Speed only: the maths and the results do not depend on these (results/performance.md).
     onednn: str = "auto"  # CPU kernels: "on" oneDNN, "off" Eigen, "auto": Eigen for tiny batches
     jit_compile: bool = False  # XLA-compile the meta-step: for GPUs (~10x slower on CPU)
+    intra_op_threads: int = 1  # CPU threads per op (tasks run in parallel anyway); 0 = TF's default
     # Where the meta-batch runs (maml_tf/distribute.py): split evenly over the replicas.
     strategy: str = "default"  # "default" (one device), "mirrored", "multi_worker" or "tpu"
     num_cpu_devices: int = 2  # mirrored without GPUs: logical CPU devices (replicas), for testing
@@ -107,6 +108,8 @@ class Config:
         self._validate_reptile()
         if self.norm not in NORMS:
             raise UserError(f"unknown norm {self.norm!r}: use one of {NORMS}")
+        if self.intra_op_threads < 0:
+            raise UserError(f"intra_op_threads must be >= 0 (0: TensorFlow's default), got {self.intra_op_threads}")
         if self.onednn not in ONEDNN:
             raise UserError(f"onednn must be one of {ONEDNN}, got {self.onednn!r}")
         if self.strategy not in STRATEGIES:

@@ -65,6 +65,7 @@ flags.DEFINE_enum("omniglot_split", "random", ["random", "alphabets", "within_al
 flags.DEFINE_enum("omniglot_resize", "original", ["original", "lanczos"], "original: the pixels the original's Pillow call produced (nearest, binary); lanczos: a real Lanczos resize")
 flags.DEFINE_enum("onednn", "auto", ["auto", "on", "off"], "CPU kernels: oneDNN (on) or Eigen (off); auto: Eigen when a conv call sees <= 10 images without max-pool (Omniglot 5-way 1-query), where it is faster, else oneDNN")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the meta-step (for GPUs; on CPU it is ~10x slower)")
+flags.DEFINE_integer("intra_op_threads", 1, "CPU threads per TensorFlow op; the meta-batch's tasks already run in parallel on the cores, so 1 is fastest (measured); 0: TensorFlow's default (all cores)")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"], "tf.distribute strategy; the meta-batch is split evenly over its replicas: default (one device), mirrored (every local GPU; without GPUs --num_cpu_devices logical CPUs), multi_worker (several machines, from the TF_CONFIG environment variable), tpu (TPU_NAME)")
 flags.DEFINE_integer("num_cpu_devices", 2, "--strategy=mirrored on a machine without GPUs: logical CPU devices, one replica each (for testing)")
 # Reinforcement learning (--datasource=2dnavigation), names as the paper's RL code.
@@ -106,6 +107,7 @@ def config_from_flags(f) -> Config:
         eval_split="test" if f.test_set else "val", val_interval=f.val_interval,
         val_tasks=f.num_val_tasks, checkpoint_interval=f.checkpoint_interval,
         print_interval=f.print_interval, log=f.log, onednn=f.onednn, jit_compile=f.jit_compile,
+        intra_op_threads=f.intra_op_threads,
         strategy=f.strategy, num_cpu_devices=f.num_cpu_devices,
         data_dir=f.data_dir or os.environ.get(DATA_ENV) or "data", data_source=f.data_source,
         omniglot_split=f.omniglot_split, omniglot_resize=f.omniglot_resize,

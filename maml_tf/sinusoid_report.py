@@ -36,7 +36,7 @@ def restore(run_dir: str):
     from maml_tf.train import Experiment
 
     with open(os.path.join(run_dir, "config.json")) as f:
-        exp = Experiment(Config(**json.load(f)))
+        exp = Experiment(Config(**json.load(f)).replace(strategy="default"))  # one device to plot
     Checkpointer(run_dir, exp.model, exp.optimizer).restore_latest()
     return exp
 
