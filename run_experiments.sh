@@ -4,6 +4,7 @@
 #   --quick   every line at toy size (20 iterations, 20 test tasks) into $LOGDIR/quick: a smoke test
 #   PATTERN   only the lines whose name contains PATTERN (e.g. sinusoid, omniglot)
 # Env: LOGDIR (default ~/maml_tf_runs), PYTHON (default python), MAML_TF_DATA_DIR for the images.
+# A report quotes $LOGDIR/<name>_notes.md, if present: how its runs were made (machine, load, cuts).
 set -euo pipefail
 QUICK=0
 ONLY=""
@@ -74,7 +75,8 @@ done
 # END omniglot
 report omniglot-report "$PY" -m maml_tf.omniglot_report --out "$RESULTS" \
   --logdir "$LOGDIR/omniglot5way" --logdir "$LOGDIR/omniglot20way" \
-  --commands "$(sed -n '/^# BEGIN omniglot/,/^# END omniglot/p' "$0")"
+  --commands "$(sed -n '/^# BEGIN omniglot/,/^# END omniglot/p' "$0")" \
+  --notes "$(cat "$LOGDIR/omniglot_notes.md" 2>/dev/null)"
 
 # BEGIN reptile (the Reptile paper's Omniglot settings; one trained model serves 1- and 5-shot)
 R5="--datasource=omniglot --num_classes=5 --algorithm=reptile --train_update_batch_size=10 --num_query=1 --inner_optimizer=adam --update_lr=0.001 --num_updates=5 --inner_batch_size=10 --meta_batch_size=5 --meta_step=1 --meta_step_final=0 --metatrain_iterations=100000 --test_num_updates=50 --eval_inner_batch_size=5 --val_interval=5000 --logdir=$LOGDIR/omniglot_reptile"
@@ -107,7 +109,8 @@ report reptile-report "$PY" -m maml_tf.reptile_report --out "$RESULTS" \
   --run "maml=${O5DIR}1shot.maml.mbs32.steps1.lr0.4.conv64" --run "maml5=${O5DIR}5shot.maml.mbs32.steps1.lr0.4.conv64" \
   --run "fomaml=${O5DIR}1shot.maml_fo.mbs32.steps1.lr0.4.conv64" \
   $(for L in reptile maml maml5 fomaml; do [ -e "$LOGDIR/timing_$L.jsonl" ] && echo "--timing $L=$LOGDIR/timing_$L.jsonl"; done) \
-  --commands "$(sed -n '/^# BEGIN reptile/,/^# END reptile/p' "$0")"
+  --commands "$(sed -n '/^# BEGIN reptile/,/^# END reptile/p' "$0")" \
+  --notes "$(cat "$LOGDIR/reptile_notes.md" 2>/dev/null)"
 
 # BEGIN miniimagenet (needs the real images: data/README.md; 60k iterations; 600 test tasks)
 MINI="--datasource=miniimagenet --metatrain_iterations=60000 --update_lr=0.01 --num_updates=5 --num_classes=5 --num_filters=32 --max_pool=True"
@@ -122,6 +125,11 @@ done
 
 # Speed: the real meta-step on synthetic tasks, beside the PyTorch/JAX peers (bash ../shared/peers/setup.sh first)
 [ "$QUICK" = 1 ] || report benchmark "$PY" -m maml_tf.benchmark --peers ../shared/peers --compare onednn=on --compare onednn=off --repeats 2 --out "$LOGDIR/benchmark.jsonl"
+
+# Several devices (results/distributed.md): 1 vs 2 replicas here; mirrored vs default on Omniglot
+[ "$QUICK" = 1 ] || report distributed-timing bash results/distributed_timing.sh "$LOGDIR/distributed_timing"
+[ "$QUICK" = 1 ] || report distributed-drift env PYTHONPATH=. "$PY" results/distributed_drift.py \
+  "${MAML_TF_DATA_DIR:-data}" "${MAML_TF_CACHE_DIR:-$HOME/.cache/maml_tf}"
 
 # BEGIN 2dnavigation (Section 5.3, Figure 4: TRPO meta-optimizer, 20 goals x 20 paths, alpha 0.1, 500 iterations)
 NAV="--datasource=2dnavigation --logdir=$LOGDIR/rl"

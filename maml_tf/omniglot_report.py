@@ -91,7 +91,7 @@ def collect(logdirs: List[str]) -> List[Dict]:
     return rows
 
 
-def markdown(rows: List[Dict], commands: str) -> str:
+def markdown(rows: List[Dict], commands: str, notes: str = "") -> str:
     lines = ["# Omniglot (Table 1 of Finn et al. 2017), MAML, meta-test split", "",
              f"Hardware: {hardware()}. Accuracy in % on the 423 meta-test characters (random split, "
              "as the original), mean ± 95% CI over the evaluated tasks, after the paper's number of "
@@ -119,6 +119,8 @@ def markdown(rows: List[Dict], commands: str) -> str:
               "characters) is in `omniglot_val.png`; all numbers are in `omniglot.json`.", ""]
     if commands:
         lines += ["Commands:", "", "```", commands.strip(), "```", ""]
+    if notes:
+        lines += [notes.strip(), ""]
     return "\n".join(lines)
 
 
@@ -156,12 +158,13 @@ def main():
     parser.add_argument("--out", default="results")
     parser.add_argument("--logdir", action="append", required=True, help="parent of run directories")
     parser.add_argument("--commands", default="", help="the exact commands, quoted in the report")
+    parser.add_argument("--notes", default="", help="how the runs were made, quoted at the end")
     args = parser.parse_args()
     rows = collect(args.logdir)
     os.makedirs(args.out, exist_ok=True)
     plot(rows, os.path.join(args.out, "omniglot_val.png"))
     with open(os.path.join(args.out, "omniglot.md"), "w") as f:
-        f.write(markdown(rows, args.commands))
+        f.write(markdown(rows, args.commands, args.notes))
     with open(os.path.join(args.out, "omniglot.json"), "w") as f:
         json.dump({"hardware": hardware(), "rows": rows}, f, indent=1)
     print(f"wrote {args.out}/omniglot.md, omniglot.json, omniglot_val.png")
