@@ -113,7 +113,7 @@ def markdown(rows: List[Dict], commands: str, notes: str) -> str:
              "shared, as MAML does); non-transductive: each query image is predicted in a batch "
              "with the support set only (the Reptile paper's main setting).", "",
              "| setting | test mode | paper | this code | iterations | status | s/iter quiet "
-             "(benchmark) | s/iter in training (machine load) | wall time |",
+             "(benchmark) | s/iter in training: wall clock, shared machine (mean load) | wall time |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [_row_line(r) for r in rows]
     if notes:
