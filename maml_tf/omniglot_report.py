@@ -163,11 +163,16 @@ def main():
     rows = collect(args.logdir)
     os.makedirs(args.out, exist_ok=True)
     plot(rows, os.path.join(args.out, "omniglot_val.png"))
-    with open(os.path.join(args.out, "omniglot.md"), "w") as f:
-        f.write(markdown(rows, args.commands, args.notes))
-    with open(os.path.join(args.out, "omniglot.json"), "w") as f:
+    write_report(args.out, "omniglot", markdown(rows, args.commands, args.notes), rows)
+
+
+def write_report(out: str, name: str, text: str, rows: List[Dict]):
+    """`out/name.md` and `out/name.json` (the rows and the hardware they ran on)."""
+    with open(os.path.join(out, f"{name}.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
         json.dump({"hardware": hardware(), "rows": rows}, f, indent=1)
-    print(f"wrote {args.out}/omniglot.md, omniglot.json, omniglot_val.png")
+    print(f"wrote {out}/{name}.md, {name}.json", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import os
 import re
 from typing import Dict, List, Optional
 
-from maml_tf.omniglot_report import hardware, wall_time_hours
+from maml_tf.omniglot_report import hardware, wall_time_hours, write_report
 
 # (run label, setting, K, transductive, steps reported, paper's accuracy %, paper's iterations)
 ROWS = [
@@ -135,11 +135,7 @@ def main():
     timing = {label: quiet_timing(path) for label, path in (t.split("=", 1) for t in args.timing)}
     rows = collect(runs, timing)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "reptile.md"), "w") as f:
-        f.write(markdown(rows, args.commands, args.notes))
-    with open(os.path.join(args.out, "reptile.json"), "w") as f:
-        json.dump({"hardware": hardware(), "rows": rows}, f, indent=1)
-    print(f"wrote {args.out}/reptile.md, reptile.json")
+    write_report(args.out, "reptile", markdown(rows, args.commands, args.notes), rows)
 
 
 if __name__ == "__main__":
