@@ -6,10 +6,12 @@ branches on the algorithm. Nothing here reads flags or touches a Keras variable.
 """
 
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from maml_tf.inner_opt import (AdamMoments, first_order_step, initial_state, moment_increments,
+                               support_batch)
 from maml_tf.models import Learner
 from maml_tf.types import Task
 
@@ -111,88 +113,47 @@ def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, in
 
 def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
                        inner_steps: int, metric_fns: Optional[MetricFns] = None,
-                       optimizer: str = "sgd", batch_size: int = 0):
+                       optimizer: str = "sgd", batch_size: int = 0,
+                       moments: Optional[AdamMoments] = None):
     """θ − mean over tasks of W, where W is θ after `inner_steps` steps of `optimizer` on the support set.
 
     Applied by SGD with learning rate ε this is Reptile's θ ← θ + ε·(mean W − θ). All trainable
-    weights adapt (Reptile has no outer-only parameters). Metrics: `pre_*` on the first inner
-    batch before the first step, `post_*` on the query set with W.
+    weights adapt (Reptile has no outer-only parameters). Every task's Adam starts from `moments`
+    (fresh if None). Returns (meta-gradient, metrics, the tasks' mean `moment_increments`, None
+    without `moments`). Metrics: `pre_*` on the first inner batch before the first step, `post_*`
+    on the query set with W.
     """
     metric_fns = metric_fns or {}
+    carry = moments is not None
 
     def per_task(task: Task):
-        fast, pre = reptile_adapt(learner, loss_fn, weights, task, inner_lr, inner_steps,
-                                  optimizer, batch_size, metric_fns)
-        outputs = learner(fast, task.query_x)
+        end, pre = reptile_adapt(learner, loss_fn, weights, task, inner_lr, inner_steps,
+                                 optimizer, batch_size, metric_fns, moments)
+        outputs = learner(end.weights, task.query_x)
         post = _task_metrics("post", loss_fn(outputs, task.query_y), outputs, task.query_y,
                              metric_fns)
-        return [w - f for w, f in zip(weights, fast)], {**pre, **post}
+        out = [w - f for w, f in zip(weights, end.weights)]
+        if carry:
+            out += moment_increments(moments, end, inner_steps)
+        return out, {**pre, **post}
 
     names = [f"{p}_{m}" for p in ("pre", "post") for m in ["loss", *metric_fns]]
-    return _mean_over_tasks(*map_tasks(per_task, tasks, weights, names))
-
-
-# Inner Adam as the Reptile paper (beta1 = 0) with TF1's AdamOptimizer constants.
-ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.0, 0.999, 1e-8
-
-
-def support_batch(task: Task, step: int, batch_size: int):
-    """The support examples of inner step `step`: consecutive `batch_size` examples, wrapping
-    around. The samplers shuffle each support set, so one pass is an epoch in a random order."""
-    n = task.support_x.shape[0]
-    if not batch_size or batch_size == n:
-        return task.support_x, task.support_y
-    idx = [(step * batch_size + j) % n for j in range(batch_size)]
-    return tf.gather(task.support_x, idx), tf.gather(task.support_y, idx)
-
-
-class InnerState(NamedTuple):
-    """First-order inner optimisation of every weight; Adam's moments (unused by SGD)."""
-    weights: Weights
-    m: Weights
-    v: Weights
-    step: int  # steps taken so far (Python int: the loop is unrolled)
-
-
-def first_order_step(learner: Learner, loss_fn, state: InnerState, x, y, lr: float,
-                     optimizer: str = "sgd"):
-    """One SGD or Adam step of every weight on (x, y); returns (state, loss, outputs) before it.
-
-    The gradient is a constant (stop_gradient), so no second derivative can be taken through it.
-    """
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"unknown inner optimizer {optimizer!r}")
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(state.weights)
-        outputs = learner(state.weights, x)
-        loss = loss_fn(outputs, y)
-    grads = [tf.stop_gradient(g) for g in tape.gradient(
-        loss, state.weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
-    m, v, t = state.m, state.v, state.step + 1
-    if optimizer == "adam":
-        lr_t = lr * (1 - ADAM_BETA2 ** t) ** 0.5 / (1 - ADAM_BETA1 ** t)
-        m = [ADAM_BETA1 * a + (1 - ADAM_BETA1) * g for a, g in zip(m, grads)]
-        v = [ADAM_BETA2 * b + (1 - ADAM_BETA2) * g * g for b, g in zip(v, grads)]
-        new = [w - lr_t * a / (tf.sqrt(b) + ADAM_EPSILON) for w, a, b in zip(state.weights, m, v)]
-    else:
-        new = [w - lr * g for w, g in zip(state.weights, grads)]
-    return InnerState(new, m, v, t), loss, outputs
-
-
-def initial_state(weights: Weights) -> InnerState:
-    zeros = [tf.zeros_like(w) for w in weights]
-    return InnerState(list(weights), zeros, list(zeros), 0)
+    shapes = list(weights) * (2 if carry else 1)
+    grads, mean_metrics = _mean_over_tasks(*map_tasks(per_task, tasks, shapes, names))
+    n = len(weights)
+    return grads[:n], mean_metrics, (grads[n:] if carry else None)
 
 
 def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner_lr: float,
                   steps: int, optimizer: str = "sgd", batch_size: int = 0,
-                  metric_fns: Optional[MetricFns] = None):
-    """First-order adaptation of every weight with SGD or Adam (its state local to this task).
+                  metric_fns: Optional[MetricFns] = None, moments: Optional[AdamMoments] = None):
+    """First-order adaptation of every weight with SGD or Adam (starting from `moments`).
 
-    Returns (W, metrics on the first inner batch before the first step).
+    Returns (the final InnerState: W is its `weights`, metrics on the first inner batch before
+    the first step).
     """
     metric_fns = metric_fns or {}
-    state, pre = initial_state(weights), None
+    state, pre = initial_state(weights, moments), None
     for step in range(steps):
         x, y = support_batch(task, step, batch_size)
         state, loss, outputs = first_order_step(learner, loss_fn, state, x, y, inner_lr, optimizer)
@@ -201,7 +162,7 @@ def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner
         outputs = learner(state.weights, task.support_x)
         pre = _task_metrics("pre", loss_fn(outputs, task.support_y), outputs, task.support_y,
                             metric_fns)
-    return state.weights, pre
+    return state, pre
 
 
 def predict(learner: Learner, weights: Weights, task: Task, transductive: bool = True):
@@ -219,18 +180,20 @@ def predict(learner: Learner, weights: Weights, task: Task, transductive: bool =
 
 def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
                      steps: int, metric_fns: Optional[MetricFns] = None, transductive: bool = True,
-                     optimizer: Optional[str] = None, batch_size: int = 0) -> Dict[str, tf.Tensor]:
+                     optimizer: Optional[str] = None, batch_size: int = 0,
+                     moments: Optional[AdamMoments] = None) -> Dict[str, tf.Tensor]:
     """Query loss (and metrics) of every task before adaptation and after each of 1..steps steps.
 
     `optimizer` None: MAML's SGD steps on the whole support set (norm offsets fixed); "sgd" or
-    "adam": Reptile's steps of every weight on support batches of `batch_size` (0: all).
+    "adam": Reptile's steps of every weight on support batches of `batch_size` (0: all), Adam
+    starting from `moments` (read only: every task starts from the same).
     Returns {name: [meta_batch, steps + 1]}; used by evaluation, so no meta-gradient is built.
     """
     metric_fns = metric_fns or {}
     names = ["loss", *metric_fns]
 
     def per_task(task: Task):
-        state = initial_state(weights)
+        state = initial_state(weights, moments)
         curve = {name: [] for name in names}
         for step in range(steps + 1):
             outputs = predict(learner, state.weights, task, transductive)

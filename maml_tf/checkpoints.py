@@ -1,7 +1,7 @@
 """Restore-or-init and periodic saving of the meta-parameters, the outer optimizer and the iteration."""
 
 import os
-from typing import Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
 
@@ -9,13 +9,12 @@ from maml_tf.errors import UserError
 
 
 class Checkpointer:
-    """Wraps tf.train.CheckpointManager over {model, optimizer, iteration} in `workdir/checkpoints`."""
+    """Wraps tf.train.CheckpointManager over `state` (e.g. {"model", "optimizer"}) and the
+    iteration in `workdir/checkpoints`."""
 
-    def __init__(self, workdir: str, model, optimizer, keep: int = 3,
-                 restore_from: Optional[str] = None):
+    def __init__(self, workdir: str, state: Dict, keep: int = 3, restore_from: Optional[str] = None):
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                              iteration=self.iteration)
+        self.checkpoint = tf.train.Checkpoint(**state, iteration=self.iteration)
         self.directory = os.path.join(workdir, "checkpoints")
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
         # A non-chief worker saves into a scratch `workdir` but resumes from the chief's run.

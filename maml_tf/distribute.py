@@ -97,6 +97,14 @@ def apply_mean(optimizer, grads, variables, grad_clip: float = 0.0):
     optimizer.apply_gradients(zip(grads, variables))
 
 
+def all_reduce_mean(values):
+    """The mean over replicas of each of `values` (replica context; identity on one device)."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx.num_replicas_in_sync == 1:
+        return list(values)
+    return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, list(values))
+
+
 def mean_over_replicas(strategy: tf.distribute.Strategy, values):
     """Per-replica means (equal task counts) averaged: the mean over the whole meta-batch."""
     return tf.nest.map_structure(

@@ -43,7 +43,7 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None) -
 
     config.validate()
     exp = Experiment(config.replace(strategy="default"))  # evaluation is not distributed
-    restored = Checkpointer(workdir, exp.model, exp.optimizer).restore_iteration(iteration)
+    restored = Checkpointer(workdir, exp.state()).restore_iteration(iteration)
     stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
                              config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,
                              config.eval_seed)

@@ -37,7 +37,7 @@ def restore(run_dir: str):
 
     with open(os.path.join(run_dir, "config.json")) as f:
         exp = Experiment(Config(**json.load(f)).replace(strategy="default"))  # one device to plot
-    Checkpointer(run_dir, exp.model, exp.optimizer).restore_latest()
+    Checkpointer(run_dir, exp.state()).restore_latest()
     return exp
 
 

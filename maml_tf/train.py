@@ -13,6 +13,7 @@ from maml_tf import algorithms, datasets, distribute, evaluate, metrics, models
 from maml_tf.checkpoints import Checkpointer
 from maml_tf.config import IDENTITY_FIELDS, Config
 from maml_tf.errors import UserError
+from maml_tf.inner_opt import InnerMoments
 from maml_tf.runinfo import SegmentLog
 from maml_tf.types import Task
 
@@ -32,9 +33,20 @@ class Experiment:
             self.optimizer = outer_optimizer(config)
             # Built now, not lazily, so a checkpoint restores its slots before the first step.
             self.optimizer.build(self.learner.variables)
+            # Reptile's inner Adam keeps its moments from task to task (the paper's code).
+            adam = config.algorithm == "reptile" and config.inner_optimizer == "adam"
+            self.inner_moments = InnerMoments(self.learner.variables) if adam else None
         self.loss_fn = loss_for(self.sampler.problem, config.shots)
         self.metric_fns = metrics.make_metrics(self.sampler.problem)
         self._curve_fns = {}
+
+    def state(self) -> Dict:
+        """What a checkpoint holds besides the iteration."""
+        extra = {"inner_moments": self.inner_moments} if self.inner_moments is not None else {}
+        return {"model": self.model, "optimizer": self.optimizer, **extra}
+
+    def moments(self):
+        return self.inner_moments.read() if self.inner_moments is not None else None
 
     def task_signature(self, shots: int, queries: int) -> Task:
         """TensorSpecs of a task batch; fixed so the compiled step is traced once per run."""
@@ -59,22 +71,24 @@ class Experiment:
                 return algorithms.adaptation_curve(
                     learner, loss_fn, learner.weights(), tasks, inner_lr, steps, self.metric_fns,
                     transductive=c.transductive, optimizer=c.inner_optimizer if reptile else None,
-                    batch_size=c.eval_inner_batch_size)
+                    batch_size=c.eval_inner_batch_size, moments=self.moments())
 
             self._curve_fns[key] = curve
         return self._curve_fns[key]
 
     def replica_meta_grads(self, inner_steps: int):
-        """fn(tasks) -> (meta-gradient, metrics) of the configured algorithm, each a mean over
-        this replica's share of the meta-batch (to call inside `strategy.run`)."""
+        """fn(tasks) -> (meta-gradient, metrics, inner Adam moment increments or None) of the
+        configured algorithm, each a mean over this replica's share of the meta-batch (to call
+        inside `strategy.run`)."""
         c, learner = self.config, self.learner
         if c.algorithm == "reptile":
             def meta_grads(*a, **k):
                 return algorithms.reptile_meta_grads(*a, optimizer=c.inner_optimizer,
-                                                     batch_size=c.inner_batch_size, **k)
+                                                     batch_size=c.inner_batch_size,
+                                                     moments=self.moments(), **k)
         else:
             def meta_grads(*a, **k):
-                return algorithms.maml_meta_grads(*a, first_order=c.first_order, **k)
+                return (*algorithms.maml_meta_grads(*a, first_order=c.first_order, **k), None)
 
         def replica_fn(tasks):
             return meta_grads(learner, self.loss_fn, learner.weights(),
@@ -91,8 +105,11 @@ class Experiment:
         replica_fn = self.replica_meta_grads(inner_steps)
 
         def replica_step(tasks):
-            grads, step_metrics = replica_fn(tasks)
+            grads, step_metrics, increments = replica_fn(tasks)
             distribute.apply_mean(self.optimizer, grads, learner.variables, c.grad_clip)
+            if increments is not None:  # counted as if the whole meta-batch ran here
+                self.inner_moments.update(distribute.all_reduce_mean(increments), inner_steps,
+                                          c.meta_batch_size)
             return step_metrics
 
         if c.jit_compile:  # XLA on the replica function, as Keras' Model.fit does
@@ -211,8 +228,7 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool) -> Dict:
     config, chief = exp.config, outdir == workdir
     os.makedirs(outdir, exist_ok=True)
     _check_same_run(config, outdir)
-    ckpt = Checkpointer(outdir, exp.model, exp.optimizer, config.keep_checkpoints,
-                        restore_from=workdir)
+    ckpt = Checkpointer(outdir, exp.state(), config.keep_checkpoints, restore_from=workdir)
     start = ckpt.restore_latest() if resume else 0
     if start:
         print(f"resuming {workdir} from iteration {start}", flush=True)

@@ -30,7 +30,7 @@ def meta_gradient_fn(exp):
 
     @tf.function(input_signature=[exp.task_signature(1, 1)])
     def meta_gradient(tasks):
-        return distribute.mean_over_replicas(s, s.run(replica_fn, args=(tasks,)))[0]
+        return distribute.mean_over_replicas(s, s.run(lambda t: replica_fn(t)[:2], args=(tasks,)))[0]
 
     return meta_gradient
 

@@ -146,12 +146,12 @@ def test_batch_norm_uses_batch_statistics_at_every_call():
 def test_reptile_meta_gradient_is_theta_minus_adapted_weights(setup):
     learner, weights, tasks, _ = setup
     one = Task(*[t[:1] for t in tasks])
-    grads, _ = algorithms.reptile_meta_grads(learner, metrics.mse, weights, one, INNER_LR, 3)
+    grads, _, _ = algorithms.reptile_meta_grads(learner, metrics.mse, weights, one, INNER_LR, 3)
     fast = algorithms.adapt(learner, metrics.mse, weights, one.support_x[0], one.support_y[0],
                             INNER_LR, 3, first_order=True)
     np.testing.assert_allclose(flat(grads), flat(weights) - flat(fast), rtol=1e-10, atol=1e-14)
     # One inner step: the Reptile direction is alpha times the support-loss gradient.
-    grads1, _ = algorithms.reptile_meta_grads(learner, metrics.mse, weights, one, INNER_LR, 1)
+    grads1, _, _ = algorithms.reptile_meta_grads(learner, metrics.mse, weights, one, INNER_LR, 1)
     with tf.GradientTape() as tape:
         tape.watch(weights)
         loss = metrics.mse(learner(weights, one.support_x[0]), one.support_y[0])

@@ -31,7 +31,10 @@ BASE = dict(dataset="sinusoid", shots=5, queries=5, meta_batch_size=4, inner_lr=
             metatrain_iterations=3)
 CASES = {"maml": dict(inner_steps=2, norm="layer_norm"),  # its offsets: outer loop only
          "first_order_clipped": dict(inner_steps=2, first_order=True, norm="None", grad_clip=0.05),
-         "reptile": dict(algorithm="reptile", inner_steps=3, meta_step=0.5, norm="None")}
+         "reptile": dict(algorithm="reptile", inner_steps=3, meta_step=0.5, norm="None"),
+         # its inner Adam's moments carried over tasks, all-reduced over the replicas
+         "reptile_adam": dict(algorithm="reptile", inner_steps=3, meta_step=0.5, norm="None",
+                              inner_optimizer="adam", inner_batch_size=2)}
 out = {}
 for name, case in CASES.items():
     for strategy in ("default", "mirrored"):
@@ -40,7 +43,7 @@ for name, case in CASES.items():
 
         @tf.function(input_signature=[exp.task_signature(5, 5)])
         def meta_gradient(tasks):
-            return distribute.mean_over_replicas(s, s.run(replica_fn, args=(tasks,)))
+            return distribute.mean_over_replicas(s, s.run(lambda t: replica_fn(t)[:2], args=(tasks,)))
 
         batches = train.task_batches(exp.sampler, "train", 4, 5, 5, seed=0, start=0)
         grads, metrics = meta_gradient(next(batches))
@@ -84,7 +87,7 @@ def _close(a, b, atol):
         np.testing.assert_allclose(np.array(y), np.array(x), rtol=1e-5, atol=atol)
 
 
-@pytest.mark.parametrize("case", ["maml", "first_order_clipped", "reptile"])
+@pytest.mark.parametrize("case", ["maml", "first_order_clipped", "reptile", "reptile_adam"])
 def test_mirrored_over_two_cpus_gives_one_device_meta_gradient_and_parameters(mirrored, case):
     out = mirrored[0]
     single, split = out[f"{case}/default"], out[f"{case}/mirrored"]

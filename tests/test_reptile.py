@@ -55,7 +55,7 @@ def test_one_sgd_step_meta_gradient_is_alpha_times_support_gradient():
     learner = Learner(unseen_model())
     tasks = regression_tasks(num_tasks=1)
     theta = learner.weights()
-    grads, _ = algorithms.reptile_meta_grads(learner, metrics.mse, theta, tasks, ALPHA, 1)
+    grads, _, _ = algorithms.reptile_meta_grads(learner, metrics.mse, theta, tasks, ALPHA, 1)
     with tf.GradientTape() as tape:
         tape.watch(theta)
         loss = metrics.mse(learner(theta, tasks.support_x[0]), tasks.support_y[0])
@@ -70,7 +70,7 @@ def test_reptile_is_not_first_order_maml_for_two_steps():
     t = regression_tasks(num_tasks=1)
     tasks = t._replace(query_x=t.support_x, query_y=t.support_y)
     theta = learner.weights()
-    reptile, _ = algorithms.reptile_meta_grads(learner, metrics.mse, theta, tasks, ALPHA, 2)
+    reptile, _, _ = algorithms.reptile_meta_grads(learner, metrics.mse, theta, tasks, ALPHA, 2)
     fomaml = {k: flat(algorithms.maml_meta_grads(learner, metrics.mse, theta, tasks, ALPHA, k,
                                                  first_order=True)[0]) for k in (1, 2)}
     with tf.GradientTape() as tape:
@@ -117,9 +117,9 @@ def test_inner_adam_with_minibatches_matches_a_hand_written_adam():
         v = [0.999 * b + 0.001 * x * x for b, x in zip(v, g)]
         lr_t = 0.01 * np.sqrt(1 - 0.999 ** (step + 1))
         w = [a - lr_t * x / (np.sqrt(b) + 1e-8) for a, x, b in zip(w, g, v)]
-    fast, _ = algorithms.reptile_adapt(learner, metrics.mse, learner.weights(), one, 0.01, 3,
-                                       "adam", 2)
-    np.testing.assert_allclose(flat(fast), flat(w), rtol=1e-9)
+    end, _ = algorithms.reptile_adapt(learner, metrics.mse, learner.weights(), one, 0.01, 3,
+                                      "adam", 2)
+    np.testing.assert_allclose(flat(end.weights), flat(w), rtol=1e-9)
 
 
 def test_reptile_settings_are_checked():
@@ -153,9 +153,9 @@ def test_evaluation_curve_ends_at_reptile_adapted_weights():
     curve = algorithms.adaptation_curve(learner, metrics.mse, learner.weights(), tasks, 0.01, 4,
                                         optimizer="adam", batch_size=2)["loss"].numpy()
     one = type(tasks)(*[x[0] for x in tasks])
-    fast, _ = algorithms.reptile_adapt(learner, metrics.mse, learner.weights(), one, 0.01, 4,
-                                       "adam", 2)
-    assert curve[0, -1] == pytest.approx(float(metrics.mse(learner(fast, one.query_x),
+    end, _ = algorithms.reptile_adapt(learner, metrics.mse, learner.weights(), one, 0.01, 4,
+                                      "adam", 2)
+    assert curve[0, -1] == pytest.approx(float(metrics.mse(learner(end.weights, one.query_x),
                                                            one.query_y)), rel=1e-9)
     assert curve[0, -1] != pytest.approx(curve[0, 0], rel=1e-3)  # the steps moved W
 

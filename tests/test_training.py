@@ -20,7 +20,7 @@ def test_meta_training_on_sinusoid_makes_one_step_adaptation_work(tmp_path):
     config = Config(metatrain_iterations=1000, meta_lr=0.01, **SINE)
     train.train_and_evaluate(config, str(tmp_path))
     exp = train.Experiment(config)
-    train.Checkpointer(str(tmp_path), exp.model, exp.optimizer).restore_latest()
+    train.Checkpointer(str(tmp_path), exp.state()).restore_latest()
     loss = evaluate.evaluate_learner(exp, "test", 200, 10, 10, 0.01, 1, seed=7)["loss"]["mean"]
     # At initialisation one step changes the MSE by <1% (4.22 -> 4.22 measured); after 1000
     # meta-iterations one step cuts it by well over a third (3.2 -> 1.2 measured).

@@ -37,8 +37,7 @@ def check_same_run(config: RLConfig, workdir: str):
 
 
 def checkpointer(workdir: str, agent: Agent, keep: int = 3) -> Checkpointer:
-    # TRPO keeps no optimizer state between iterations: an empty module stands in for it.
-    return Checkpointer(workdir, agent.model, tf.Module(), keep)
+    return Checkpointer(workdir, {"model": agent.model}, keep)  # TRPO keeps no optimizer state
 
 
 def archive(path: str, workdir: str):
