@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 from typing import Dict, Iterator
 
 import keras
@@ -14,6 +13,7 @@ from maml_tf.checkpoints import Checkpointer
 from maml_tf.config import IDENTITY_FIELDS, Config
 from maml_tf.errors import UserError
 from maml_tf.inner_opt import InnerMoments
+from maml_tf.progress import ProgressLog, trim_history
 from maml_tf.runinfo import SegmentLog
 from maml_tf.types import Task
 
@@ -160,55 +160,6 @@ def _check_same_run(config: Config, workdir: str):
                             "use another --logdir or --run_name")
     with open(path, "w") as f:
         f.write(config.to_json())
-
-
-def trim_history(path: str, start: int):
-    """Drops validation rows written after the checkpoint a run restarts from."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        rows = [line for line in f if line.strip() and json.loads(line)["iteration"] <= start]
-    with open(path, "w") as f:
-        f.writelines(rows)
-
-
-class ProgressLog:
-    """Averages step metrics over a print interval; prints a line and writes TensorBoard scalars."""
-
-    def __init__(self, config: Config, workdir: str):
-        self.config, self.sums, self.count = config, {}, 0
-        self.t_last = time.time()
-        self.writer = tf.summary.create_file_writer(workdir) if config.log else None
-
-    def add(self, iteration: int, step_metrics: Dict[str, tf.Tensor]):
-        values = {k: float(v) for k, v in step_metrics.items()}
-        if not all(np.isfinite(v) for v in values.values()):
-            raise UserError(f"loss became NaN/inf at iteration {iteration}; lower the outer step "
-                            "(--meta_lr; --meta_step for Reptile) or --update_lr (the last checkpoint is still good)")
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.count += 1
-
-    def flush(self, iteration: int, phase: str):
-        if not self.count:
-            return
-        means = {k: v / self.count for k, v in self.sums.items()}
-        now = time.time()
-        rate = self.count / max(now - self.t_last, 1e-9)
-        eta = (self.config.total_iterations - iteration) / max(rate, 1e-9)
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in sorted(means.items()))
-        print(f"[{phase}] iter {iteration}/{self.config.total_iterations}  {rate:.1f} it/s  "
-              f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}  {shown}", flush=True)
-        self.scalars(iteration, {f"train/{k}": v for k, v in means.items()})
-        self.sums, self.count, self.t_last = {}, 0, now
-
-    def scalars(self, iteration: int, values: Dict[str, float]):
-        if self.writer is None:
-            return
-        with self.writer.as_default(step=iteration):
-            for k, v in values.items():
-                tf.summary.scalar(k, v)
-        self.writer.flush()
 
 
 def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dict:
