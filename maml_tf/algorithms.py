@@ -10,8 +10,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from maml_tf.inner_opt import (AdamMoments, first_order_step, initial_state, moment_increments,
-                               support_batch)
+from maml_tf.inner_opt import AdamMoments, first_order_step, initial_state, support_batch
 from maml_tf.models import Learner
 from maml_tf.types import Task
 
@@ -119,8 +118,8 @@ def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
 
     Applied by SGD with learning rate ε this is Reptile's θ ← θ + ε·(mean W − θ). All trainable
     weights adapt (Reptile has no outer-only parameters). Every task's Adam starts from `moments`
-    (fresh if None). Returns (meta-gradient, metrics, the tasks' mean `moment_increments`, None
-    without `moments`). Metrics: `pre_*` on the first inner batch before the first step, `post_*`
+    (fresh if None). Returns (meta-gradient, metrics, the tasks' mean final Adam second moments,
+    None without `moments`). Metrics: `pre_*` on the first inner batch before the first step, `post_*`
     on the query set with W.
     """
     metric_fns = metric_fns or {}
@@ -134,7 +133,7 @@ def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
                              metric_fns)
         out = [w - f for w, f in zip(weights, end.weights)]
         if carry:
-            out += moment_increments(moments, end, inner_steps)
+            out += end.v
         return out, {**pre, **post}
 
     names = [f"{p}_{m}" for p in ("pre", "post") for m in ["loss", *metric_fns]]

@@ -75,10 +75,11 @@ def first_order_step(learner, loss_fn, state: InnerState, x, y, lr: float, optim
     return InnerState(new, m, v, t), loss, outputs
 
 
-def moment_increments(start: AdamMoments, end: InnerState, steps: int) -> Weights:
-    """What one task's `steps` Adam steps added to the second moments: v_end − β2^steps·v_start."""
+def moment_increments(start: AdamMoments, end_v: Sequence[tf.Tensor], steps: int) -> Weights:
+    """What `steps` Adam steps from `start` added to the second moments: v_end − β2^steps·v_start
+    (linear in v_end: given the tasks' mean v_end, it is their mean increment)."""
     decay = ADAM_BETA2 ** steps
-    return [b - decay * a for a, b in zip(start.v, end.v)]
+    return [b - decay * a for a, b in zip(start.v, end_v)]
 
 
 def carried(moments: AdamMoments, mean_increments: Sequence[tf.Tensor], steps: int,
@@ -112,8 +113,11 @@ class InnerMoments(tf.Module):
         return AdamMoments([tf.convert_to_tensor(b) for b in self.v],
                            tf.cast(self.step, self.v[0].dtype))
 
-    def update(self, mean_increments: Sequence[tf.Tensor], steps: int, num_tasks: int):
-        new = carried(self.read(), mean_increments, steps, num_tasks)
+    def update(self, mean_end_v: Sequence[tf.Tensor], steps: int, num_tasks: int):
+        """Advances the moments past `num_tasks` tasks whose final second moments average
+        `mean_end_v`."""
+        start = self.read()
+        new = carried(start, moment_increments(start, mean_end_v, steps), steps, num_tasks)
         for var, value in zip(self.v, new.v):
             var.assign(value)
         self.step.assign_add(steps * num_tasks)

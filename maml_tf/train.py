@@ -46,6 +46,7 @@ class Experiment:
         return {"model": self.model, "optimizer": self.optimizer, **extra}
 
     def moments(self):
+        """The inner Adam's carried moments (None unless Reptile with an inner Adam)."""
         return self.inner_moments.read() if self.inner_moments is not None else None
 
     def task_signature(self, shots: int, queries: int) -> Task:
@@ -77,7 +78,7 @@ class Experiment:
         return self._curve_fns[key]
 
     def replica_meta_grads(self, inner_steps: int):
-        """fn(tasks) -> (meta-gradient, metrics, inner Adam moment increments or None) of the
+        """fn(tasks) -> (meta-gradient, metrics, inner Adam's final second moments or None) of the
         configured algorithm, each a mean over this replica's share of the meta-batch (to call
         inside `strategy.run`)."""
         c, learner = self.config, self.learner
@@ -105,10 +106,10 @@ class Experiment:
         replica_fn = self.replica_meta_grads(inner_steps)
 
         def replica_step(tasks):
-            grads, step_metrics, increments = replica_fn(tasks)
+            grads, step_metrics, end_v = replica_fn(tasks)
             distribute.apply_mean(self.optimizer, grads, learner.variables, c.grad_clip)
-            if increments is not None:  # counted as if the whole meta-batch ran here
-                self.inner_moments.update(distribute.all_reduce_mean(increments), inner_steps,
+            if end_v is not None:  # counted as if the whole meta-batch ran here
+                self.inner_moments.update(distribute.all_reduce_mean(end_v), inner_steps,
                                           c.meta_batch_size)
             return step_metrics
 
