@@ -113,7 +113,8 @@ report reptile-report "$PY" -m maml_tf.reptile_report --out "$RESULTS" \
   --notes "$(cat "$LOGDIR/reptile_notes.md" 2>/dev/null)"
 
 # BEGIN miniimagenet (needs the real images: data/README.md; 60k iterations; 600 test tasks)
-MINI="--datasource=miniimagenet --metatrain_iterations=60000 --update_lr=0.01 --num_updates=5 --num_classes=5 --num_filters=32 --max_pool=True"
+# Model selection as the paper: 600 fixed meta-validation tasks every 2,000 iterations.
+MINI="--datasource=miniimagenet --metatrain_iterations=60000 --update_lr=0.01 --num_updates=5 --num_classes=5 --num_filters=32 --max_pool=True --val_interval=2000 --num_val_tasks=600 --checkpoint_interval=500"
 for FO in False True; do
   run miniimagenet-1shot      $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO
   run miniimagenet-1shot-test $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO --train=False --test_set=True
