@@ -58,7 +58,7 @@ for K in 5 10; do
   run sinusoid-pretrained-test $SINE --pretrain_iterations=70000 --metatrain_iterations=0 --train=False --test_set=True --train_update_batch_size=10 --update_batch_size=$K --train_update_lr=0.01 --update_lr=0.02
 done
 # END sinusoid
-report sinusoid-report "$PY" -m maml_tf.sinusoid_report --out "$RESULTS" \
+report sinusoid-report "$PY" -m maml_tf.reports.sinusoid --out "$RESULTS" \
   --maml "$LOGDIR/sine/sinusoid.k10.maml.mbs25.steps1.lr0.01.normNone" \
   --pretrained "$LOGDIR/sine/sinusoid.k10.pretrained.normNone" \
   --commands "$(sed -n '/^# BEGIN sinusoid/,/^# END sinusoid/p' "$0")"
@@ -73,7 +73,7 @@ for K in 1 5; do
   run omniglot-20way-${K}shot-test $O20 --train=False --test_set=True
 done
 # END omniglot
-report omniglot-report "$PY" -m maml_tf.omniglot_report --out "$RESULTS" \
+report omniglot-report "$PY" -m maml_tf.reports.omniglot --out "$RESULTS" \
   --logdir "$LOGDIR/omniglot5way" --logdir "$LOGDIR/omniglot20way" \
   --commands "$(sed -n '/^# BEGIN omniglot/,/^# END omniglot/p' "$0")" \
   --notes "$(cat "$LOGDIR/omniglot_notes.md" 2>/dev/null)"
@@ -95,7 +95,7 @@ run fomaml-5way-1shot      $FO5
 run fomaml-5way-1shot-test $FO5 --train=False --test_set=True
 # END reptile
 # Quiet seconds per meta-iteration of each run's training step (the real step, synthetic 28x28 tasks)
-BENCH="$PY -m maml_tf.benchmark --repeats 3"
+BENCH="$PY -m maml_tf.bench.benchmark --repeats 3"
 REPTILE_SET="--set algorithm=reptile --set shots=10 --set queries=1 --set inner_optimizer=adam --set inner_lr=0.001 --set inner_steps=5 --set inner_batch_size=10 --set meta_batch_size=5"
 if [ "$QUICK" = 0 ]; then
   report reptile-timing $BENCH --benches omniglot_5w1s_q1_o1 $REPTILE_SET --out "$LOGDIR/timing_reptile.jsonl"
@@ -104,7 +104,7 @@ if [ "$QUICK" = 0 ]; then
   report reptile-timing $BENCH --benches omniglot_5w1s_q1_o1 --out "$LOGDIR/timing_fomaml.jsonl"
 fi
 O5DIR=$LOGDIR/omniglot5way/omniglot.5way
-report reptile-report "$PY" -m maml_tf.reptile_report --out "$RESULTS" \
+report reptile-report "$PY" -m maml_tf.reports.reptile --out "$RESULTS" \
   --run "reptile=$LOGDIR/omniglot_reptile/omniglot.5way10shot.reptile.mbs5.steps5.lr0.001.adam.ib10.eps1-0.conv64" \
   --run "maml=${O5DIR}1shot.maml.mbs32.steps1.lr0.4.conv64" --run "maml5=${O5DIR}5shot.maml.mbs32.steps1.lr0.4.conv64" \
   --run "fomaml=${O5DIR}1shot.maml_fo.mbs32.steps1.lr0.4.conv64" \
@@ -122,14 +122,14 @@ for FO in False True; do
   run miniimagenet-5shot-test $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO --train=False --test_set=True
 done
 # END miniimagenet
-[ "$QUICK" = 1 ] || report miniimagenet-speed "$PY" results/time_miniimagenet.py --iterations=15 --print_interval=5
+[ "$QUICK" = 1 ] || report miniimagenet-speed "$PY" -m maml_tf.bench.time_miniimagenet --iterations=15 --print_interval=5
 
 # Speed: the real meta-step on synthetic tasks, beside the PyTorch/JAX peers (bash ../shared/peers/setup.sh first)
-[ "$QUICK" = 1 ] || report benchmark "$PY" -m maml_tf.benchmark --peers ../shared/peers --compare onednn=on --compare onednn=off --repeats 2 --out "$LOGDIR/benchmark.jsonl"
+[ "$QUICK" = 1 ] || report benchmark "$PY" -m maml_tf.bench.benchmark --peers ../shared/peers --compare onednn=on --compare onednn=off --repeats 2 --out "$LOGDIR/benchmark.jsonl"
 
 # Several devices (results/distributed.md): 1 vs 2 replicas here; mirrored vs default on Omniglot
-[ "$QUICK" = 1 ] || report distributed-timing bash results/distributed_timing.sh "$LOGDIR/distributed_timing"
-[ "$QUICK" = 1 ] || report distributed-drift env PYTHONPATH=. "$PY" results/distributed_drift.py \
+[ "$QUICK" = 1 ] || report distributed-timing bash maml_tf/bench/distributed_timing.sh "$LOGDIR/distributed_timing"
+[ "$QUICK" = 1 ] || report distributed-drift "$PY" -m maml_tf.bench.distributed_drift \
   "${MAML_TF_DATA_DIR:-data}" "${MAML_TF_CACHE_DIR:-$HOME/.cache/maml_tf}"
 
 # BEGIN 2dnavigation (Section 5.3, Figure 4: TRPO meta-optimizer, 20 goals x 20 paths, alpha 0.1, 500 iterations)
@@ -149,7 +149,7 @@ run nav-pretrained-test  $NAV --pretrain_iterations=500 --metatrain_iterations=0
 run nav-pretrained-test  $NAV --pretrain_iterations=500 --metatrain_iterations=0 --train=False --test_set=True --update_lr=0.01 --later_update_lr=0.005
 # END 2dnavigation
 RL=$LOGDIR/rl/2dnavigation
-report nav-report "$PY" -m maml_tf.rl.report --out "$RESULTS" \
+report nav-report "$PY" -m maml_tf.reports.rl_navigation --out "$RESULTS" \
   --maml "$RL.maml.mbs20.paths20.lr0.1.seed0" --pretrained "$RL.pretrained.mbs20.paths20.seed0" \
   --random "$RL.random.seed0" \
   --also "pretrained, validation-chosen step sizes=$RL.pretrained.mbs20.paths20.seed0/eval_test_goals40_lr0.01-0.005_iter500.json" \

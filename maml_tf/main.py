@@ -7,8 +7,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ info
 
 from absl import app, flags, logging  # noqa: E402
 
-from maml_tf import runtime  # noqa: E402
-from maml_tf.config import Config, run_name  # noqa: E402
+from maml_tf.experiment import runtime  # noqa: E402
+from maml_tf.experiment.config import Config, run_name  # noqa: E402
 from maml_tf.errors import UserError  # noqa: E402
 
 DATA_ENV, CACHE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR"
@@ -76,10 +76,6 @@ flags.DEFINE_float("max_kl", 0.01, "RL: TRPO's KL limit per meta-update")
 flags.DEFINE_integer("cg_iters", 10, "RL: conjugate-gradient iterations per TRPO step")
 flags.DEFINE_float("later_update_lr", 0.05, "RL: step size of test-time steps after the first (--update_lr)")
 FLAGS = flags.FLAGS
-# RL defaults for the shared flags when not given (the paper's 2D navigation settings).
-RL_DEFAULTS = dict(update_lr=0.1, meta_batch_size=20, metatrain_iterations=500, num_test_tasks=40,
-                   test_num_updates=3, checkpoint_interval=10, print_interval=1, val_interval=25,
-                   num_val_tasks=40)
 
 
 def config_from_flags(f) -> Config:
@@ -115,24 +111,6 @@ def config_from_flags(f) -> Config:
         or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
 
 
-def rl_config_from_flags(f):
-    """The RL run's config: shared flags (RL defaults unless given) plus the RL-only ones."""
-    from maml_tf.rl.config import RLConfig
-
-    get = lambda name: getattr(f, name) if f[name].present else RL_DEFAULTS[name]  # noqa: E731
-    return RLConfig(
-        env=f.datasource, meta_batch_size=get("meta_batch_size"), paths=f.fast_batch_size,
-        horizon=f.max_path_length, discount=f.discount, inner_lr=get("update_lr"),
-        inner_steps=f.num_updates, eval_inner_lr=get("update_lr"), eval_later_lr=f.later_update_lr,
-        eval_inner_steps=get("test_num_updates"), first_order=f.stop_grad,
-        pretrain_iterations=f.pretrain_iterations, metatrain_iterations=get("metatrain_iterations"),
-        max_kl=f.max_kl, cg_iters=f.cg_iters, seed=f.seed, eval_seed=f.eval_seed,
-        eval_tasks=get("num_test_tasks"), eval_split="test" if f.test_set else "val",
-        val_interval=get("val_interval"),
-        val_tasks=get("num_val_tasks"), checkpoint_interval=get("checkpoint_interval"),
-        print_interval=get("print_interval"), log=f.log)
-
-
 def _load_tensorflow():
     """Imports TensorFlow (only once the flags are known to be good) with its info logs quiet."""
     import tensorflow as tf
@@ -143,11 +121,12 @@ def _load_tensorflow():
 
 def main_rl():
     """2D navigation: the same flags, handed to maml_tf.rl (policy gradients, TRPO)."""
+    from maml_tf.rl import flags_map
     from maml_tf.rl.config import run_name as rl_run_name
 
     if FLAGS.strategy != "default":
         raise UserError("--strategy is for supervised meta-learning; 2dnavigation runs on one device")
-    config = rl_config_from_flags(FLAGS).validate()
+    config = flags_map.config_from_flags(FLAGS).validate()
     workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or rl_run_name(config))
     _load_tensorflow()
     from maml_tf.rl import evaluate, train
@@ -168,7 +147,7 @@ def main(argv):
         workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or run_name(config))
         runtime.configure(config)  # before TensorFlow loads
         _load_tensorflow()
-        from maml_tf import evaluate, train
+        from maml_tf.experiment import evaluate, train
 
         if FLAGS.train:
             train.train_and_evaluate(config, workdir, resume=FLAGS.resume)

@@ -4,7 +4,6 @@ import warnings
 from typing import Callable, Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 NORM_LAYERS = (
@@ -173,16 +172,3 @@ def conv_net(input_shape: Sequence[int], outputs: int, filters: int = 64, max_po
         head_init = keras.initializers.RandomNormal(stddev=1.0, seed=seed + blocks)
     out = keras.layers.Dense(outputs, kernel_initializer=head_init)(x)
     return keras.Model(inputs, out, name="conv_net")
-
-
-def build_model(config, sampler) -> keras.Model:
-    """The paper's network for a dataset: 1-40-40-1 MLP for regression, conv or fc net for images."""
-    if sampler.problem == "regression":
-        return fc_net(sampler.input_shape[0], sampler.output_dim, (40, 40), config.norm, config.seed)
-    if config.conv:
-        return conv_net(sampler.input_shape, sampler.output_dim, config.num_filters,
-                        config.max_pool, config.norm, seed=config.seed)
-    flat = int(np.prod(sampler.input_shape))
-    inner = fc_net(flat, sampler.output_dim, (256, 128, 64, 64), config.norm, config.seed)
-    inputs = keras.Input(tuple(sampler.input_shape))
-    return keras.Model(inputs, inner(keras.layers.Flatten()(inputs)), name="fc_image_net")

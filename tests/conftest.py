@@ -1,5 +1,59 @@
-"""Shared pytest settings: the `slow` marker (run by default; `-m "not slow"` skips them)."""
+"""Shared pytest settings (the `slow` marker: run by default; `-m "not slow"` skips them) and the data fixtures several test folders use."""
+
+import os
+import zipfile
+
+import pytest
+
+from maml_tf.datasets import omniglot_data
+from miniimagenet_helpers import write_processed
+from omniglot_helpers import DATA_DIR, ZIP_DIR
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer checks (XLA compile, real-data training)")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """One Omniglot cache for the whole session: the full array is prepared once (about 5 s)."""
+    return str(tmp_path_factory.mktemp("omniglot_cache"))
+
+
+@pytest.fixture(scope="session")
+def data(cache_dir):
+    """The real Omniglot, prepared."""
+    return omniglot_data.load(DATA_DIR, cache_dir)
+
+
+@pytest.fixture(scope="session")
+def small_zips(tmp_path_factory):
+    """A real subset in the official layout: characters 1-6 (background) and 965-968 (evaluation)."""
+    if not os.path.isfile(os.path.join(ZIP_DIR, "images_background.zip")):
+        pytest.skip("real Omniglot zips not found")
+    root = tmp_path_factory.mktemp("small")
+    os.makedirs(root / "omniglot")
+    keep = {"images_background.zip": range(1, 7), "images_evaluation.zip": range(965, 969)}
+    for name, ids in keep.items():
+        with zipfile.ZipFile(os.path.join(ZIP_DIR, name)) as src, \
+                zipfile.ZipFile(root / "omniglot" / name, "w") as dst:
+            for info in src.infolist():
+                if info.filename.endswith(".png") and int(info.filename.rsplit("/", 1)[1][:4]) in ids:
+                    dst.writestr(info, src.read(info))
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory):
+    """Synthetic miniImageNet, 64/16/20 classes x 2 images, processed layout with CSVs."""
+    data_dir = str(tmp_path_factory.mktemp("mini_small"))
+    write_processed(data_dir, 2)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def full(tmp_path_factory):
+    """Synthetic miniImageNet, 64/16/20 classes x 20 images: enough for 5-shot tasks with 15 queries per class."""
+    data_dir = str(tmp_path_factory.mktemp("mini_full"))
+    write_processed(data_dir, 20)
+    return data_dir

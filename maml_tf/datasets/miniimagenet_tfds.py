@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from maml_tf.datasets import miniimagenet_files
 from maml_tf.datasets import miniimagenet_io as io
 from maml_tf.errors import UserError
 
@@ -53,12 +54,10 @@ checked against the images.
         )
 
     def _split_generators(self, dl_manager):
-        from maml_tf.datasets import miniimagenet
-
         manual_dir = str(dl_manager.manual_dir)
         generators = {}
         for split, tfds_name in TFDS_SPLITS.items():
-            data = miniimagenet.load_from_root(manual_dir, split, tfds=False)
+            data = miniimagenet_files.load_from_root(manual_dir, split)
             if data is None:
                 raise UserError(f"no miniImageNet {split} split in {manual_dir}:\n"
                                 + self.MANUAL_DOWNLOAD_INSTRUCTIONS)

@@ -1,0 +1,1 @@
+"""The benchmark of the real training step and the probes whose numbers results/ quotes."""

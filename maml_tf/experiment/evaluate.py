@@ -1,0 +1,87 @@
+"""Fixed-seed evaluation over many tasks: metrics before and after each inner step, mean ± 95% CI."""
+
+import csv
+import json
+import os
+from typing import Dict, Optional
+
+import numpy as np
+
+from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.experiment.experiment import Experiment
+from maml_tf.metrics import mean_and_ci95
+from maml_tf.types import Task
+
+STATS = ("mean", "std", "ci95", "median", "nonfinite")
+
+
+def sample_tasks(sampler, split: str, count: int, shots: int, queries: int, seed: int,
+                 first: int = 0) -> Task:
+    """Tasks first..first+count-1, task i drawn from its own RNG (seed, i): the same tasks for
+    every model and every evaluation batch size."""
+    tasks = [sampler.sample(split, 1, shots, queries, np.random.default_rng([seed, i]))
+             for i in range(first, first + count)]
+    return Task(*[np.concatenate(parts) for parts in zip(*tasks)])
+
+
+def evaluate_learner(exp, split: str, num_tasks: int, shots: int, queries: int, inner_lr: float,
+                     steps: int, seed: int) -> Dict[str, Dict]:
+    """{metric: {"mean", "std", "ci95": arrays over inner steps 0..steps, "n"}} on `num_tasks` tasks."""
+    curve = exp.curve_fn(shots, queries, inner_lr, steps)
+    batch = exp.config.eval_batch_size
+    parts = []
+    for first in range(0, num_tasks, batch):
+        tasks = sample_tasks(exp.sampler, split, min(batch, num_tasks - first), shots, queries,
+                             seed, first)
+        parts.append({k: v.numpy() for k, v in curve(tasks).items()})
+    return {k: mean_and_ci95(np.concatenate([p[k] for p in parts])) for k in parts[0]}
+
+
+def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None) -> Dict:
+    """Restores a checkpoint (newest by default), evaluates `config.eval_tasks` tasks of
+    `config.eval_split` with the evaluation K / step size / steps, and writes CSV + JSON."""
+    config.validate()
+    exp = Experiment(config.replace(strategy="default"))  # evaluation is not distributed
+    restored = Checkpointer(workdir, exp.state()).restore_iteration(iteration)
+    stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
+                             config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,
+                             config.eval_seed)
+    result = {
+        "dataset": config.dataset, "split": config.eval_split, "iteration": restored,
+        "num_tasks": config.eval_tasks, "ways": config.ways, "shots": config.eval_shots,
+        "queries": config.eval_queries, "inner_lr": config.eval_inner_lr,
+        "steps": list(range(config.eval_inner_steps + 1)), "eval_seed": config.eval_seed,
+        "algorithm": config.algorithm, "transductive": config.transductive,
+        "metrics": {k: {s: np.asarray(v[s]).tolist() for s in STATS} for k, v in stats.items()},
+    }
+    stem = os.path.join(workdir, f"eval_{config.eval_split}_shots{config.eval_shots}"
+                                 f"_lr{config.eval_inner_lr:g}_iter{restored}"
+                                 + ("" if config.transductive else "_nontransductive"))
+    write_result(stem, result)
+    print_summary(result)
+    return result
+
+
+def print_summary(result: Dict):
+    """One line per metric: mean ± 95% CI before adaptation and after each step."""
+    print(f"{result['dataset']} {result['split']}: {result['num_tasks']} tasks, K={result['shots']}, "
+          f"checkpoint {result['iteration']}", flush=True)
+    steps = result["steps"]
+    # Every step up to 10, then every 10th and the last: a 50-step Reptile curve stays readable.
+    shown = [i for i, s in enumerate(steps) if s <= 10 or s % 10 == 0 or s == steps[-1]]
+    for name, m in sorted(result["metrics"].items()):
+        cells = "  ".join(f"{steps[i]}: {m['mean'][i]:.4g}±{m['ci95'][i]:.2g}" for i in shown)
+        print(f"  {name} after step  {cells}", flush=True)
+
+
+def write_result(stem: str, result: Dict):
+    """`stem`.json with everything; `stem`.csv with one row per inner step."""
+    with open(stem + ".json", "w") as f:
+        json.dump(result, f, indent=2)
+    names = sorted(result["metrics"])
+    with open(stem + ".csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step"] + [f"{n}_{s}" for n in names for s in STATS])
+        for i, step in enumerate(result["steps"]):
+            writer.writerow([step] + [result["metrics"][n][s][i] for n in names for s in STATS])
+    print(f"wrote {stem}.json and .csv", flush=True)

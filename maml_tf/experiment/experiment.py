@@ -1,0 +1,158 @@
+"""The pieces of a run built from a Config: `Experiment` (sampler, network, optimizers, compiled steps) and the task stream."""
+
+from typing import Dict, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from maml_tf import algorithms, datasets, metrics, models
+from maml_tf.experiment import distribute
+from maml_tf.experiment.config import Config
+from maml_tf.inner_opt import InnerMoments
+from maml_tf.types import Task
+
+
+def build_model(config: Config, sampler) -> keras.Model:
+    """The paper's network for a dataset: 1-40-40-1 MLP for regression, conv or fc net for images."""
+    if sampler.problem == "regression":
+        return models.fc_net(sampler.input_shape[0], sampler.output_dim, (40, 40), config.norm,
+                             config.seed)
+    if config.conv:
+        return models.conv_net(sampler.input_shape, sampler.output_dim, config.num_filters,
+                               config.max_pool, config.norm, seed=config.seed)
+    flat = int(np.prod(sampler.input_shape))
+    inner = models.fc_net(flat, sampler.output_dim, (256, 128, 64, 64), config.norm, config.seed)
+    inputs = keras.Input(tuple(sampler.input_shape))
+    return keras.Model(inputs, inner(keras.layers.Flatten()(inputs)), name="fc_image_net")
+
+
+class Experiment:
+    """The pieces of a run built from a config: sampler, learner, loss, optimizer."""
+
+    def __init__(self, config: Config, sampler=None):
+        self.config = config
+        self.strategy = distribute.strategy_for(config)  # first: it may configure the devices
+        distribute.check(config, self.strategy)
+        # `sampler`: any TaskSampler in place of the configured data set (the benchmark's).
+        self.sampler = sampler or datasets.get_sampler(config)
+        with self.strategy.scope():  # variables mirrored on every replica
+            self.model = build_model(config, self.sampler)
+            self.learner = models.Learner(self.model)
+            self.optimizer = outer_optimizer(config)
+            # Built now, not lazily, so a checkpoint restores its slots before the first step.
+            self.optimizer.build(self.learner.variables)
+            # Reptile's inner Adam keeps its moments from task to task (the paper's code).
+            adam = config.algorithm == "reptile" and config.inner_optimizer == "adam"
+            self.inner_moments = InnerMoments(self.learner.variables) if adam else None
+        self.loss_fn = loss_for(self.sampler.problem, config.shots)
+        self.metric_fns = metrics.make_metrics(self.sampler.problem)
+        self._curve_fns = {}
+
+    def state(self) -> Dict:
+        """What a checkpoint holds besides the iteration."""
+        extra = {"inner_moments": self.inner_moments} if self.inner_moments is not None else {}
+        return {"model": self.model, "optimizer": self.optimizer, **extra}
+
+    def moments(self):
+        """The inner Adam's carried moments (None unless Reptile with an inner Adam)."""
+        return self.inner_moments.read() if self.inner_moments is not None else None
+
+    def task_signature(self, shots: int, queries: int) -> Task:
+        """TensorSpecs of a task batch; fixed so the compiled step is traced once per run."""
+        s = self.sampler
+        if s.problem == "classification":
+            n_s, n_q, y, ydtype = s.output_dim * shots, s.output_dim * queries, (), tf.int32
+        else:
+            n_s, n_q, y, ydtype = shots, queries, (s.output_dim,), tf.float32
+        x = tuple(s.input_shape)
+        return Task(tf.TensorSpec((None, n_s) + x, tf.float32), tf.TensorSpec((None, n_s) + y, ydtype),
+                    tf.TensorSpec((None, n_q) + x, tf.float32), tf.TensorSpec((None, n_q) + y, ydtype))
+
+    def curve_fn(self, shots: int, queries: int, inner_lr: float, steps: int):
+        """Compiled evaluation (`algorithms.adaptation_curve`) for one K, built once per setting."""
+        key = (shots, queries, inner_lr, steps)
+        if key not in self._curve_fns:
+            loss_fn, learner, c = loss_for(self.sampler.problem, shots), self.learner, self.config
+            reptile = c.algorithm == "reptile"
+
+            @tf.function(input_signature=[self.task_signature(shots, queries)])
+            def curve(tasks):
+                return algorithms.adaptation_curve(
+                    learner, loss_fn, learner.weights(), tasks, inner_lr, steps, self.metric_fns,
+                    transductive=c.transductive, optimizer=c.inner_optimizer if reptile else None,
+                    batch_size=c.eval_inner_batch_size, moments=self.moments())
+
+            self._curve_fns[key] = curve
+        return self._curve_fns[key]
+
+    def replica_meta_grads(self, inner_steps: int):
+        """fn(tasks) -> (meta-gradient, metrics, inner Adam's final second moments or None) of the
+        configured algorithm, each a mean over this replica's share of the meta-batch (to call
+        inside `strategy.run`)."""
+        c, learner = self.config, self.learner
+        if c.algorithm == "reptile":
+            def meta_grads(*a, **k):
+                return algorithms.reptile_meta_grads(*a, optimizer=c.inner_optimizer,
+                                                     batch_size=c.inner_batch_size,
+                                                     moments=self.moments(), **k)
+        else:
+            def meta_grads(*a, **k):
+                return (*algorithms.maml_meta_grads(*a, first_order=c.first_order, **k), None)
+
+        def replica_fn(tasks):
+            return meta_grads(learner, self.loss_fn, learner.weights(),
+                              distribute.replica_tasks(tasks), c.inner_lr, inner_steps,
+                              metric_fns=self.metric_fns)
+
+        return replica_fn
+
+    def make_train_step(self, inner_steps: int):
+        """One compiled meta-iteration: each replica's meta-gradient of the configured algorithm,
+        then the outer optimizer (Adam for MAML, SGD with step size epsilon for Reptile) applies
+        their mean, the same update on every replica and as on one device."""
+        c, learner, strategy = self.config, self.learner, self.strategy
+        replica_fn = self.replica_meta_grads(inner_steps)
+
+        def replica_step(tasks):
+            grads, step_metrics, end_v = replica_fn(tasks)
+            distribute.apply_mean(self.optimizer, grads, learner.variables, c.grad_clip)
+            if end_v is not None:  # counted as if the whole meta-batch ran here
+                self.inner_moments.update(distribute.all_reduce_mean(end_v), inner_steps,
+                                          c.meta_batch_size)
+            return step_metrics
+
+        if c.jit_compile:  # XLA on the replica function, as Keras' Model.fit does
+            replica_step = tf.function(replica_step, jit_compile=True)
+
+        @tf.function(input_signature=[self.task_signature(c.shots, c.queries)])
+        def train_step(tasks):
+            per_replica = strategy.run(replica_step, args=(tasks,))
+            return distribute.mean_over_replicas(strategy, per_replica)
+
+        return train_step
+
+
+def outer_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    """Adam(meta_lr) for MAML; for Reptile SGD, whose step on θ − mean W is θ += ε·(mean W − θ),
+    with ε linear from meta_step at iteration 0 to meta_step_final at the last (as the paper)."""
+    if config.algorithm == "reptile":
+        epsilon = keras.optimizers.schedules.PolynomialDecay(
+            config.meta_step, max(config.metatrain_iterations, 1), config.meta_step_final, power=1.0)
+        return keras.optimizers.SGD(epsilon)
+    # epsilon 1e-8 as TF1's AdamOptimizer in the original (Keras' default is 1e-7).
+    return keras.optimizers.Adam(config.meta_lr, epsilon=1e-8)
+
+
+def loss_for(problem: str, shots: int):
+    """MSE for regression; cross-entropy summed and divided by K for classification (as the original)."""
+    return metrics.mse if problem == "regression" else metrics.make_xent_over_k(shots)
+
+
+def task_batches(sampler, split: str, batch_size: int, shots: int, queries: int, seed: int,
+                 start: int) -> Iterator[Task]:
+    """Task batch i comes from its own RNG seeded by (seed, i): a resumed run sees the same tasks."""
+    i = start
+    while True:
+        yield sampler.sample(split, batch_size, shots, queries, np.random.default_rng([seed, i]))
+        i += 1

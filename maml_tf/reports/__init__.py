@@ -1,0 +1,1 @@
+"""Builders of results/*.md (+ JSON, PNG) from run directories, sharing one writer."""

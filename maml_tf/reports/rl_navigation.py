@@ -1,0 +1,259 @@
+"""Builds results/rl_navigation.{md,json} and the paper's Figure 4 (left: return vs steps; right: trajectories).
+
+Usage: python -m maml_tf.reports.rl_navigation --maml RUN_DIR --pretrained RUN_DIR --random RUN_DIR --out results
+(each RUN_DIR trained and evaluated with `--train=False` by the run_experiments.sh lines it names).
+"""
+
+import argparse
+import glob
+import json
+import os
+
+import numpy as np
+
+LABELS = {"maml": "MAML", "pretrained": "pretrained", "random": "random init"}
+COLORS = {"maml": "tab:blue", "pretrained": "tab:orange", "random": "tab:gray"}
+EXTRA_COLORS = ["tab:green", "tab:purple", "tab:cyan", "tab:olive"]
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def color(name: str, runs: dict) -> str:
+    extra = [n for n in runs if n not in COLORS]
+    return COLORS.get(name) or EXTRA_COLORS[extra.index(name) % len(EXTRA_COLORS)]
+
+
+def load_eval(path: str) -> dict:
+    """One evaluation (JSON + its .npz of paths) with its run's config, run info and validation curve."""
+    run_dir = os.path.dirname(os.path.abspath(path))
+    with open(path) as f:
+        run = {"eval": json.load(f), "trajectories": dict(np.load(path[:-5] + ".npz")),
+               "dir": run_dir}
+    for name in ("config", "runinfo"):
+        file = os.path.join(run_dir, f"{name}.json")
+        run[name] = json.load(open(file)) if os.path.exists(file) else {}
+    file = os.path.join(run_dir, "validation.jsonl")
+    run["validation"] = ([json.loads(line) for line in open(file) if line.strip()]
+                         if os.path.exists(file) else [])
+    return run
+
+
+def load_run(run_dir: str, step_sizes: str) -> dict:
+    """The run's newest evaluation on the test goals with step sizes `step_sizes` ("0.1-0.05": first-later)."""
+    evals = sorted(glob.glob(os.path.join(run_dir, f"eval_test_goals*_lr{step_sizes}_iter*.json")),
+                   key=lambda p: int(p.rsplit("_iter", 1)[1][:-5]))
+    if not evals:
+        raise SystemExit(f"no evaluation with step sizes {step_sizes} in {run_dir}: run it with "
+                         "--train=False first")
+    return load_eval(evals[-1])
+
+
+def step_size_sweep(run_dir: str) -> list:
+    """Rows (step sizes, return per step) of the run's evaluations on the validation goals."""
+    rows = []
+    for path in glob.glob(os.path.join(run_dir, "eval_val_goals*_lr*_iter*.json")):
+        with open(path) as f:
+            r = json.load(f)
+        rows.append((r["step_sizes"][0], r["step_sizes"][1:2], r["iteration"], r["return"]))
+    return sorted(rows, key=lambda row: -row[0])
+
+
+def sweep_lines(name: str, run_dir: str) -> list:
+    rows = step_size_sweep(run_dir)
+    if not rows:
+        return []
+    best = max(rows, key=lambda row: row[3]["mean"][-1])
+    lines = ["", f"{label(name)}: test step sizes tried on the validation goals (not the test goals);"
+             " **bold**: the best return after the last step, the choice for a test row:",
+             "", "| step sizes | " + " | ".join(f"step {s}" for s in range(len(rows[0][3]["mean"])))
+             + " |", "|---|" + "---|" * len(rows[0][3]["mean"])]
+    for first, later, iteration, ret in rows:
+        sizes = "/".join(f"{x:g}" for x in [first, *later])
+        sizes = f"**{sizes}**" if (first, later, iteration, ret) == best else sizes
+        lines.append(f"| {sizes} (iter {iteration}) | " + " | ".join(
+            f"{m:.2f} ± {c:.2f}" for m, c in zip(ret["mean"], ret["ci95"])) + " |")
+    return lines
+
+
+def figure_returns(runs: dict, path: str, floor: float = -100.0):
+    """Figure 4 left: average return (± 95% CI over goals) after 0..3 policy-gradient steps.
+
+    Means below `floor` (a diverged step) are drawn at the floor and labelled with their value.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for name, run in runs.items():
+        r = run["eval"]
+        mean = np.asarray(r["return"]["mean"])
+        shown = np.maximum(mean, floor)
+        ax.errorbar(r["steps"], shown, yerr=np.where(mean < floor, 0, r["return"]["ci95"]),
+                    marker="o", capsize=3, color=color(name, runs),
+                    label=f"{label(name)} (iter {r['iteration']})")
+        for step, m in zip(r["steps"], mean):
+            if m < floor:
+                ax.annotate(f"mean {m:.0f}, off scale", (step, floor), textcoords="offset points",
+                            xytext=(5, 5), fontsize=7, color=color(name, runs))
+    ax.set_ylim(bottom=floor - 5)
+    ax.set_xlabel("number of gradient steps")
+    ax.set_ylabel("average return")
+    ax.set_xticks(runs[next(iter(runs))]["eval"]["steps"])
+    ax.set_title(f"2D navigation, {r['num_tasks']} new goals")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def figure_trajectories(runs: dict, path: str, shown, goals: int = 3, steps=(0, 1, 3)):
+    """Figure 4 right: the policy's noise-free path before adaptation and after 1 and 3 steps, per goal."""
+    import matplotlib.pyplot as plt
+
+    shown = [n for n in shown if n in runs]
+    fig, axes = plt.subplots(len(shown), goals, figsize=(3.2 * goals, 3.2 * len(shown)),
+                             squeeze=False)
+    for row, name in enumerate(shown):
+        traj = runs[name]["trajectories"]
+        for col in range(goals):
+            ax = axes[row][col]
+            for step, style in zip(steps, (":", "--", "-")):
+                if step < len(traj["positions"]):
+                    p = traj["positions"][step, col]
+                    ax.plot(p[:, 0], p[:, 1], style,
+                            label=f"{step} step{'s' * (step > 1)}" if step else "pre-update")
+            ax.plot(*traj["goals"][col], "r*", markersize=12, label="goal")
+            ax.plot(0, 0, "ko", markersize=4)
+            ax.set_xlim(-0.6, 0.6)
+            ax.set_ylim(-0.6, 0.6)
+            ax.set_aspect("equal")
+            ax.set_title(f"goal {col + 1}", fontsize=9)
+        axes[row][0].set_ylabel(label(name), fontsize=9)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def figure_training(runs: dict, path: str):
+    """Validation return before and after one step during training (fixed validation goals)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    plotted = set()
+    for name, run in runs.items():
+        rows = run["validation"]
+        if rows and run["dir"] not in plotted:  # one curve per run directory
+            plotted.add(run["dir"])
+            it = [r["iteration"] for r in rows]
+            ax.plot(it, [r["return"][0] for r in rows], ":", color=color(name, runs),
+                    label=f"{label(name)}, before")
+            ax.plot(it, [r["return"][1] for r in rows], "-", color=color(name, runs),
+                    label=f"{label(name)}, after 1 step")
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("validation return")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def training_line(name: str, run: dict) -> str:
+    info, config = run["runinfo"], run["config"]
+    if not config:
+        return f"- {label(name)}: no training (the seed's initial policy)."
+    target = config["pretrain_iterations"] + config["metatrain_iterations"]
+    done = info.get("iterations", 0)
+    hw = info["segments"][-1]["hardware"] if info.get("segments") else {}
+    evaluated = run["eval"]["iteration"]
+    cut = "" if evaluated >= target else (f" **cut short: evaluated at iteration {evaluated} of the"
+                                          f" planned {target}**")
+    return (f"- {label(name)}: {done} TRPO iterations, {info.get('wall_seconds', 0) / 60:.1f} min "
+            f"wall time in {len(info.get('segments', []))} segment(s) on {hw.get('cores')} cores "
+            f"({hw.get('cpu')}, {hw.get('memory_gib')} GiB, no GPU), shared with other jobs;"
+            f" evaluated at iteration {run['eval']['iteration']}.{cut}")
+
+
+def write_markdown(runs: dict, out: str, commands: str):
+    first = next(iter(runs.values()))["eval"]
+    steps = first["steps"]
+    lines = [
+        "# 2D navigation: MAML vs pretrained vs random initialisation (paper Figure 4)", "",
+        f"Average return (mean ± 95% CI over {first['num_tasks']} new goals, {first['paths_per_step']}"
+        f" trajectories per goal and step) after 0..{steps[-1]} policy-gradient steps; step sizes"
+        " are first/later (the paper: 0.1, then 0.05). Every policy meets the same goals and the"
+        " same action noise.", "",
+        "| init | step sizes | " + " | ".join(f"step {s}" for s in steps) + " |",
+        "|---|---|" + "---|" * len(steps)]
+    for name, run in runs.items():
+        r = run["eval"]["return"]
+        sizes = "/".join(f"{x:g}" for x in run["eval"]["step_sizes"][:2])
+        lines.append(f"| {label(name)} (iter {run['eval']['iteration']}) | {sizes} | " + " | ".join(
+            f"{m:.2f} ± {c:.2f}" for m, c in zip(r["mean"], r["ci95"])) + " |")
+    for name in LABELS:
+        if name in runs and step_size_sweep(runs[name]["dir"]):
+            lines += sweep_lines(name, runs[name]["dir"]) + [
+                "", "The paper's step sizes can overshoot for a policy trained without an inner"
+                " step (its exploration noise has shrunk, and a policy-gradient step grows as the"
+                " noise shrinks), so the table also lists the pretrained policy with the step sizes"
+                " it does best with on the validation goals."]
+    lines += [
+        "", "The paper gives this result as a plot only (Figure 4 left): MAML's policy improves"
+        " sharply after one step and keeps improving, while the pretrained policy improves slowly"
+        " and a random initialisation far less; compare the shape, not exact numbers.", "",
+        "![return vs gradient steps](rl_navigation_returns.png)", "",
+        "Paths of the policy's mean action (no exploration noise) before adaptation and after 1 and"
+        " 3 steps, for the first 3 evaluation goals (Figure 4 right; paths leaving the square are cut):",
+        "",
+        "![trajectories before and after adaptation](rl_navigation_trajectories.png)", "",
+        "Validation return during training (1 step of size 0.1, fixed validation goals):", "",
+        "![training curves](rl_navigation_training.png)", "",
+        "## Training", ""]
+    seen = set()
+    for name, run in runs.items():
+        if run["dir"] not in seen:  # one line per run directory
+            seen.add(run["dir"])
+            lines.append(training_line(name, run))
+    lines += ["", "## Commands", "", "```", commands.strip(), "```", ""]
+    with open(os.path.join(out, "rl_navigation.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in LABELS:
+        parser.add_argument(f"--{name}", help=f"run directory of the {LABELS[name]} policy")
+    parser.add_argument("--step_sizes", default="0.1-0.05",
+                        help="test step sizes (first-later) of the evaluations to report")
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=EVAL_JSON",
+                        help="another evaluation (any checkpoint or step sizes) for the table "
+                             "and Figure 4 left")
+    parser.add_argument("--trajectories", default="maml;pretrained",
+                        help="';'-separated runs (names or --also labels) in the trajectory figure")
+    parser.add_argument("--out", default="results")
+    parser.add_argument("--commands", default="", help="the commands that produced the runs")
+    args = parser.parse_args()
+    runs = {name: load_run(getattr(args, name), args.step_sizes) for name in LABELS
+            if getattr(args, name)}
+    for spec in args.also:
+        name, path = spec.split("=", 1)
+        if not os.path.exists(path):  # e.g. a --quick run that never reached that iteration
+            print(f"skipping {name}: no {path}", flush=True)
+            continue
+        runs[name] = load_eval(path)
+    os.makedirs(args.out, exist_ok=True)
+    figure_returns(runs, os.path.join(args.out, "rl_navigation_returns.png"))
+    figure_trajectories(runs, os.path.join(args.out, "rl_navigation_trajectories.png"),
+                        args.trajectories.split(";"))
+    figure_training(runs, os.path.join(args.out, "rl_navigation_training.png"))
+    write_markdown(runs, args.out, args.commands)
+    summary = {name: {k: run["eval"][k] for k in ("iteration", "steps", "step_sizes", "return")}
+               for name, run in runs.items()}
+    with open(os.path.join(args.out, "rl_navigation.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"wrote {args.out}/rl_navigation.md, .json and 3 PNGs", flush=True)
+
+
+if __name__ == "__main__":
+    main()

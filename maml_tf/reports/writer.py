@@ -1,0 +1,46 @@
+"""What every report shares: the machine it describes, training time from TensorBoard events, and writing `name.md` + `name.json`."""
+
+import glob
+import json
+import os
+import platform
+from typing import Dict, List, Optional
+
+
+def hardware() -> str:
+    """This machine in one line: cores, CPU model, memory."""
+    cpu = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        memory = float("nan")
+    return f"{os.cpu_count()} cores of {cpu}, {memory:.0f} GiB RAM, no GPU (TensorFlow CPU)"
+
+
+def wall_time_hours(run_dir: str, until: int) -> Optional[float]:
+    """Training time up to iteration `until`, summed over the run's TensorBoard event files (one
+    per start or resume); the run may still be going."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    total = 0.0
+    for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
+        events = [event_pb2.Event.FromString(raw.numpy()) for raw in tf.data.TFRecordDataset(path)]
+        times = [e.wall_time for e in events if e.step <= until]
+        if len(times) > 1:
+            total += max(times) - min(times)
+    return total / 3600 if total else None
+
+
+def write_report(out: str, name: str, text: str, rows: List[Dict]):
+    """`out/name.md` and `out/name.json` (the rows and the hardware they ran on)."""
+    with open(os.path.join(out, f"{name}.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump({"hardware": hardware(), "rows": rows}, f, indent=1)
+    print(f"wrote {out}/{name}.md, {name}.json", flush=True)

@@ -1,0 +1,24 @@
+"""The RL run's command line: the original's shared flags (the paper's RL values unless given) plus the RL-only ones -> RLConfig."""
+
+from maml_tf.rl.config import RLConfig
+
+# RL defaults for the shared flags when not given (the paper's 2D navigation settings).
+RL_DEFAULTS = dict(update_lr=0.1, meta_batch_size=20, metatrain_iterations=500, num_test_tasks=40,
+                   test_num_updates=3, checkpoint_interval=10, print_interval=1, val_interval=25,
+                   num_val_tasks=40)
+
+
+def config_from_flags(f) -> RLConfig:
+    """The RL run's config: shared flags (RL defaults unless given) plus the RL-only ones."""
+    get = lambda name: getattr(f, name) if f[name].present else RL_DEFAULTS[name]  # noqa: E731
+    return RLConfig(
+        env=f.datasource, meta_batch_size=get("meta_batch_size"), paths=f.fast_batch_size,
+        horizon=f.max_path_length, discount=f.discount, inner_lr=get("update_lr"),
+        inner_steps=f.num_updates, eval_inner_lr=get("update_lr"), eval_later_lr=f.later_update_lr,
+        eval_inner_steps=get("test_num_updates"), first_order=f.stop_grad,
+        pretrain_iterations=f.pretrain_iterations, metatrain_iterations=get("metatrain_iterations"),
+        max_kl=f.max_kl, cg_iters=f.cg_iters, seed=f.seed, eval_seed=f.eval_seed,
+        eval_tasks=get("num_test_tasks"), eval_split="test" if f.test_set else "val",
+        val_interval=get("val_interval"),
+        val_tasks=get("num_val_tasks"), checkpoint_interval=get("checkpoint_interval"),
+        print_interval=get("print_interval"), log=f.log)
