@@ -92,6 +92,7 @@ done
 # END omniglot
 report omniglot-report "$PY" -m maml_tf.reports.omniglot --out "$RESULTS" \
   --logdir "$LOGDIR/omniglot5way" --logdir "$LOGDIR/omniglot20way" \
+  --logdir "$MAML_TF_RUN_STORE/omniglot5way" --logdir "$MAML_TF_RUN_STORE/omniglot20way" \
   --commands "$(sed -n '/^# BEGIN omniglot/,/^# END omniglot/p' "$0")" \
   --notes "$(cat "$LOGDIR/omniglot_notes.md" 2>/dev/null)"
 
@@ -141,6 +142,11 @@ for FO in False True; do
   run miniimagenet-5shot-test $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO --train=False --test_set=True --test_best=True
 done
 # END miniimagenet
+report miniimagenet-report "$PY" -m maml_tf.reports.miniimagenet --out "$RESULTS" \
+  --logdir "$LOGDIR/miniimagenet1shot" --logdir "$LOGDIR/miniimagenet5shot" \
+  --logdir "$MAML_TF_RUN_STORE/miniimagenet1shot" --logdir "$MAML_TF_RUN_STORE/miniimagenet5shot" \
+  --commands "$(sed -n '/^# BEGIN miniimagenet/,/^# END miniimagenet/p' "$0")" \
+  --notes "$(cat "$LOGDIR/miniimagenet_notes.md" 2>/dev/null)"
 [ "$QUICK" = 1 ] || report miniimagenet-speed "$PY" -m maml_tf.bench.time_miniimagenet --iterations=15 --print_interval=5
 
 # Speed: the real meta-step on synthetic tasks, beside the PyTorch/JAX peers (bash ../shared/peers/setup.sh first)
