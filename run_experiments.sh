@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # The paper's experiments, one `run` line per result; each run resumes from its checkpoint.
-# Usage: ./run_experiments.sh [--quick] [PATTERN]
+# Usage: ./run_experiments.sh [--quick] [--save] [PATTERN]
 #   --quick   every line at toy size (20 iterations, 20 test tasks) into $LOGDIR/quick: a smoke test
+#   --save    keep every run's newest checkpoint and small files in results/runs (then commit them)
 #   PATTERN   only the lines whose name contains PATTERN (e.g. sinusoid, omniglot)
 # Env: LOGDIR (default ~/maml_tf_runs), PYTHON (default python), MAML_TF_DATA_DIR for the images.
+# A run whose directory has no checkpoint continues from its copy in results/runs, if there is one
+# (MAML_TF_RUN_STORE overrides the folder): runs outlive the machine they trained on.
 # A report quotes $LOGDIR/<name>_notes.md, if present: how its runs were made (machine, load, cuts).
 set -euo pipefail
 QUICK=0
+SAVE=0
 ONLY=""
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
-    -h|--help) sed -n 2,6p "$0"; exit 0 ;;
+    --save) SAVE=1 ;;
+    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
     *) ONLY=$arg ;;
   esac
 done
@@ -19,6 +24,16 @@ LOGDIR=${LOGDIR:-$HOME/maml_tf_runs}
 RESULTS=results
 if [ "$QUICK" = 1 ]; then LOGDIR=$LOGDIR/quick; RESULTS=$LOGDIR/results; fi
 PY=${PYTHON:-python}
+STORE=$(cd "$(dirname "$0")" && pwd)/results/runs
+if [ "$QUICK" = 1 ]; then STORE=$LOGDIR/store; fi  # toy runs never start from the paper runs' state
+export MAML_TF_RUN_STORE=${MAML_TF_RUN_STORE:-$STORE}
+
+if [ "$SAVE" = 1 ]; then  # every supervised run under $LOGDIR (not the toy or RL ones)
+  mapfile -t RUNS < <(find "$LOGDIR" -mindepth 3 -maxdepth 3 -name checkpoints -type d \
+    -not -path "$LOGDIR/quick/*" -not -path "$LOGDIR/rl/*" -printf '%h\n' | sort)
+  [ "${#RUNS[@]}" -gt 0 ] || { echo "no runs with checkpoints under $LOGDIR"; exit 1; }
+  exec "$PY" -m maml_tf.experiment.snapshot save --store "$MAML_TF_RUN_STORE" "${RUNS[@]}"
+fi
 
 # run NAME FLAGS...: python -m maml_tf.main FLAGS (shrunk to toy size with --quick).
 run() {
@@ -65,16 +80,19 @@ report sinusoid-report "$PY" -m maml_tf.reports.sinusoid --out "$RESULTS" \
 
 # BEGIN omniglot (Table 1; the original README's commands; 60k iterations; test: 600 tasks of the 423 meta-test characters)
 for K in 1 5; do
-  O5="--datasource=omniglot --metatrain_iterations=60000 --meta_batch_size=32 --update_batch_size=$K --update_lr=0.4 --num_updates=1 --logdir=$LOGDIR/omniglot5way/"
-  O20="--datasource=omniglot --metatrain_iterations=60000 --meta_batch_size=16 --update_batch_size=$K --num_classes=20 --update_lr=0.1 --num_updates=5 --logdir=$LOGDIR/omniglot20way/"
+  O5="--datasource=omniglot --metatrain_iterations=60000 --meta_batch_size=32 --update_batch_size=$K --update_lr=0.4 --num_updates=1 --patience=20000 --logdir=$LOGDIR/omniglot5way/"
+  O20="--datasource=omniglot --metatrain_iterations=60000 --meta_batch_size=16 --update_batch_size=$K --num_classes=20 --update_lr=0.1 --num_updates=5 --patience=20000 --logdir=$LOGDIR/omniglot20way/"
   run omniglot-5way-${K}shot       $O5
   run omniglot-5way-${K}shot-test  $O5 --train=False --test_set=True
+  run omniglot-5way-${K}shot-test  $O5 --train=False --test_set=True --test_best=True
   run omniglot-20way-${K}shot      $O20
   run omniglot-20way-${K}shot-test $O20 --train=False --test_set=True
+  run omniglot-20way-${K}shot-test $O20 --train=False --test_set=True --test_best=True
 done
 # END omniglot
 report omniglot-report "$PY" -m maml_tf.reports.omniglot --out "$RESULTS" \
   --logdir "$LOGDIR/omniglot5way" --logdir "$LOGDIR/omniglot20way" \
+  --logdir "$MAML_TF_RUN_STORE/omniglot5way" --logdir "$MAML_TF_RUN_STORE/omniglot20way" \
   --commands "$(sed -n '/^# BEGIN omniglot/,/^# END omniglot/p' "$0")" \
   --notes "$(cat "$LOGDIR/omniglot_notes.md" 2>/dev/null)"
 
@@ -114,14 +132,21 @@ report reptile-report "$PY" -m maml_tf.reports.reptile --out "$RESULTS" \
 
 # BEGIN miniimagenet (needs the real images: data/README.md; 60k iterations; 600 test tasks)
 # Model selection as the paper: 600 fixed meta-validation tasks every 2,000 iterations.
-MINI="--datasource=miniimagenet --metatrain_iterations=60000 --update_lr=0.01 --num_updates=5 --num_classes=5 --num_filters=32 --max_pool=True --val_interval=2000 --num_val_tasks=600 --checkpoint_interval=500"
+MINI="--datasource=miniimagenet --metatrain_iterations=60000 --update_lr=0.01 --num_updates=5 --num_classes=5 --num_filters=32 --max_pool=True --val_interval=2000 --num_val_tasks=600 --checkpoint_interval=500 --patience=20000"
 for FO in False True; do
   run miniimagenet-1shot      $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO
   run miniimagenet-1shot-test $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO --train=False --test_set=True
+  run miniimagenet-1shot-test $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO --train=False --test_set=True --test_best=True
   run miniimagenet-5shot      $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO
   run miniimagenet-5shot-test $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO --train=False --test_set=True
+  run miniimagenet-5shot-test $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO --train=False --test_set=True --test_best=True
 done
 # END miniimagenet
+report miniimagenet-report "$PY" -m maml_tf.reports.miniimagenet --out "$RESULTS" \
+  --logdir "$LOGDIR/miniimagenet1shot" --logdir "$LOGDIR/miniimagenet5shot" \
+  --logdir "$MAML_TF_RUN_STORE/miniimagenet1shot" --logdir "$MAML_TF_RUN_STORE/miniimagenet5shot" \
+  --commands "$(sed -n '/^# BEGIN miniimagenet/,/^# END miniimagenet/p' "$0")" \
+  --notes "$(cat "$LOGDIR/miniimagenet_notes.md" 2>/dev/null)"
 [ "$QUICK" = 1 ] || report miniimagenet-speed "$PY" -m maml_tf.bench.time_miniimagenet --iterations=15 --print_interval=5
 
 # Speed: the real meta-step on synthetic tasks, beside the PyTorch/JAX peers (bash ../shared/peers/setup.sh first)

@@ -11,7 +11,7 @@ from maml_tf.experiment import runtime  # noqa: E402
 from maml_tf.experiment.config import Config, run_name  # noqa: E402
 from maml_tf.errors import UserError  # noqa: E402
 
-DATA_ENV, CACHE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR"
+DATA_ENV, CACHE_ENV, STORE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR", "MAML_TF_RUN_STORE"
 
 # The original's flags, names, defaults and meanings.
 flags.DEFINE_string("datasource", "sinusoid", "sinusoid, omniglot, miniimagenet, or 2dnavigation (RL: unset "
@@ -36,6 +36,9 @@ flags.DEFINE_string("logdir", "/tmp/data", "parent directory of the run director
 flags.DEFINE_bool("resume", True, "resume training from the run's latest checkpoint if there is one")
 flags.DEFINE_bool("train", True, "True to train, False to evaluate a checkpoint")
 flags.DEFINE_integer("test_iter", -1, "iteration of the checkpoint to evaluate (-1: the latest)")
+flags.DEFINE_bool("test_best", False, "evaluate the best-validation model (checkpoints/best) instead of --test_iter")
+flags.DEFINE_integer("patience", 0, "stop training when meta-validation has not improved for N iterations (0: never)")
+flags.DEFINE_string("run_store", None, f"folder of stored runs (e.g. results/runs): a run directory without a checkpoint starts from its stored copy (default: ${STORE_ENV})")
 flags.DEFINE_bool("test_set", False, "evaluate on the meta-test split (False: meta-validation)")
 flags.DEFINE_integer("train_update_batch_size", -1, "K used in training, to find the run when testing with another K (-1: same; Reptile: its train shots per class)")
 flags.DEFINE_float("train_update_lr", -1, "alpha used in training, to find the run when testing with another alpha (-1: same)")
@@ -107,6 +110,7 @@ def config_from_flags(f) -> Config:
         strategy=f.strategy, num_cpu_devices=f.num_cpu_devices,
         data_dir=f.data_dir or os.environ.get(DATA_ENV) or "data", data_source=f.data_source,
         omniglot_split=f.omniglot_split, omniglot_resize=f.omniglot_resize,
+        patience=f.patience, run_store=f.run_store or os.environ.get(STORE_ENV) or None,
         cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)
         or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
 
@@ -152,7 +156,7 @@ def main(argv):
         if FLAGS.train:
             train.train_and_evaluate(config, workdir, resume=FLAGS.resume)
         else:
-            evaluate.evaluate_checkpoint(config, workdir, FLAGS.test_iter)
+            evaluate.evaluate_checkpoint(config, workdir, FLAGS.test_iter, best=FLAGS.test_best)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

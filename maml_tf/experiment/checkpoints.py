@@ -1,4 +1,5 @@
-"""Restore-or-init and periodic saving of the meta-parameters, the outer optimizer and the iteration."""
+"""Restore-or-init and periodic saving of the meta-parameters, the outer optimizer and the iteration,
+and the best-validation model kept beside them."""
 
 import os
 from typing import Dict, Optional
@@ -17,6 +18,10 @@ class Checkpointer:
         self.checkpoint = tf.train.Checkpoint(**state, iteration=self.iteration)
         self.directory = os.path.join(workdir, "checkpoints")
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
+        # The model chosen by meta-validation (the paper's model selection): weights only.
+        self.best_checkpoint = tf.train.Checkpoint(model=state["model"], iteration=self.iteration)
+        self.best = tf.train.CheckpointManager(self.best_checkpoint, os.path.join(self.directory, "best"),
+                                               max_to_keep=1)
         # A non-chief worker saves into a scratch `workdir` but resumes from the chief's run.
         self.source = self.manager
         if restore_from not in (None, workdir):
@@ -44,11 +49,29 @@ class Checkpointer:
         self._restore(path)
         return int(self.iteration.numpy())
 
-    def _restore(self, path: str):
+    def best_iteration(self) -> Optional[int]:
+        """The iteration of the kept best-validation model, or None."""
+        path = self.best.latest_checkpoint
+        return int(path.rsplit("-", 1)[1]) if path else None
+
+    def restore_best(self) -> int:
+        """Restores the best-validation model; UserError if the run has none."""
+        if not self.best.latest_checkpoint:
+            raise UserError(f"no best-validation checkpoint in {self.best.directory}: the run has "
+                            "not meta-validated since it kept one (see --val_interval)")
+        self._restore(self.best.latest_checkpoint, self.best_checkpoint)
+        return int(self.iteration.numpy())
+
+    def save_best(self, iteration: int) -> str:
+        """Keeps the model of `iteration` as the best-validation one (replacing the previous)."""
+        self.iteration.assign(iteration)
+        return self.best.save(checkpoint_number=iteration)
+
+    def _restore(self, path: str, checkpoint=None):
         try:
             # Optimizer slots are created lazily by Keras, so an evaluation-only restore
             # legitimately leaves them unmatched.
-            self.checkpoint.restore(path).expect_partial()
+            (checkpoint or self.checkpoint).restore(path).expect_partial()
         except (tf.errors.OpError, ValueError) as err:
             raise UserError(f"cannot read checkpoint {path}: {err.__class__.__name__}") from err
 

@@ -60,6 +60,12 @@ class Config:
     checkpoint_interval: int = 1000
     print_interval: int = 100
     keep_checkpoints: int = 3
+    # Stop when meta-validation has not improved for this many iterations (0: never), as a paper
+    # run may; the best-validation model is kept in checkpoints/best either way.
+    patience: int = 0
+    # A folder of runs kept in the project (experiment/snapshot.py): a run directory without a
+    # checkpoint starts from its stored copy, so a run continues on another machine.
+    run_store: Optional[str] = None
     log: bool = True  # TensorBoard summaries
     data_dir: str = "data"
     data_source: str = "files"  # "files" (the official archives under data_dir) or "tfds"
@@ -90,7 +96,7 @@ class Config:
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be a positive learning rate, got {getattr(self, name)}")
         for name in ["inner_steps", "eval_inner_steps", "pretrain_iterations",
-                     "metatrain_iterations", "val_interval", "grad_clip", "inner_batch_size",
+                     "metatrain_iterations", "val_interval", "grad_clip", "patience", "inner_batch_size",
                      "eval_inner_batch_size",
                      "meta_step_final"]:
             if getattr(self, name) < 0:
@@ -122,6 +128,8 @@ class Config:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        if self.patience and self.strategy == "multi_worker":  # only the chief validates
+            raise UserError("--patience needs the validation every worker sees: not with multi_worker")
         if self.oracle and self.dataset != "sinusoid":
             raise UserError("the oracle baseline exists for sinusoid only")
         return self

@@ -7,6 +7,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from maml_tf.experiment import snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.experiment import Experiment
 from maml_tf.metrics import mean_and_ci95
@@ -37,12 +38,18 @@ def evaluate_learner(exp, split: str, num_tasks: int, shots: int, queries: int, 
     return {k: mean_and_ci95(np.concatenate([p[k] for p in parts])) for k in parts[0]}
 
 
-def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None) -> Dict:
-    """Restores a checkpoint (newest by default), evaluates `config.eval_tasks` tasks of
-    `config.eval_split` with the evaluation K / step size / steps, and writes CSV + JSON."""
+def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
+                        best: bool = False) -> Dict:
+    """Restores a checkpoint (newest by default; `best`: the best-validation model), evaluates
+    `config.eval_tasks` tasks of `config.eval_split` with the evaluation K / step size / steps,
+    and writes CSV + JSON."""
     config.validate()
     exp = Experiment(config.replace(strategy="default"))  # evaluation is not distributed
-    restored = Checkpointer(workdir, exp.state()).restore_iteration(iteration)
+    stored = snapshot.restore(config.run_store, workdir)
+    if stored:
+        print(f"evaluating the stored state of the run, {stored}", flush=True)
+    ckpt = Checkpointer(workdir, exp.state())
+    restored = ckpt.restore_best() if best else ckpt.restore_iteration(iteration)
     stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
                              config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,
                              config.eval_seed)
@@ -52,9 +59,11 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None) -
         "queries": config.eval_queries, "inner_lr": config.eval_inner_lr,
         "steps": list(range(config.eval_inner_steps + 1)), "eval_seed": config.eval_seed,
         "algorithm": config.algorithm, "transductive": config.transductive,
+        "checkpoint": "best-validation" if best else "newest" if iteration in (None, -1) else "chosen",
         "metrics": {k: {s: np.asarray(v[s]).tolist() for s in STATS} for k, v in stats.items()},
     }
-    stem = os.path.join(workdir, f"eval_{config.eval_split}_shots{config.eval_shots}"
+    prefix = "eval_best_" if best else "eval_"  # reports read eval_<split>_* as the newest model's
+    stem = os.path.join(workdir, prefix + f"{config.eval_split}_shots{config.eval_shots}"
                                  f"_lr{config.eval_inner_lr:g}_iter{restored}"
                                  + ("" if config.transductive else "_nontransductive"))
     write_result(stem, result)

@@ -5,12 +5,13 @@ import os
 from typing import Dict
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import distribute, evaluate
+from maml_tf.experiment import distribute, evaluate, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import IDENTITY_FIELDS, Config
 from maml_tf.experiment.experiment import Experiment, task_batches
 from maml_tf.experiment.progress import ProgressLog, trim_history
 from maml_tf.experiment.runinfo import SegmentLog
+from maml_tf.experiment.selection import ModelSelection, read_rows
 
 
 def _check_same_run(config: Config, workdir: str):
@@ -43,6 +44,9 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
 def _train(exp: Experiment, workdir: str, outdir: str, resume: bool) -> Dict:
     config, chief = exp.config, outdir == workdir
     os.makedirs(outdir, exist_ok=True)
+    stored = snapshot.restore(config.run_store, outdir) if chief and resume else None
+    if stored:
+        print(f"continuing {workdir} from its stored state in {stored}", flush=True)
     _check_same_run(config, outdir)
     ckpt = Checkpointer(outdir, exp.state(), config.keep_checkpoints, restore_from=workdir)
     start = ckpt.restore_latest() if resume else 0
@@ -53,11 +57,16 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool) -> Dict:
         print(f"{config.strategy}: {replicas} replicas, {config.meta_batch_size // replicas} tasks "
               f"each{'' if chief else ' (not the chief: writes nothing)'}", flush=True)
     trim_history(os.path.join(outdir, "validation.jsonl"), start)
+    selection = ModelSelection(read_rows(os.path.join(outdir, "validation.jsonl")), config.patience)
+    if selection.exhausted(start):
+        print(f"{workdir} stopped early at iteration {start}: meta-validation has not improved "
+              f"since iteration {selection.best_iteration}", flush=True)
+        return {}
     steps = {0: exp.make_train_step(0), config.inner_steps: exp.make_train_step(config.inner_steps)}
     log, segments = ProgressLog(config, outdir), SegmentLog(outdir, start)
     batches = task_batches(exp.sampler, "train", config.meta_batch_size, config.shots,
                            config.queries, config.seed, start)
-    last_val = {}
+    last_val, need_best = {}, ckpt.best_iteration() is None
     for iteration in range(start + 1, config.total_iterations + 1):
         pretraining = iteration <= config.pretrain_iterations
         log.add(iteration, steps[0 if pretraining else config.inner_steps](next(batches)))
@@ -66,9 +75,17 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool) -> Dict:
             log.flush(iteration, phase)
         if chief and config.val_interval and iteration % config.val_interval == 0:
             last_val = validate(exp, outdir, iteration, log)
-        if iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations:
+            if selection.offer(last_val) or need_best:  # a resumed run lacking one keeps this
+                ckpt.save_best(iteration)
+                need_best = False
+        stop = selection.exhausted(iteration)
+        if iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations or stop:
             ckpt.save(iteration)
             segments.update(iteration)
+        if stop:
+            print(f"stopping early at iteration {iteration}: meta-validation has not improved for "
+                  f"{config.patience} iterations (best at {selection.best_iteration})", flush=True)
+            break
     return last_val
 
 

@@ -1,4 +1,4 @@
-"""The Omniglot report: rows from run directories, short and missing runs marked, the validation plot."""
+"""The Omniglot report: rows from run directories (live or stored), newest and best models, short, stopped and missing runs marked, the plot."""
 
 import json
 import os
@@ -6,18 +6,36 @@ import os
 from maml_tf.reports import omniglot
 
 
+def write_run(run, evals, history, iterations=None, patience=0):
+    os.makedirs(run)
+    for prefix, iteration, mean in evals:
+        acc = {"mean": [0.2, 0.9, 0.95] + [mean] * 8, "std": [0.1] * 11, "ci95": [0.01] * 11}
+        (run / f"{prefix}test_shots1_lr0.4_iter{iteration}.json").write_text(json.dumps(
+            {"iteration": iteration, "num_tasks": 600, "metrics": {"accuracy": acc}}))
+    (run / "validation.jsonl").write_text("".join(
+        json.dumps({"iteration": i, "accuracy": [0.2, a]}) + "\n" for i, a in history))
+    if iterations:
+        (run / "runinfo.json").write_text(json.dumps({"iterations": iterations, "wall_seconds": 7200}))
+    (run / "config.json").write_text(json.dumps({"patience": patience}))
+
+
 def test_report_marks_short_runs_and_missing_ones(tmp_path):
     run = tmp_path / "logs" / omniglot.SETTINGS[0][1]
-    os.makedirs(run)
-    acc = {"mean": [0.2, 0.9, 0.95, 0.96], "std": [0.1] * 4, "ci95": [0.01] * 4}
-    for iteration in (1000, 3000):
-        (run / f"eval_test_shots1_lr0.4_iter{iteration}.json").write_text(json.dumps(
-            {"iteration": iteration, "num_tasks": 600, "metrics": {"accuracy": acc}}))
-    (run / "validation.jsonl").write_text(json.dumps({"iteration": 500, "accuracy": [0.2, 0.8]}) + "\n")
+    write_run(run, [("eval_", 1000, 0.9), ("eval_", 3000, 0.96), ("eval_best_", 2000, 0.97)],
+              [(1000, 0.8), (2000, 0.9), (3000, 0.85)], iterations=3500)
     rows = omniglot.collect([str(tmp_path / "logs")])
     text = omniglot.markdown(rows, "python -m maml_tf.main ...")
-    assert "| 5-way 1-shot | 98.7 ± 0.4 | 96.0 ± 1.0 | 3 | 600 | 3,000 |" in text
-    assert "**cut short** at 3,000 of 60,000 iterations" in text
-    assert text.count("not run yet") == 6  # three rows, in two columns each
-    omniglot.plot(rows, str(tmp_path / "val.png"))
+    assert ("| 5-way 1-shot | 98.7 ± 0.4 | 96.0 ± 1.0 (it. 3,000) | 97.0 ± 1.0 (it. 2,000) | 3 | 600 "
+            "| 3,500 | 2.00 h | **cut short** at 3,500 of 60,000 iterations |") in text
+    assert text.count("not run yet") == 3
+    omniglot.plot_validation(rows, str(tmp_path / "val.png"), "t")
     assert os.path.getsize(tmp_path / "val.png") > 1000
+
+
+def test_stored_runs_fill_in_and_the_patience_rule_is_named(tmp_path):
+    stored = tmp_path / "store" / omniglot.SETTINGS[2][1]
+    write_run(stored, [("eval_", 30000, 0.9)], [(5000, 0.9), (10000, 0.85), (25000, 0.88)],
+              iterations=30000, patience=20000)
+    rows = omniglot.collect([str(tmp_path / "live"), str(tmp_path / "store")])
+    assert rows[2]["run_dir"] == str(stored)
+    assert rows[2]["status"].startswith("stopped early at 30,000")

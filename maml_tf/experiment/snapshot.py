@@ -1,0 +1,115 @@
+"""A run's portable state: its newest checkpoint (and best-validation model) with its small files,
+kept in the project so the run continues, or is evaluated, on another machine.
+
+    python -m maml_tf.experiment.snapshot save --store results/runs RUN_DIR [RUN_DIR ...]
+
+A stored run lives at `<store>/<logdir name>/<run name>/`, mirroring `<logdir>/<run name>/`.
+Training and evaluation (`Config.run_store`) copy it into a run directory that has no checkpoint.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+from typing import List, Optional
+
+from maml_tf.errors import UserError
+
+SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json")
+EVAL_PREFIX = "eval_"  # evaluation results (JSON + CSV), small and what the reports read
+MODEL_SUFFIX = ".keras"
+
+
+def store_dir(store: str, workdir: str) -> str:
+    """Where `workdir` (…/<logdir name>/<run name>) is kept inside `store`."""
+    workdir = os.path.normpath(os.path.abspath(workdir))
+    return os.path.join(store, os.path.basename(os.path.dirname(workdir)), os.path.basename(workdir))
+
+
+def newest_checkpoint(directory: str) -> Optional[str]:
+    """The checkpoint prefix named by `directory/checkpoint` (TensorFlow's index), or None."""
+    index = os.path.join(directory, "checkpoint")
+    if not os.path.isfile(index):
+        return None
+    with open(index) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key.strip() == "model_checkpoint_path":
+                return os.path.join(directory, os.path.basename(value.strip().strip('"')))
+    return None
+
+
+def _copy_checkpoint(src_dir: str, dst_dir: str) -> Optional[str]:
+    """Copies the newest checkpoint of `src_dir` (its files and a one-entry index) to `dst_dir`."""
+    prefix = newest_checkpoint(src_dir)
+    if prefix is None:
+        return None
+    files = [f for f in os.listdir(src_dir) if f.startswith(os.path.basename(prefix) + ".")]
+    if not any(f.endswith(".index") for f in files):
+        raise UserError(f"{prefix}: the checkpoint named by {src_dir}/checkpoint has no files")
+    os.makedirs(dst_dir, exist_ok=True)
+    for name in files:
+        shutil.copy2(os.path.join(src_dir, name), os.path.join(dst_dir, name))
+    name = os.path.basename(prefix)
+    with open(os.path.join(dst_dir, "checkpoint"), "w") as f:
+        f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+    return name
+
+
+def save(workdir: str, store: str) -> str:
+    """Replaces `store`'s copy of the run with its current state; returns the copy's path."""
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if newest_checkpoint(ckpt_dir) is None:
+        raise UserError(f"{workdir} has no checkpoint to keep")
+    dest = store_dir(store, workdir)
+    tmp, old = dest + ".tmp", dest + ".old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for name in sorted(os.listdir(workdir)):
+        path = os.path.join(workdir, name)
+        keep = name in SMALL_FILES or name.startswith(EVAL_PREFIX) or name.endswith(MODEL_SUFFIX)
+        if keep and os.path.isfile(path):
+            shutil.copy2(path, os.path.join(tmp, name))
+    _copy_checkpoint(ckpt_dir, os.path.join(tmp, "checkpoints"))
+    _copy_checkpoint(os.path.join(ckpt_dir, "best"), os.path.join(tmp, "checkpoints", "best"))
+    # Swap in whole, so an interrupted save leaves the previous copy intact.
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(dest):
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def restore(store: Optional[str], workdir: str) -> Optional[str]:
+    """Copies the stored run into `workdir` if the store has it and `workdir` has no checkpoint;
+    returns the stored copy's path if it did."""
+    if not store:
+        return None
+    src = store_dir(store, workdir)
+    if newest_checkpoint(os.path.join(src, "checkpoints")) is None:
+        return None
+    if newest_checkpoint(os.path.join(workdir, "checkpoints")) is not None:
+        return None
+    shutil.copytree(src, workdir, dirs_exist_ok=True)
+    return src
+
+
+def main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    keep = sub.add_parser("save", help="keep the runs' newest checkpoints and small files in the store")
+    keep.add_argument("--store", required=True, help="e.g. results/runs")
+    keep.add_argument("runs", nargs="+", help="run directories")
+    args = parser.parse_args(argv)
+    try:
+        for run in args.runs:
+            print(f"kept {run} in {save(run, args.store)}")
+    except (UserError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,161 @@
+"""What a paper row reads from its run directory: the newest and best-validation test evaluations, the validation history, iterations, wall time and status."""
+
+import glob
+import json
+import os
+import re
+from typing import Dict, List, Optional
+
+from maml_tf.experiment.selection import ModelSelection, read_rows
+from maml_tf.reports.writer import wall_time_hours
+
+EVAL_NAME = re.compile(r"eval_(best_)?test_shots(\d+)_lr[^_]+_iter(\d+)\.json$")
+
+
+def find_run(logdirs: List[str], run: str) -> Optional[str]:
+    """The first of `logdirs` (live runs first, then the stored ones) that holds `run`."""
+    return next((os.path.join(d, run) for d in logdirs if os.path.isdir(os.path.join(d, run))), None)
+
+
+def test_eval(run_dir: str, shots: int, best: bool = False) -> Optional[Dict]:
+    """The meta-test evaluation (K = shots) of the newest evaluated checkpoint, or of the
+    best-validation model (`best`), or None."""
+    found = []
+    for path in glob.glob(os.path.join(run_dir, "eval_*test_shots*_iter*.json")):
+        m = EVAL_NAME.search(os.path.basename(path))
+        if m and bool(m.group(1)) == best and int(m.group(2)) == shots:
+            found.append((int(m.group(3)), path))
+    if not found:
+        return None
+    with open(max(found)[1]) as f:
+        return json.load(f)
+
+
+def trained(run_dir: str) -> Dict:
+    """Iterations trained and wall hours, from runinfo.json (TensorBoard events if it lacks them)."""
+    info = {}
+    path = os.path.join(run_dir, "runinfo.json")
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                info = json.load(f)
+        except ValueError:
+            info = {}
+    iterations = info.get("iterations")
+    hours = info["wall_seconds"] / 3600 if info.get("wall_seconds") else None
+    if hours is None and iterations:
+        hours = wall_time_hours(run_dir, iterations)
+    return {"iterations": iterations, "wall_time_hours": hours}
+
+
+def accuracy_at(evaluation: Dict, step: int) -> Dict:
+    acc = evaluation["metrics"]["accuracy"]
+    return {"iteration": evaluation["iteration"], "num_tasks": evaluation["num_tasks"],
+            "mean": 100 * acc["mean"][step], "ci95": 100 * acc["ci95"][step],
+            "by_step": {"mean": [100 * m for m in acc["mean"]], "ci95": [100 * c for c in acc["ci95"]]}}
+
+
+def status(iterations: Optional[int], target: int, history: List[Dict], patience: int) -> str:
+    """complete / stopped early (the patience rule) / cut short at N of target."""
+    if iterations is None:
+        return "not run yet"
+    if iterations >= target:
+        return "complete"
+    selection = ModelSelection(history, patience)
+    if selection.exhausted(iterations):
+        return (f"stopped early at {iterations:,} (no meta-validation gain for {patience:,} "
+                f"iterations after {selection.best_iteration:,})")
+    return f"**cut short** at {iterations:,} of {target:,} iterations"
+
+
+def paper_row(logdirs: List[str], run: str, shots: int, step: int, target: int) -> Dict:
+    """Everything a report row shows of one run (empty of results if it has not run)."""
+    run_dir = find_run(logdirs, run)
+    row = {"run": run, "status": "not run yet"}
+    if run_dir is None:
+        return row
+    history = read_rows(os.path.join(run_dir, "validation.jsonl"))
+    config = {}
+    if os.path.exists(os.path.join(run_dir, "config.json")):
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = json.load(f)
+    for key, best in (("newest", False), ("best", True)):
+        evaluation = test_eval(run_dir, shots, best)
+        if evaluation:
+            row[key] = accuracy_at(evaluation, step)
+    done = trained(run_dir)
+    if done["iterations"] is None and "newest" in row:  # a run directory without its runinfo
+        done["iterations"] = row["newest"]["iteration"]
+    row.update(run_dir=run_dir, validation=history, **done,
+               status=status(done["iterations"], target, history, config.get("patience", 0)))
+    return row
+
+
+def cell(result: Optional[Dict]) -> str:
+    """'mean ± ci (iteration N)' of a row's evaluation, or a dash."""
+    if not result:
+        return "–"
+    return f"{result['mean']:.1f} ± {result['ci95']:.1f} (it. {result['iteration']:,})"
+
+
+def table(rows: List[Dict]) -> List[str]:
+    """The markdown table of paper rows (newest and best-validation model), then each curve."""
+    lines = ["Two models of each run are tested: the newest checkpoint, and the best-validation "
+             "model (the checkpoint with the highest meta-validation accuracy, as the paper's "
+             "author chose hers); nothing is chosen on the test split.", "",
+             "| setting | paper | newest checkpoint | best-validation model | test steps | tasks "
+             "| iterations trained | wall time | status |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        paper = f"{r['paper']['mean']} ± {r['paper']['ci95']}"
+        if "newest" not in r and "best" not in r:
+            lines.append(f"| {r['setting']} | {paper} | {r['status']} | | {r['paper_steps']} | | | | |")
+            continue
+        hours = f"{r['wall_time_hours']:.2f} h" if r.get("wall_time_hours") else "?"
+        tasks = (r.get("newest") or r.get("best"))["num_tasks"]
+        lines.append(f"| {r['setting']} | {paper} | {cell(r.get('newest'))} | {cell(r.get('best'))} "
+                     f"| {r['paper_steps']} | {tasks} | {r['iterations']:,} | {hours} | {r['status']} |")
+    lines += ["", "Accuracy (%) after each test-time step (0 = before adaptation), mean ± 95% CI:", ""]
+    for r in rows:
+        for key in ("newest", "best"):
+            if key in r:
+                curve = r[key]["by_step"]
+                steps = ", ".join(f"{m:.1f} ± {c:.1f}" for m, c in zip(curve["mean"], curve["ci95"]))
+                lines.append(f"- {r['setting']}, {key} (iteration {r[key]['iteration']:,}): {steps}")
+    return lines
+
+
+def tail(commands: str, notes: str) -> List[str]:
+    """The commands block and the notes on how the runs were made."""
+    lines = ["Commands:", "", "```", commands.strip(), "```", ""] if commands else []
+    return lines + ([notes.strip(), ""] if notes else [])
+
+
+def plot_validation(rows: List[Dict], path: str, title: str):
+    """Meta-validation accuracy against iterations, before and after the paper's test steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        history = r.get("validation") or []
+        if not history:
+            continue
+        its = [h["iteration"] for h in history]
+        step = min(r["paper_steps"], len(history[0]["accuracy"]) - 1)
+        line, = ax.plot(its, [100 * h["accuracy"][step] for h in history], marker=".",
+                        label=f"{r['setting']}, after {step} steps")
+        ax.plot(its, [100 * h["accuracy"][0] for h in history], "--", color=line.get_color(),
+                alpha=0.6, label=f"{r['setting']}, before adaptation")
+        ax.axhline(r["paper"]["mean"], color=line.get_color(), lw=0.8, ls=":")
+    ax.set_xlabel("meta-training iteration")
+    ax.set_ylabel("meta-validation accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

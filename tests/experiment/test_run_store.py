@@ -1,0 +1,84 @@
+"""Runs that outlive a machine: a stored run continues to the same weights; best-validation model; early stop."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from maml_tf.experiment import evaluate, snapshot, train
+from maml_tf.experiment.config import Config
+
+TOY = dict(dataset="sinusoid", shots=5, queries=5, eval_shots=5, eval_queries=5, norm="None",
+           inner_lr=0.01, eval_inner_lr=0.01, meta_batch_size=4, meta_lr=0.01, print_interval=10,
+           checkpoint_interval=10, val_interval=5, val_tasks=4, eval_tasks=8, eval_inner_steps=2,
+           log=False)
+
+
+def weights(run_dir, sub="checkpoints"):
+    """Every variable of the newest checkpoint in run_dir/sub, by name."""
+    reader = tf.train.load_checkpoint(os.path.join(run_dir, sub))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")}
+
+
+def test_stored_run_continues_to_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    whole = str(tmp_path / "a" / "omniglot5way" / "run")
+    train.train_and_evaluate(Config(metatrain_iterations=30, **TOY), whole)
+    # The interrupted machine: 20 iterations, its state kept in the store, then the machine is gone.
+    first = str(tmp_path / "b" / "omniglot5way" / "run")
+    train.train_and_evaluate(Config(metatrain_iterations=20, **TOY), first)
+    store = str(tmp_path / "store")
+    kept = snapshot.save(first, store)
+    assert sorted(os.listdir(os.path.join(kept, "checkpoints"))) == [
+        "best", "checkpoint", "ckpt-20.data-00000-of-00001", "ckpt-20.index"]  # the newest only
+    shutil.rmtree(str(tmp_path / "b"))
+    again = str(tmp_path / "c" / "omniglot5way" / "run")  # a fresh clone, another logdir
+    train.train_and_evaluate(Config(metatrain_iterations=30, run_store=store, **TOY), again)
+    a, c = weights(whole), weights(again)
+    assert a.keys() == c.keys() and len(a) > 4
+    for name in a:
+        np.testing.assert_array_equal(a[name], c[name], err_msg=name)
+    with open(os.path.join(again, "runinfo.json")) as f:
+        assert json.load(f)["iterations"] == 30
+    with open(os.path.join(again, "validation.jsonl")) as f:
+        assert [json.loads(line)["iteration"] for line in f] == [5, 10, 15, 20, 25, 30]
+
+
+def test_best_validation_model_is_kept_and_evaluated(tmp_path):
+    run = str(tmp_path / "logs" / "run")
+    config = Config(metatrain_iterations=30, **TOY)
+    train.train_and_evaluate(config, run)
+    with open(os.path.join(run, "validation.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    best = min(rows, key=lambda r: r["loss"][-1])["iteration"]
+    result = evaluate.evaluate_checkpoint(config.replace(eval_split="test"), run, best=True)
+    assert result["iteration"] == best and result["checkpoint"] == "best-validation"
+    assert os.path.exists(os.path.join(run, f"eval_best_test_shots5_lr0.01_iter{best}.json"))
+    # Only the model is in the best checkpoint, and it is the weights of that iteration.
+    model_only = weights(run, "checkpoints/best")
+    assert not any("optimizer" in k for k in model_only)
+
+
+def test_evaluation_of_a_stored_run_needs_no_training(tmp_path):
+    first = str(tmp_path / "m1" / "logs" / "run")
+    config = Config(metatrain_iterations=10, **TOY)
+    train.train_and_evaluate(config, first)
+    store = str(tmp_path / "store")
+    snapshot.save(first, store)
+    fresh = str(tmp_path / "m2" / "logs" / "run")
+    result = evaluate.evaluate_checkpoint(config.replace(run_store=store, eval_split="test"), fresh)
+    assert result["iteration"] == 10
+
+
+def test_run_stops_when_validation_has_not_improved_for_patience_iterations(tmp_path, capsys):
+    # An outer step too small to change a float32 weight: validation never improves after the first.
+    config = Config(metatrain_iterations=100, patience=15, **{**TOY, "meta_lr": 1e-30})
+    run = str(tmp_path / "logs" / "run")
+    train.train_and_evaluate(config, run)
+    with open(os.path.join(run, "runinfo.json")) as f:
+        assert json.load(f)["iterations"] == 20  # best at 5, no progress through 20
+    assert "stopping early at iteration 20" in capsys.readouterr().out
+    train.train_and_evaluate(config, run)  # started again: it stays stopped
+    assert "stopped early at iteration 20" in capsys.readouterr().out
