@@ -7,7 +7,8 @@
 # Env: LOGDIR (default ~/maml_tf_runs), PYTHON (default python), MAML_TF_DATA_DIR for the images.
 # A run whose directory has no checkpoint continues from its copy in results/runs, if there is one
 # (MAML_TF_RUN_STORE overrides the folder): runs outlive the machine they trained on.
-# A report quotes $LOGDIR/<name>_notes.md, if present: how its runs were made (machine, load, cuts).
+# A report quotes $LOGDIR/<name>_notes.md, if present, and the paper runs' notes kept with their
+# state in results/runs/<name>_notes.md: how the runs were made (machines, load, cuts, sessions).
 set -euo pipefail
 QUICK=0
 SAVE=0
@@ -94,7 +95,7 @@ report omniglot-report "$PY" -m maml_tf.reports.omniglot --out "$RESULTS" \
   --logdir "$LOGDIR/omniglot5way" --logdir "$LOGDIR/omniglot20way" \
   --logdir "$MAML_TF_RUN_STORE/omniglot5way" --logdir "$MAML_TF_RUN_STORE/omniglot20way" \
   --commands "$(sed -n '/^# BEGIN omniglot/,/^# END omniglot/p' "$0")" \
-  --notes "$(cat "$LOGDIR/omniglot_notes.md" 2>/dev/null)"
+  --notes "$(cat "$LOGDIR/omniglot_notes.md" "$MAML_TF_RUN_STORE/omniglot_notes.md" 2>/dev/null || true)"
 
 # BEGIN reptile (the Reptile paper's Omniglot settings; one trained model serves 1- and 5-shot)
 R5="--datasource=omniglot --num_classes=5 --algorithm=reptile --train_update_batch_size=10 --num_query=1 --inner_optimizer=adam --update_lr=0.001 --num_updates=5 --inner_batch_size=10 --meta_batch_size=5 --meta_step=1 --meta_step_final=0 --metatrain_iterations=100000 --test_num_updates=50 --eval_inner_batch_size=5 --val_interval=5000 --logdir=$LOGDIR/omniglot_reptile"
@@ -146,7 +147,7 @@ report miniimagenet-report "$PY" -m maml_tf.reports.miniimagenet --out "$RESULTS
   --logdir "$LOGDIR/miniimagenet1shot" --logdir "$LOGDIR/miniimagenet5shot" \
   --logdir "$MAML_TF_RUN_STORE/miniimagenet1shot" --logdir "$MAML_TF_RUN_STORE/miniimagenet5shot" \
   --commands "$(sed -n '/^# BEGIN miniimagenet/,/^# END miniimagenet/p' "$0")" \
-  --notes "$(cat "$LOGDIR/miniimagenet_notes.md" 2>/dev/null)"
+  --notes "$(cat "$LOGDIR/miniimagenet_notes.md" "$MAML_TF_RUN_STORE/miniimagenet_notes.md" 2>/dev/null || true)"
 [ "$QUICK" = 1 ] || report miniimagenet-speed "$PY" -m maml_tf.bench.time_miniimagenet --iterations=15 --print_interval=5
 
 # Speed: the real meta-step on synthetic tasks, beside the PyTorch/JAX peers (bash ../shared/peers/setup.sh first)
