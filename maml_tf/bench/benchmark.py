@@ -25,6 +25,14 @@ PEERS = {
     ("5w1s_q15", 1): [("torch", "--impl l2l")],
     ("20w1s_q1", 2): [("torch", "--impl loop")],
     ("20w1s_q1", 1): [("jax", "--batching unroll")],
+    # 2026-12-01 rows of summary.md; the PyTorch loop and learn2learn are within noise of each
+    # other there (and swap places in the run), so both are timed.
+    ("mini_5w1s", 2): [("torch", "--impl loop"), ("torch", "--impl l2l")],
+    ("mini_5w1s", 1): [("torch", "--impl loop"), ("torch", "--impl l2l")],
+    ("mini_5w5s", 2): [("torch", "--impl loop"), ("torch", "--impl l2l")],
+    ("mini_5w5s", 1): [("torch", "--impl l2l"), ("torch", "--impl loop")],
+    ("20w5s_q5", 2): [("torch", "--impl loop"), ("torch", "--impl l2l")],
+    ("20w5s_q5", 1): [("torch", "--impl l2l"), ("torch", "--impl loop")],
 }
 
 

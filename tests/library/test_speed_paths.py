@@ -123,3 +123,19 @@ def test_analytic_flops_match_the_peers_count(first_order, peers_gflop):
     model = models.conv_net((28, 28, 1), 5)
     flops = bench_step.analytic_flops(model, config, support=5, query=5)
     assert flops / 1e9 == pytest.approx(peers_gflop, rel=0.005)
+
+
+@pytest.mark.parametrize("bench, peers_gflop", [
+    ("miniimagenet_5w1s_o2", 89.90), ("miniimagenet_5w1s_o1", 60.75),
+    ("miniimagenet_5w5s_o2", 133.63), ("miniimagenet_5w5s_o1", 60.75),
+    ("omniglot_20w5s_q5_o2", 401.24), ("omniglot_20w5s_q5_o1", 151.14)])
+def test_new_benches_match_the_peers_configurations(bench, peers_gflop):
+    """peers/summary.md (2026-12-01): the same work per meta-iteration as mini_5w1s / mini_5w5s /
+    20w5s_q5 (our Omniglot head reads 64 features, not 256: 0.15% fewer FLOPs there)."""
+    b = bench_step.BENCHES[bench]
+    config = bench_step.make_config(bench, {})
+    model = models.conv_net(b.image_shape, config.ways, config.num_filters, config.max_pool)
+    flops = bench_step.analytic_flops(model, config, config.ways * config.shots,
+                                      config.ways * config.queries)
+    assert flops / 1e9 == pytest.approx(peers_gflop, rel=0.002)
+    assert b.peer_config in ("mini_5w1s", "mini_5w5s", "20w5s_q5")
