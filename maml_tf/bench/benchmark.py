@@ -122,7 +122,8 @@ def main(argv=None):
     p.add_argument("--max_seconds", type=float, default=40.0, help="per timed loop (min 5 iters)")
     p.add_argument("--repeats", type=int, default=1, help="rounds per bench (A-B-A-B with peers)")
     p.add_argument("--compare", action="append", default=[],
-                   help="also time maml_tf with these overrides, e.g. onednn=on or onednn=on,intra_op_threads=0 (repeatable)")
+                   help="also time maml_tf with these overrides, e.g. onednn=on or onednn=on,intra_op_threads=0, "
+                        "or switch=NAME for a reference code path of bench.step.SWITCHES (repeatable)")
     p.add_argument("--peers", default=None, help="peers directory: also time the fastest peers, "
                                                  "interleaved with maml_tf, in the same run")
     p.add_argument("--out", default=None, help="append the JSON lines to this file")
@@ -136,8 +137,10 @@ def main(argv=None):
         print_ratios(rows)
         return
     if args.child:
-        print(json.dumps(measure(args.child, _parse_set(args.set), args.warmup, args.iters,
-                                 args.max_seconds)), flush=True)
+        switches = [item.split("=", 1)[1] for item in args.set if item.startswith("switch=")]
+        sets = [item for item in args.set if not item.startswith("switch=")]
+        print(json.dumps(measure(args.child, _parse_set(sets), args.warmup, args.iters,
+                                 args.max_seconds, switches)), flush=True)
         return
     rows = []
     for bench in args.benches.split(","):

@@ -141,13 +141,31 @@ def _summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def measure(name: str, overrides: Dict, warmup: int, iters: int, max_seconds: float) -> Dict:
-    """Times `name` in this process; returns one JSON-able row."""
+def _reference_batch_norm():
+    from maml_tf import models
+
+    models.BatchNorm.closed_form_gradients = False
+
+
+# Code paths that are not Config settings, for A-B runs (`benchmark --compare switch=NAME`):
+# each restores a reference implementation that a speed change replaced.
+SWITCHES = {
+    # autodiff through the batch moments, as before batch_norm_train's closed-form derivatives
+    "bn_autodiff": _reference_batch_norm,
+}
+
+
+def measure(name: str, overrides: Dict, warmup: int, iters: int, max_seconds: float,
+            switches=()) -> Dict:
+    """Times `name` in this process (with the reference paths `switches` of SWITCHES); returns
+    one JSON-able row."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = make_config(name, overrides)
     from maml_tf.experiment import runtime
 
     runtime.configure(config)  # as main does, before TensorFlow loads
+    for switch in switches:
+        SWITCHES[switch]()
     from maml_tf.experiment import experiment
 
     sampler = make_sampler(name, config)
@@ -189,6 +207,7 @@ def measure(name: str, overrides: Dict, warmup: int, iters: int, max_seconds: fl
     totals = [s + t for s, t in zip(samples, steps)]
     return {
         "bench": name, "peer_config": BENCHES[name].peer_config, "overrides": overrides,
+        "switches": list(switches),
         "iters": len(steps), "warmup": warmup,
         "step_s": _summary(steps), "sample_s": _summary(samples), "total_s": _summary(totals),
         "sampler_alone_s": statistics.median(raw_sample),
