@@ -200,3 +200,40 @@ def test_closed_form_batch_norm_second_derivative_of_a_dense_batch_norm():
         out[name] = (dx.numpy(), outer.gradient(t, x).numpy())
     for a, b in zip(out["ref"], out["closed"]):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("transductive", [True, False])
+def test_evaluation_paths_give_the_reference_curve(transductive):
+    """adaptation_curve's cheaper paths against the reference, float64: record_steps returns
+    the full curve's columns; vectorised non-transductive predictions equal the map_fn loop."""
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    from maml_tf import algorithms, metrics
+
+    model = models.conv_net((8, 8, 1), 3, filters=4, blocks=2, seed=3)
+    learner = models.Learner(model)
+    sampler = bench_step.SyntheticImages(3, (8, 8, 1), classes=6, per_class=5)
+    task = sampler.sample("test", 2, 1, 2, np.random.default_rng(7))
+    task = task._replace(support_x=task.support_x.astype(np.float64),
+                         query_x=task.query_x.astype(np.float64))
+
+    def curve(vectorized, record_steps=None, optimizer=None):
+        algorithms.VECTORIZED_NONTRANSDUCTIVE = vectorized
+        try:
+            fn = tf.function(lambda: algorithms.adaptation_curve(
+                learner, metrics.make_xent_over_k(1), learner.weights(), task, 0.3, 3,
+                metrics.make_metrics("classification"), transductive=transductive,
+                optimizer=optimizer, record_steps=record_steps), autograph=False)
+            return {k: v.numpy() for k, v in fn().items()}
+        finally:
+            algorithms.VECTORIZED_NONTRANSDUCTIVE = True
+
+    for optimizer in (None, "adam"):
+        ref = curve(False, optimizer=optimizer)
+        assert ref["loss"].shape == (2, 4)
+        for name, values in curve(True, optimizer=optimizer).items():
+            np.testing.assert_allclose(values, ref[name], rtol=1e-9, atol=1e-12)
+        for name, values in curve(True, [0, 3], optimizer).items():
+            np.testing.assert_allclose(values, ref[name][:, [0, 3]], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError):
+        curve(True, [4])
