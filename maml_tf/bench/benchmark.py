@@ -25,8 +25,8 @@ PEERS = {
     ("5w1s_q15", 1): [("torch", "--impl l2l")],
     ("20w1s_q1", 2): [("torch", "--impl loop")],
     ("20w1s_q1", 1): [("jax", "--batching unroll")],
-    # 2026-12-01 rows of summary.md; the PyTorch loop and learn2learn are within noise of each
-    # other there (and swap places in the run), so both are timed.
+    # 2026-12-01 rows of summary.md: the fastest there (the PyTorch loop and learn2learn are
+    # within noise of each other and swap places in the run; --all_peers times both).
     ("mini_5w1s", 2): [("torch", "--impl loop"), ("torch", "--impl l2l")],
     ("mini_5w1s", 1): [("torch", "--impl loop"), ("torch", "--impl l2l")],
     ("mini_5w5s", 2): [("torch", "--impl loop"), ("torch", "--impl l2l")],
@@ -126,6 +126,7 @@ def main(argv=None):
                         "or switch=NAME for a reference code path of bench.step.SWITCHES (repeatable)")
     p.add_argument("--peers", default=None, help="peers directory: also time the fastest peers, "
                                                  "interleaved with maml_tf, in the same run")
+    p.add_argument("--all_peers", action="store_true", help="every listed peer, not only the first (fastest)")
     p.add_argument("--out", default=None, help="append the JSON lines to this file")
     p.add_argument("--report", nargs="+", default=None,
                    help="only print the tables of earlier --out files (JSON lines)")
@@ -146,6 +147,7 @@ def main(argv=None):
     for bench in args.benches.split(","):
         order = 1 if BENCHES[bench].config.get("first_order") else 2
         peers = PEERS.get((BENCHES[bench].peer_config, order), []) if args.peers else []
+        peers = peers if args.all_peers else peers[:1]
         variants = [[], *[item.split(",") for item in args.compare]]
         for _ in range(args.repeats):
             for job in [*variants, *peers]:
