@@ -25,6 +25,14 @@ PEERS = {
     ("5w1s_q15", 1): [("torch", "--impl l2l")],
     ("20w1s_q1", 2): [("torch", "--impl loop")],
     ("20w1s_q1", 1): [("jax", "--batching unroll")],
+    # 2026-12-01 rows of summary.md: the fastest there (the PyTorch loop and learn2learn are
+    # within noise of each other and swap places in the run; --all_peers times both).
+    ("mini_5w1s", 2): [("torch", "--impl loop"), ("torch", "--impl l2l")],
+    ("mini_5w1s", 1): [("torch", "--impl loop"), ("torch", "--impl l2l")],
+    ("mini_5w5s", 2): [("torch", "--impl loop"), ("torch", "--impl l2l")],
+    ("mini_5w5s", 1): [("torch", "--impl l2l"), ("torch", "--impl loop")],
+    ("20w5s_q5", 2): [("torch", "--impl loop"), ("torch", "--impl l2l")],
+    ("20w5s_q5", 1): [("torch", "--impl l2l"), ("torch", "--impl loop")],
 }
 
 
@@ -114,9 +122,11 @@ def main(argv=None):
     p.add_argument("--max_seconds", type=float, default=40.0, help="per timed loop (min 5 iters)")
     p.add_argument("--repeats", type=int, default=1, help="rounds per bench (A-B-A-B with peers)")
     p.add_argument("--compare", action="append", default=[],
-                   help="also time maml_tf with these overrides, e.g. onednn=on or onednn=on,intra_op_threads=0 (repeatable)")
+                   help="also time maml_tf with these overrides, e.g. onednn=on or onednn=on,intra_op_threads=0, "
+                        "or switch=NAME for a reference code path of bench.step.SWITCHES (repeatable)")
     p.add_argument("--peers", default=None, help="peers directory: also time the fastest peers, "
                                                  "interleaved with maml_tf, in the same run")
+    p.add_argument("--all_peers", action="store_true", help="every listed peer, not only the first (fastest)")
     p.add_argument("--out", default=None, help="append the JSON lines to this file")
     p.add_argument("--report", nargs="+", default=None,
                    help="only print the tables of earlier --out files (JSON lines)")
@@ -128,13 +138,16 @@ def main(argv=None):
         print_ratios(rows)
         return
     if args.child:
-        print(json.dumps(measure(args.child, _parse_set(args.set), args.warmup, args.iters,
-                                 args.max_seconds)), flush=True)
+        switches = [item.split("=", 1)[1] for item in args.set if item.startswith("switch=")]
+        sets = [item for item in args.set if not item.startswith("switch=")]
+        print(json.dumps(measure(args.child, _parse_set(sets), args.warmup, args.iters,
+                                 args.max_seconds, switches)), flush=True)
         return
     rows = []
     for bench in args.benches.split(","):
         order = 1 if BENCHES[bench].config.get("first_order") else 2
         peers = PEERS.get((BENCHES[bench].peer_config, order), []) if args.peers else []
+        peers = peers if args.all_peers else peers[:1]
         variants = [[], *[item.split(",") for item in args.compare]]
         for _ in range(args.repeats):
             for job in [*variants, *peers]:

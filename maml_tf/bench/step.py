@@ -25,6 +25,9 @@ class Bench(NamedTuple):
 
 
 _OMNIGLOT = dict(dataset="omniglot", shots=1, num_filters=64, norm="batch_norm")
+# The peers' mini_5w1s / mini_5w5s: 84x84x3, 32 filters, 2x2 max-pool, 5 steps of lr 0.01, 15 queries, clip 10.
+_MINI = dict(dataset="miniimagenet", ways=5, queries=15, inner_steps=5, inner_lr=0.01, num_filters=32,
+             max_pool=True, grad_clip=10.0, norm="batch_norm")
 BENCHES = {
     "omniglot_5w1s_q1_o2": Bench(dict(_OMNIGLOT, ways=5, queries=1, meta_batch_size=32,
                                       inner_steps=1, inner_lr=0.4), (28, 28, 1), "5w1s_q1"),
@@ -41,10 +44,17 @@ BENCHES = {
                                   (28, 28, 1), "20w1s_q1"),
     "omniglot_20w1s_q1_o2": Bench(dict(_OMNIGLOT, ways=20, queries=1, meta_batch_size=16,
                                        inner_steps=5, inner_lr=0.1), (28, 28, 1), "20w1s_q1"),
-    "miniimagenet_5w1s_o2": Bench(dict(dataset="miniimagenet", ways=5, shots=1, queries=15,
-                                       meta_batch_size=4, inner_steps=5, inner_lr=0.01,
-                                       num_filters=32, max_pool=True, grad_clip=10.0),
-                                  (84, 84, 3), None),
+    "miniimagenet_5w1s_o2": Bench(dict(_MINI, shots=1, meta_batch_size=4), (84, 84, 3), "mini_5w1s"),
+    "miniimagenet_5w1s_o1": Bench(dict(_MINI, shots=1, meta_batch_size=4, first_order=True),
+                                  (84, 84, 3), "mini_5w1s"),
+    "miniimagenet_5w5s_o2": Bench(dict(_MINI, shots=5, meta_batch_size=2), (84, 84, 3), "mini_5w5s"),
+    "miniimagenet_5w5s_o1": Bench(dict(_MINI, shots=5, meta_batch_size=2, first_order=True),
+                                  (84, 84, 3), "mini_5w5s"),
+    "omniglot_20w5s_q5_o2": Bench(dict(_OMNIGLOT, ways=20, shots=5, queries=5, meta_batch_size=16,
+                                       inner_steps=5, inner_lr=0.1), (28, 28, 1), "20w5s_q5"),
+    "omniglot_20w5s_q5_o1": Bench(dict(_OMNIGLOT, ways=20, shots=5, queries=5, meta_batch_size=16,
+                                       inner_steps=5, inner_lr=0.1, first_order=True),
+                                  (28, 28, 1), "20w5s_q5"),
     "sinusoid_o2": Bench(dict(dataset="sinusoid", shots=10, queries=10, meta_batch_size=25,
                               inner_steps=1, inner_lr=0.01, norm="None"), None, None),
 }
@@ -131,13 +141,31 @@ def _summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def measure(name: str, overrides: Dict, warmup: int, iters: int, max_seconds: float) -> Dict:
-    """Times `name` in this process; returns one JSON-able row."""
+def _reference_batch_norm():
+    from maml_tf import models
+
+    models.BatchNorm.closed_form_gradients = False
+
+
+# Code paths that are not Config settings, for A-B runs (`benchmark --compare switch=NAME`):
+# each restores a reference implementation that a speed change replaced.
+SWITCHES = {
+    # autodiff through the batch moments, as before batch_norm_train's closed-form derivatives
+    "bn_autodiff": _reference_batch_norm,
+}
+
+
+def measure(name: str, overrides: Dict, warmup: int, iters: int, max_seconds: float,
+            switches=()) -> Dict:
+    """Times `name` in this process (with the reference paths `switches` of SWITCHES); returns
+    one JSON-able row."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = make_config(name, overrides)
     from maml_tf.experiment import runtime
 
     runtime.configure(config)  # as main does, before TensorFlow loads
+    for switch in switches:
+        SWITCHES[switch]()
     from maml_tf.experiment import experiment
 
     sampler = make_sampler(name, config)
@@ -179,6 +207,7 @@ def measure(name: str, overrides: Dict, warmup: int, iters: int, max_seconds: fl
     totals = [s + t for s, t in zip(samples, steps)]
     return {
         "bench": name, "peer_config": BENCHES[name].peer_config, "overrides": overrides,
+        "switches": list(switches),
         "iters": len(steps), "warmup": warmup,
         "step_s": _summary(steps), "sample_s": _summary(samples), "total_s": _summary(totals),
         "sampler_alone_s": statistics.median(raw_sample),

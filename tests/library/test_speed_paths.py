@@ -123,3 +123,117 @@ def test_analytic_flops_match_the_peers_count(first_order, peers_gflop):
     model = models.conv_net((28, 28, 1), 5)
     flops = bench_step.analytic_flops(model, config, support=5, query=5)
     assert flops / 1e9 == pytest.approx(peers_gflop, rel=0.005)
+
+
+@pytest.mark.parametrize("bench, peers_gflop", [
+    ("miniimagenet_5w1s_o2", 89.90), ("miniimagenet_5w1s_o1", 60.75),
+    ("miniimagenet_5w5s_o2", 133.63), ("miniimagenet_5w5s_o1", 60.75),
+    ("omniglot_20w5s_q5_o2", 401.24), ("omniglot_20w5s_q5_o1", 151.14)])
+def test_new_benches_match_the_peers_configurations(bench, peers_gflop):
+    """peers/summary.md (2026-12-01): the same work per meta-iteration as mini_5w1s / mini_5w5s /
+    20w5s_q5 (our Omniglot head reads 64 features, not 256: 0.15% fewer FLOPs there)."""
+    b = bench_step.BENCHES[bench]
+    config = bench_step.make_config(bench, {})
+    model = models.conv_net(b.image_shape, config.ways, config.num_filters, config.max_pool)
+    flops = bench_step.analytic_flops(model, config, config.ways * config.shots,
+                                      config.ways * config.queries)
+    assert flops / 1e9 == pytest.approx(peers_gflop, rel=0.002)
+    assert b.peer_config in ("mini_5w1s", "mini_5w5s", "20w5s_q5")
+
+
+@pytest.mark.parametrize("max_pool", [False, True])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_closed_form_batch_norm_gives_the_autodiff_meta_gradient(max_pool, first_order):
+    """models.batch_norm_train's hand-derived first and second derivatives against autodiff
+    through the moments (BatchNorm.closed_form_gradients = False), float64, 1e-9 relative."""
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    from maml_tf import algorithms, metrics
+
+    shape = (12, 12, 3) if max_pool else (8, 8, 1)
+    model = models.conv_net(shape, 3, filters=4, blocks=2, seed=3, max_pool=max_pool)
+    learner = models.Learner(model)
+    sampler = bench_step.SyntheticImages(3, shape, classes=6, per_class=4)
+    task = sampler.sample("train", 2, 1, 2, np.random.default_rng(5))
+    task = task._replace(support_x=task.support_x.astype(np.float64),
+                         query_x=task.query_x.astype(np.float64))
+    grads = {}
+    for closed_form in (False, True):
+        models.BatchNorm.closed_form_gradients = closed_form
+        try:
+            fn = tf.function(lambda: algorithms.maml_meta_grads(
+                learner, metrics.make_xent_over_k(1), learner.weights(), task, 0.4, 2,
+                first_order=first_order)[0], autograph=False)
+            grads[closed_form] = np.concatenate([g.numpy().ravel() for g in fn()])
+        finally:
+            models.BatchNorm.closed_form_gradients = True
+    ref = grads[False]
+    assert np.abs(ref).max() > 0
+    assert np.abs(grads[True] - ref).max() <= 1e-9 * np.abs(ref).max()
+
+
+def test_closed_form_batch_norm_second_derivative_of_a_dense_batch_norm():
+    """The second derivative of batch_norm_train alone, on a [N, C] input (fc nets), against
+    autodiff through the moments: d/dx <u, d/dx <g, BN(x)>> for a random g, u (float64)."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(7, 3)) * 2 + 1)
+    beta = tf.constant(rng.normal(size=(3,)))
+    g = tf.constant(rng.normal(size=(7, 3)))
+    u = tf.constant(rng.normal(size=(7, 3)))
+
+    def reference(x):
+        mu = tf.reduce_mean(x, 0, keepdims=True)
+        var = tf.reduce_mean(tf.square(x - mu), 0, keepdims=True)
+        return (x - mu) * tf.math.rsqrt(var + 1e-3) + beta
+
+    out = {}
+    for name, fn in (("ref", reference),
+                     ("closed", lambda x: models.batch_norm_train(x, beta, 1e-3, [0]))):
+        with tf.GradientTape() as outer:
+            outer.watch(x)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = fn(x) ** 2  # g depends on x downstream, as in the inner loop
+                s = tf.reduce_sum(g * y)
+            dx = inner.gradient(s, x)
+            t = tf.reduce_sum(u * dx)
+        out[name] = (dx.numpy(), outer.gradient(t, x).numpy())
+    for a, b in zip(out["ref"], out["closed"]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("transductive", [True, False])
+def test_evaluation_paths_give_the_reference_curve(transductive):
+    """adaptation_curve's cheaper paths against the reference, float64: record_steps returns
+    the full curve's columns; vectorised non-transductive predictions equal the map_fn loop."""
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    from maml_tf import algorithms, metrics
+
+    model = models.conv_net((8, 8, 1), 3, filters=4, blocks=2, seed=3)
+    learner = models.Learner(model)
+    sampler = bench_step.SyntheticImages(3, (8, 8, 1), classes=6, per_class=5)
+    task = sampler.sample("test", 2, 1, 2, np.random.default_rng(7))
+    task = task._replace(support_x=task.support_x.astype(np.float64),
+                         query_x=task.query_x.astype(np.float64))
+
+    def curve(vectorized, record_steps=None, optimizer=None):
+        algorithms.VECTORIZED_NONTRANSDUCTIVE = vectorized
+        try:
+            fn = tf.function(lambda: algorithms.adaptation_curve(
+                learner, metrics.make_xent_over_k(1), learner.weights(), task, 0.3, 3,
+                metrics.make_metrics("classification"), transductive=transductive,
+                optimizer=optimizer, record_steps=record_steps), autograph=False)
+            return {k: v.numpy() for k, v in fn().items()}
+        finally:
+            algorithms.VECTORIZED_NONTRANSDUCTIVE = True
+
+    for optimizer in (None, "adam"):
+        ref = curve(False, optimizer=optimizer)
+        assert ref["loss"].shape == (2, 4)
+        for name, values in curve(True, optimizer=optimizer).items():
+            np.testing.assert_allclose(values, ref[name], rtol=1e-9, atol=1e-12)
+        for name, values in curve(True, [0, 3], optimizer).items():
+            np.testing.assert_allclose(values, ref[name][:, [0, 3]], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError):
+        curve(True, [4])
