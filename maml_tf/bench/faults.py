@@ -141,8 +141,11 @@ def report(result: dict, args, seconds: float) -> str:
     """results/reliability.md: the figures, then one row per fault."""
     recs, runs = result["records"], result["runs"]
     lines = ["# Reliability: fault injection", "",
-             f"Made by `python -m maml_tf.bench.faults {' '.join(sys.argv[1:])}` "
-             f"({seconds / 60:.1f} min). A toy sinusoid run ({args.iterations} iterations, a "
+             f"Made by `python -m maml_tf.bench.faults --faults {args.faults} --faults_per_run "
+             f"{args.faults_per_run} --iterations {args.iterations} --checkpoint_interval "
+             f"{args.checkpoint_interval} --seed {args.seed} --out results/reliability.md` "
+             f"(commit {args.commit or 'unknown'}; "
+             f"{seconds / 60:.1f} min on a shared 2-core machine). A toy sinusoid run ({args.iterations} iterations, a "
              f"checkpoint every {args.checkpoint_interval}) is started, killed at a random point "
              "with a random signal, started again (which resumes it) and killed again, "
              f"{args.faults_per_run} times, then run to the end; its final checkpoint (weights, Adam "
@@ -174,6 +177,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the report here (e.g. results/reliability.md)")
     args = parser.parse_args()
+    args.commit = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], text=True,
+                                 capture_output=True, cwd=os.path.dirname(__file__)).stdout.strip()
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="maml_tf_faults_") as root:
         result = campaign(root, args.faults, args.faults_per_run, args.iterations,
