@@ -123,8 +123,11 @@ def campaign(root: str, faults: int, per_run: int, iterations: int, checkpoint_i
         logdir = os.path.join(root, f"run{r}")
         flags = toy_flags(logdir, iterations, checkpoint_interval)
         for _ in range(min(per_run, faults - len(records))):
+            # Uniform over what is left to do (0 = during the start-up of the resume).
+            saved = saved_iteration(os.path.join(logdir, "toy"))
             sig, target = (plan[len(records)] if plan else
-                           (rng.choice(SIGNALS), rng.randrange(0, iterations)))
+                           (rng.choice(SIGNALS), rng.randrange(saved, iterations)))
+            target = 0 if target == saved else target
             rec = inject(flags, sig, target, rng)
             rec["saved"] = saved_iteration(os.path.join(logdir, "toy"))
             rec["lost"] = max(0, rec["reached"] - rec["saved"])
