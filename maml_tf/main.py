@@ -1,6 +1,7 @@
 """Command line with the original code's flag names: flags -> Config -> train or evaluate."""
 
 import os
+import shlex
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ info lines out of the log
@@ -9,6 +10,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from maml_tf.experiment import runtime  # noqa: E402
 from maml_tf.experiment.config import Config, run_name  # noqa: E402
+from maml_tf.experiment.interrupts import Interrupted  # noqa: E402
 from maml_tf.errors import UserError  # noqa: E402
 
 DATA_ENV, CACHE_ENV, STORE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR", "MAML_TF_RUN_STORE"
@@ -47,7 +49,7 @@ flags.DEFINE_integer("test_num_updates", 10, "inner steps at evaluation; metrics
 flags.DEFINE_integer("num_query", -1, "query examples per class (-1: K; 15 in miniimagenet training, as the paper)")
 flags.DEFINE_enum("algorithm", "maml", ["maml", "reptile"], "meta-learning algorithm (--stop_grad: first-order MAML)")
 flags.DEFINE_integer("inner_batch_size", 0, "Reptile: support examples per inner step, taken in turn from the shuffled support set (0: all; the paper: 10 for 5-way, 20 for 20-way)")
-flags.DEFINE_enum("inner_optimizer", "sgd", ["sgd", "adam"], "Reptile: inner optimizer with step size --update_lr; adam: beta1=0, beta2=0.999, eps=1e-8 as the Reptile paper, state reset for every task")
+flags.DEFINE_enum("inner_optimizer", "sgd", ["sgd", "adam"], "Reptile: inner optimizer with step size --update_lr; adam: beta1=0, beta2=0.999, eps=1e-8 as the Reptile paper, its second moments and step count carried over tasks and iterations as the paper's code (checkpointed)")
 flags.DEFINE_integer("eval_inner_batch_size", 0, "Reptile: support examples per inner step at evaluation (0: all; the paper: 5 for 5-way, 10 for 20-way)")
 flags.DEFINE_bool("transductive", True, "evaluation: predict all query examples in one batch, batch norm sharing their statistics (MAML's and the Reptile paper's 'transductive'); False: each query example in a batch with the support set only")
 flags.DEFINE_float("meta_step", 1.0, "Reptile: outer step size epsilon at the first iteration (theta += epsilon * (mean W - theta))")
@@ -117,8 +119,10 @@ def config_from_flags(f) -> Config:
 
 def _load_tensorflow():
     """Imports TensorFlow (only once the flags are known to be good) with its info logs quiet."""
-    import tensorflow as tf
+    with runtime.without_cuda_probe_lines():
+        import tensorflow as tf
 
+        tf.config.list_physical_devices()  # where the CUDA probe runs
     tf.get_logger().setLevel("WARNING")
     logging.set_verbosity(logging.WARNING)
 
@@ -155,11 +159,25 @@ def main(argv):
 
         if FLAGS.train:
             train.train_and_evaluate(config, workdir, resume=FLAGS.resume)
+            print(f"evaluate it: {evaluate_command(sys.argv)}", flush=True)
         else:
             evaluate.evaluate_checkpoint(config, workdir, FLAGS.test_iter, best=FLAGS.test_best)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except Interrupted as stop:
+        print(f"interrupted: {stop}", file=sys.stderr)
+        sys.exit(stop.code)
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (startup, evaluation)
+        print("interrupted: SIGINT before training started or during an evaluation; "
+              "nothing was saved", file=sys.stderr)
+        sys.exit(130)
+
+
+def evaluate_command(argv) -> str:
+    """This command line with --train=False: the evaluation of the run it trained."""
+    keep = [a for a in argv[1:] if not a.lstrip("-").split("=")[0] in ("train", "notrain", "resume", "noresume")]
+    return shlex.join(["python", "-m", "maml_tf.main", *keep, "--train=False"])
 
 
 def run():

@@ -4,18 +4,22 @@ and the best-validation model kept beside them."""
 import os
 from typing import Dict, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from maml_tf.errors import UserError
+from maml_tf.experiment.rundir import warn
 
 
 class Checkpointer:
     """Wraps tf.train.CheckpointManager over `state` (e.g. {"model", "optimizer"}) and the
-    iteration in `workdir/checkpoints`."""
+    iteration in `workdir/checkpoints`; never saves non-finite weights; skips unreadable ones."""
 
     def __init__(self, workdir: str, state: Dict, keep: int = 3, restore_from: Optional[str] = None):
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.checkpoint = tf.train.Checkpoint(**state, iteration=self.iteration)
+        self.variables = [v for obj in state.values() for v in _variables(obj)]
+        self.model_variables = _variables(state.get("model"))
         self.directory = os.path.join(workdir, "checkpoints")
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
         # The model chosen by meta-validation (the paper's model selection): weights only.
@@ -27,25 +31,22 @@ class Checkpointer:
         if restore_from not in (None, workdir):
             self.source = tf.train.CheckpointManager(
                 self.checkpoint, os.path.join(restore_from, "checkpoints"), max_to_keep=keep)
+        self.newest = None  # (iteration, largest |weight|) of the newest checkpoint known good
 
     def restore_latest(self) -> int:
-        """Restores the newest checkpoint if there is one; returns the iteration to continue from."""
-        if self.source.latest_checkpoint:
-            self._restore(self.source.latest_checkpoint)
+        """Restores the newest readable checkpoint if there is one (an unreadable newer one is
+        skipped with a warning); returns the iteration to continue from."""
+        self._restore_newest(self.source, required=False)
         return int(self.iteration.numpy())
 
     def restore_iteration(self, iteration: Optional[int]) -> int:
-        """Restores the checkpoint of `iteration` (None or -1: the newest); UserError if absent."""
+        """Restores the checkpoint of `iteration` (None or -1: the newest readable); UserError if absent."""
         if iteration is None or iteration < 0:
-            path = self.manager.latest_checkpoint
-        else:
-            path = next((p for p in self.manager.checkpoints
-                         if p.endswith(f"ckpt-{iteration}")), None)
+            self._restore_newest(self.manager, required=True)
+            return int(self.iteration.numpy())
+        path = next((p for p in self.manager.checkpoints if p.endswith(f"ckpt-{iteration}")), None)
         if not path:
-            have = ", ".join(p.rsplit("-", 1)[-1] for p in self.manager.checkpoints) or "none"
-            wanted = "any iteration" if iteration is None or iteration < 0 else f"iteration {iteration}"
-            raise UserError(f"no checkpoint for {wanted} in {self.directory} (have: {have}); "
-                            "train first or check --logdir/--test_iter")
+            self._missing(f"iteration {iteration}")
         self._restore(path)
         return int(self.iteration.numpy())
 
@@ -67,14 +68,63 @@ class Checkpointer:
         self.iteration.assign(iteration)
         return self.best.save(checkpoint_number=iteration)
 
+    def _restore_newest(self, manager, required: bool):
+        paths = list(reversed(manager.checkpoints))
+        for i, path in enumerate(paths):
+            try:
+                return self._restore(path)
+            except UserError as err:
+                fallback = (f"falling back to {os.path.basename(paths[i + 1])}" if i + 1 < len(paths)
+                            else "no older checkpoint left")
+                warn(f"{err}; {fallback}")
+        if paths:
+            raise UserError(f"no readable checkpoint in {manager.directory}")
+        if required:
+            self._missing("any iteration")
+
+    def _missing(self, wanted: str):
+        have = ", ".join(p.rsplit("-", 1)[-1] for p in self.manager.checkpoints) or "none"
+        raise UserError(f"no checkpoint for {wanted} in {self.directory} (have: {have}); "
+                        "train first or check --logdir/--test_iter")
+
     def _restore(self, path: str, checkpoint=None):
         try:
             # Optimizer slots are created lazily by Keras, so an evaluation-only restore
-            # legitimately leaves them unmatched.
+            # legitimately leaves them unmatched. A truncated file fails in many ways (OpError,
+            # ValueError, IndexError...): any of them means this checkpoint cannot be read.
             (checkpoint or self.checkpoint).restore(path).expect_partial()
-        except (tf.errors.OpError, ValueError) as err:
+        except Exception as err:  # noqa: BLE001
             raise UserError(f"cannot read checkpoint {path}: {err.__class__.__name__}") from err
+        if checkpoint is None:
+            self.newest = (int(self.iteration.numpy()), self.largest_weight())
+
+    def largest_weight(self) -> float:
+        return max((float(np.max(np.abs(v.numpy()))) for v in self.model_variables if v.shape.num_elements()),
+                   default=0.0)
 
     def save(self, iteration: int) -> str:
+        """Saves the state as ckpt-`iteration`; UserError (and nothing written) if any of it is NaN/inf."""
+        bad = [v.name for v in self.variables if not np.all(np.isfinite(v.numpy()))]
+        if bad:
+            raise UserError(f"the weights became NaN/inf by iteration {iteration} ({', '.join(bad[:3])}"
+                            f"{'...' if len(bad) > 3 else ''}); not saved; {self.describe_newest()}")
         self.iteration.assign(iteration)
-        return self.manager.save(checkpoint_number=iteration)
+        path = self.manager.save(checkpoint_number=iteration)
+        self.newest = (iteration, self.largest_weight())
+        return path
+
+    def describe_newest(self) -> str:
+        """Which checkpoint a diverged run can go back to, truthfully."""
+        if self.newest is None:
+            return f"there is no checkpoint in {self.directory} yet"
+        iteration, largest = self.newest
+        text = f"the newest checkpoint, iteration {iteration}, holds finite weights (largest |w| {largest:.3g})"
+        return text + (", which may be diverged too" if largest > 1e6 else "")
+
+
+def _variables(obj) -> list:
+    """The tf.Variables of a Keras model or optimizer (or anything with .variables)."""
+    if obj is None:
+        return []
+    found = getattr(obj, "variables", [])
+    return list(found() if callable(found) else found)

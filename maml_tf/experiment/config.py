@@ -105,7 +105,7 @@ class Config:
 
         if self.dataset not in DATASETS:
             raise UserError(f"unknown datasource {self.dataset!r}: choose one of "
-                            f"{', '.join(sorted(DATASETS))}")
+                            f"{', '.join(sorted(DATASETS))}, or 2dnavigation (RL)")
         module = importlib.import_module(DATASETS[self.dataset])
         if hasattr(module, "check_config"):  # the dataset's own limits, before TensorFlow loads
             module.check_config(self)
@@ -154,11 +154,31 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-# Fields that change what a checkpoint means: resuming a run with other values is refused.
-IDENTITY_FIELDS = ("dataset", "ways", "shots", "meta_batch_size", "inner_steps", "inner_lr",
-                   "first_order", "algorithm", "oracle", "norm", "num_filters", "conv",
-                   "max_pool", "pretrain_iterations", "omniglot_split", "omniglot_resize",
-                   "inner_batch_size", "inner_optimizer", "meta_step", "meta_step_final")
+# Fields that change what a run computes (its weights or its validation record): resuming a
+# run with other values is refused. The others are speed (onednn, jit_compile, threads,
+# strategy, eval_batch_size), bookkeeping (intervals, logging, paths) or evaluation-only
+# (eval_split, eval_tasks), and the iteration target may grow (but see identity_fields).
+IDENTITY_FIELDS = ("dataset", "ways", "shots", "queries", "meta_batch_size", "meta_lr",
+                   "inner_steps", "inner_lr", "first_order", "algorithm", "oracle", "norm",
+                   "num_filters", "conv", "max_pool", "grad_clip", "seed", "pretrain_iterations",
+                   "data_source", "omniglot_split", "omniglot_resize", "inner_batch_size",
+                   "inner_optimizer", "meta_step", "meta_step_final", "eval_seed", "val_tasks",
+                   "eval_inner_steps")
+# Reptile validates as it is evaluated, and anneals epsilon over the iteration target.
+REPTILE_IDENTITY_FIELDS = ("eval_shots", "eval_queries", "eval_inner_lr", "eval_inner_batch_size",
+                           "transductive", "metatrain_iterations")
+
+
+def identity_fields(config: Config) -> tuple:
+    """The fields a resume of `config`'s run must keep."""
+    return IDENTITY_FIELDS + (REPTILE_IDENTITY_FIELDS if config.algorithm == "reptile" else ())
+
+
+def identity_diff(saved: dict, config: Config) -> list:
+    """`saved` (a config.json) against `config`: 'name saved -> new' for each changed identity field."""
+    now = dataclasses.asdict(config)
+    return [f"{k} {saved[k]!r} -> {now[k]!r}" for k in identity_fields(config)
+            if k in saved and saved[k] != now[k]]
 
 
 def run_name(config: Config) -> str:

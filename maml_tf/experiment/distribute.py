@@ -111,6 +111,13 @@ def mean_over_replicas(strategy: tf.distribute.Strategy, values):
         lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None), values)
 
 
+def workers(strategy: tf.distribute.Strategy) -> int:
+    """How many processes (machines) take part: more than 1 only under multi_worker."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    return max(1, len(strategy.cluster_resolver.cluster_spec().as_dict().get("worker", [])))
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True where checkpoints, TensorBoard and results are written (every strategy but the
     non-chief workers of multi_worker)."""

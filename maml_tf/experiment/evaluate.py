@@ -1,13 +1,15 @@
 """Fixed-seed evaluation over many tasks: metrics before and after each inner step, mean ± 95% CI."""
 
 import csv
+import io
 import json
 import os
 from typing import Dict, Optional
 
 import numpy as np
 
-from maml_tf.experiment import snapshot
+from maml_tf.errors import UserError
+from maml_tf.experiment import rundir, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.experiment import Experiment
 from maml_tf.metrics import mean_and_ci95
@@ -44,6 +46,7 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
     `config.eval_tasks` tasks of `config.eval_split` with the evaluation K / step size / steps,
     and writes CSV + JSON."""
     config.validate()
+    rundir.check_writable(workdir)  # before the work, not after it
     exp = Experiment(config.replace(strategy="default"))  # evaluation is not distributed
     stored = snapshot.restore(config.run_store, workdir)
     if stored:
@@ -66,8 +69,8 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
     stem = os.path.join(workdir, prefix + f"{config.eval_split}_shots{config.eval_shots}"
                                  f"_lr{config.eval_inner_lr:g}_iter{restored}"
                                  + ("" if config.transductive else "_nontransductive"))
+    print_summary(result)  # first: the numbers are not lost if writing them fails
     write_result(stem, result)
-    print_summary(result)
     return result
 
 
@@ -84,13 +87,16 @@ def print_summary(result: Dict):
 
 
 def write_result(stem: str, result: Dict):
-    """`stem`.json with everything; `stem`.csv with one row per inner step."""
-    with open(stem + ".json", "w") as f:
-        json.dump(result, f, indent=2)
+    """`stem`.json with everything; `stem`.csv with one row per inner step (each atomically)."""
     names = sorted(result["metrics"])
-    with open(stem + ".csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step"] + [f"{n}_{s}" for n in names for s in STATS])
-        for i, step in enumerate(result["steps"]):
-            writer.writerow([step] + [result["metrics"][n][s][i] for n in names for s in STATS])
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["step"] + [f"{n}_{s}" for n in names for s in STATS])
+    for i, step in enumerate(result["steps"]):
+        writer.writerow([step] + [result["metrics"][n][s][i] for n in names for s in STATS])
+    try:
+        rundir.write_atomic(stem + ".json", json.dumps(result, indent=2))
+        rundir.write_atomic(stem + ".csv", table.getvalue())
+    except OSError as err:
+        raise UserError(f"cannot write {stem}.json/.csv ({err.strerror}); the numbers are above") from None
     print(f"wrote {stem}.json and .csv", flush=True)

@@ -1,43 +1,92 @@
 """Training progress: printed lines and TensorBoard scalars, and a validation history kept in step with the checkpoint."""
 
-import json
+import glob
 import os
 import time
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from maml_tf.experiment.config import Config
 from maml_tf.errors import UserError
+from maml_tf.experiment.rundir import read_jsonl, warn, write_jsonl
+
+DIVERGED = 1e6  # a loss this many times its first logged value is flagged (once)
 
 
 def trim_history(path: str, start: int):
     """Drops validation rows written after the checkpoint a run restarts from."""
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        rows = [line for line in f if line.strip() and json.loads(line)["iteration"] <= start]
-    with open(path, "w") as f:
-        f.writelines(rows)
+    rows = read_jsonl(path)
+    write_jsonl(path, [r for r in rows if r["iteration"] <= start])
+
+
+def trim_events(logdir: str, start: int):
+    """Drops TensorBoard events logged after the checkpoint a run restarts from: the resumed run
+    logs those steps again, and TensorBoard would show both."""
+    from tensorflow.core.util import event_pb2
+
+    for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+        kept, dropped = [], 0
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                raw = record.numpy()
+                if event_pb2.Event.FromString(raw).step <= start:
+                    kept.append(raw)
+                else:
+                    dropped += 1
+        except tf.errors.DataLossError:  # a record torn by the kill: it goes as well
+            dropped += 1
+        if dropped:
+            tmp = path + ".trim"
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for raw in kept:
+                    writer.write(raw)
+            os.replace(tmp, path)
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss with as many hours as it takes (time.gmtime would wrap at 24 h)."""
+    s = int(round(seconds))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 class ProgressLog:
-    """Averages step metrics over a print interval; prints a line and writes TensorBoard scalars."""
+    """Averages step metrics over a print interval; prints a line and writes TensorBoard scalars.
 
-    def __init__(self, config: Config, workdir: str):
+    `good_checkpoint()` says which checkpoint a run whose loss became NaN can go back to."""
+
+    def __init__(self, config, workdir: str, good_checkpoint: Optional[Callable[[], str]] = None):
         self.config, self.sums, self.count = config, {}, 0
         self.t_last = time.time()
         self.writer = tf.summary.create_file_writer(workdir) if config.log else None
+        self.good_checkpoint = good_checkpoint
+        self.first, self.diverged_at = {}, None
 
     def add(self, iteration: int, step_metrics: Dict[str, tf.Tensor]):
         values = {k: float(v) for k, v in step_metrics.items()}
         if not all(np.isfinite(v) for v in values.values()):
+            note = f"; {self.good_checkpoint()}" if self.good_checkpoint else ""
+            if self.diverged_at:
+                note += f"; the loss had diverged since iteration {self.diverged_at}"
             raise UserError(f"loss became NaN/inf at iteration {iteration}; lower the outer step "
-                            "(--meta_lr; --meta_step for Reptile) or --update_lr (the last checkpoint is still good)")
+                            f"(--meta_lr; --meta_step for Reptile) or --update_lr{note}")
+        self._check_divergence(iteration, values)
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
         self.count += 1
+
+    def _check_divergence(self, iteration: int, values: Dict[str, float]):
+        for k, v in values.items():
+            if "loss" not in k:
+                continue
+            first = self.first.setdefault(k, (iteration, abs(v)))
+            if self.diverged_at is None and first[1] > 0 and abs(v) > DIVERGED * first[1]:
+                self.diverged_at = iteration
+                warn(f"{k} {v:.3g} at iteration {iteration} is over {DIVERGED:g} times its "
+                     f"{first[1]:.3g} at iteration {first[0]}: the run is diverging; lower "
+                     "--meta_lr (--meta_step for Reptile) or --update_lr")
 
     def flush(self, iteration: int, phase: str):
         if not self.count:
@@ -48,7 +97,7 @@ class ProgressLog:
         eta = (self.config.total_iterations - iteration) / max(rate, 1e-9)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in sorted(means.items()))
         print(f"[{phase}] iter {iteration}/{self.config.total_iterations}  {rate:.1f} it/s  "
-              f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}  {shown}", flush=True)
+              f"ETA {clock(eta)}  {shown}", flush=True)
         self.scalars(iteration, {f"train/{k}": v for k, v in means.items()})
         self.sums, self.count, self.t_last = {}, 0, now
 

@@ -1,12 +1,12 @@
 """What a run directory records about where and how long it ran: each training segment's wall time and hardware."""
 
-import json
 import os
 import platform
 import subprocess
 import time
 
 import maml_tf
+from maml_tf.experiment.rundir import read_json, write_json
 
 
 def hardware() -> dict:
@@ -39,14 +39,13 @@ def code_version() -> str:
 
 class SegmentLog:
     """Appends one record per training segment (a start or a resume) to `workdir/runinfo.json`,
-    rewritten at every checkpoint so a killed run still accounts for the time it ran."""
+    rewritten (atomically) at every checkpoint so a killed run still accounts for the time it
+    ran; each segment records its settings, which may differ in speed and bookkeeping only."""
 
-    def __init__(self, workdir: str, start_iteration: int):
+    def __init__(self, workdir: str, start_iteration: int, settings: dict = None):
         self.path = os.path.join(workdir, "runinfo.json")
-        self.info = {"segments": []}
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                self.info = json.load(f)
+        self.info = read_json(self.path) or {"segments": []}  # unreadable: its history is lost
+        self.info.setdefault("segments", [])
         # A segment beyond the restored checkpoint was lost with the kill: keep what counts.
         self.info["segments"] = [s for s in self.info["segments"]
                                  if s["end_iteration"] <= start_iteration]
@@ -54,6 +53,8 @@ class SegmentLog:
                         "wall_seconds": 0.0, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                                       time.gmtime()),
                         "code": code_version(), "hardware": hardware()}
+        if settings is not None:
+            self.segment["settings"] = settings
         self.info["segments"].append(self.segment)
         self.t0, self.load_samples = time.time(), []
 
@@ -65,5 +66,4 @@ class SegmentLog:
         self.segment["mean_loadavg"] = round(sum(self.load_samples) / len(self.load_samples), 2)
         self.info["iterations"] = iteration
         self.info["wall_seconds"] = round(sum(s["wall_seconds"] for s in self.info["segments"]), 1)
-        with open(self.path, "w") as f:
-            json.dump(self.info, f, indent=2)
+        write_json(self.path, self.info, indent=2)

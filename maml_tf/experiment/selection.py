@@ -1,8 +1,6 @@
 """Model selection by meta-validation, as the paper's author chose checkpoints: the best score so far and the patience rule."""
 
-import json
 import math
-import os
 from typing import Dict, List, Optional
 
 
@@ -10,20 +8,6 @@ def score(row: Dict) -> float:
     """What a validation row is judged by: accuracy after the last inner step (classification),
     else minus the loss there; higher is better."""
     return row["accuracy"][-1] if "accuracy" in row else -row["loss"][-1]
-
-
-def read_rows(path: str) -> List[Dict]:
-    """The rows of a validation.jsonl (a line that does not parse is skipped)."""
-    if not os.path.exists(path):
-        return []
-    rows = []
-    with open(path) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
-    return rows
 
 
 class ModelSelection:

@@ -1,31 +1,37 @@
 """`train_and_evaluate(config, workdir)`: the outer loop, logging, meta-validation and checkpoints."""
 
-import json
+import contextlib
+import dataclasses
 import os
+import time
 from typing import Dict
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import distribute, evaluate, snapshot
+from maml_tf.experiment import distribute, evaluate, rundir, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
-from maml_tf.experiment.config import IDENTITY_FIELDS, Config
+from maml_tf.experiment.config import Config, identity_diff
 from maml_tf.experiment.experiment import Experiment, task_batches
-from maml_tf.experiment.progress import ProgressLog, trim_history
+from maml_tf.experiment.interrupts import Interrupts
+from maml_tf.experiment.progress import ProgressLog, trim_events, trim_history
 from maml_tf.experiment.runinfo import SegmentLog
-from maml_tf.experiment.selection import ModelSelection, read_rows
+from maml_tf.experiment.runlock import RunLock
+from maml_tf.experiment.selection import ModelSelection
 
 
-def _check_same_run(config: Config, workdir: str):
-    """Refuses to resume a run directory that holds a run with other defining settings."""
+def _check_same_run(config: Config, workdir: str, write: bool = False):
+    """Refuses to resume a run directory that holds a run with other defining settings; then
+    (`write`) records this segment's settings in config.json."""
     path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
-        diff = [k for k in IDENTITY_FIELDS if k in saved and saved[k] != getattr(config, k)]
-        if diff:
-            raise UserError(f"{workdir} holds a run with other settings ({', '.join(diff)}); "
-                            "use another --logdir or --run_name")
-    with open(path, "w") as f:
-        f.write(config.to_json())
+    saved = rundir.read_json(path)
+    if saved is None:  # missing or damaged: the last segment's record says how the run was made
+        segments = (rundir.read_json(os.path.join(workdir, "runinfo.json")) or {}).get("segments")
+        saved = (segments or [{}])[-1].get("settings")
+    diff = identity_diff(saved or {}, config)
+    if diff:
+        raise UserError(f"{workdir} holds a run with other settings ({', '.join(diff)}); "
+                        "use another --logdir or --run_name")
+    if write:
+        rundir.write_atomic(path, config.to_json())
 
 
 def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dict:
@@ -34,20 +40,28 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
     Writes config.json, TensorBoard events, checkpoints and validation.jsonl into `workdir`;
     returns the last meta-validation result (or {} if none ran). Under multi_worker only the
     chief writes there and validates; the other workers restore from `workdir` (TF's rule).
+    SIGINT/SIGTERM stop it after the current iteration and a checkpoint (`Interrupted`).
     """
     config.validate()
-    exp = Experiment(config)  # loads the data first: a run that cannot start leaves no directory
-    with distribute.write_dir(exp.strategy, workdir) as outdir:
-        return _train(exp, workdir, outdir, resume)
+    if not config.total_iterations:
+        raise UserError("nothing to train: --metatrain_iterations=0 and --pretrain_iterations=0 "
+                        "(the pretrained baseline: --pretrain_iterations=N --metatrain_iterations=0)")
+    rundir.check_writable(workdir)
+    _check_same_run(config, workdir)  # before the data loads: a refusal should be quick
+    with Interrupts() as stop:
+        exp = Experiment(config)  # loads the data first: a run that cannot start leaves no directory
+        with distribute.write_dir(exp.strategy, workdir) as outdir:
+            os.makedirs(outdir, exist_ok=True)
+            with RunLock(outdir) if outdir == workdir else contextlib.nullcontext():
+                return _train(exp, workdir, outdir, resume, stop)
 
 
-def _train(exp: Experiment, workdir: str, outdir: str, resume: bool) -> Dict:
+def _train(exp: Experiment, workdir: str, outdir: str, resume: bool, stop: Interrupts) -> Dict:
     config, chief = exp.config, outdir == workdir
-    os.makedirs(outdir, exist_ok=True)
     stored = snapshot.restore(config.run_store, outdir) if chief and resume else None
     if stored:
         print(f"continuing {workdir} from its stored state in {stored}", flush=True)
-    _check_same_run(config, outdir)
+    _check_same_run(config, outdir, write=True)  # again, now that this process holds the lock
     ckpt = Checkpointer(outdir, exp.state(), config.keep_checkpoints, restore_from=workdir)
     start = ckpt.restore_latest() if resume else 0
     if start:
@@ -57,17 +71,23 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool) -> Dict:
         print(f"{config.strategy}: {replicas} replicas, {config.meta_batch_size // replicas} tasks "
               f"each{'' if chief else ' (not the chief: writes nothing)'}", flush=True)
     trim_history(os.path.join(outdir, "validation.jsonl"), start)
-    selection = ModelSelection(read_rows(os.path.join(outdir, "validation.jsonl")), config.patience)
+    trim_events(outdir, start)
+    selection = ModelSelection(rundir.read_jsonl(os.path.join(outdir, "validation.jsonl")),
+                               config.patience)
     if selection.exhausted(start):
         print(f"{workdir} stopped early at iteration {start}: meta-validation has not improved "
               f"since iteration {selection.best_iteration}", flush=True)
         return {}
     steps = {0: exp.make_train_step(0), config.inner_steps: exp.make_train_step(config.inner_steps)}
-    log, segments = ProgressLog(config, outdir), SegmentLog(outdir, start)
+    log = ProgressLog(config, outdir, good_checkpoint=ckpt.describe_newest)
+    segments = SegmentLog(outdir, start, settings=dataclasses.asdict(config))
     batches = task_batches(exp.sampler, "train", config.meta_batch_size, config.shots,
                            config.queries, config.seed, start)
-    last_val, need_best = {}, ckpt.best_iteration() is None
+    last_val, t0, iteration = {}, time.time(), start
+    need_best = ckpt.best_iteration() is None  # a resumed run lacking one keeps its next
     for iteration in range(start + 1, config.total_iterations + 1):
+        if stop.signum:  # arrived before the first iteration: nothing new to save
+            raise stop.stop(f"stopped before iteration {iteration}; run the same command to resume")
         pretraining = iteration <= config.pretrain_iterations
         log.add(iteration, steps[0 if pretraining else config.inner_steps](next(batches)))
         phase = "pretrain" if pretraining else "metatrain"
@@ -75,18 +95,52 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool) -> Dict:
             log.flush(iteration, phase)
         if chief and config.val_interval and iteration % config.val_interval == 0:
             last_val = validate(exp, outdir, iteration, log)
-            if selection.offer(last_val) or need_best:  # a resumed run lacking one keeps this
+            if selection.offer(last_val) or need_best:
                 ckpt.save_best(iteration)
                 need_best = False
-        stop = selection.exhausted(iteration)
-        if iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations or stop:
-            ckpt.save(iteration)
-            segments.update(iteration)
-        if stop:
+        early = selection.exhausted(iteration)
+        due = iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations
+        if due or stop.signum or early:
+            _save(exp, ckpt, segments, iteration, stop)
+        if stop.signum:
+            raise stop.stop(f"stopped after iteration {iteration}/{config.total_iterations}, saved "
+                            f"in {ckpt.directory}; run the same command to resume")
+        if early:
             print(f"stopping early at iteration {iteration}: meta-validation has not improved for "
                   f"{config.patience} iterations (best at {selection.best_iteration})", flush=True)
             break
+    if stop.signum:  # arrived while a finished run started up: it stays finished
+        raise stop.stop(f"the run had already finished at iteration {iteration}")
+    summary(config, workdir, start, iteration, time.time() - t0)
     return last_val
+
+
+def _save(exp, ckpt: Checkpointer, segments: SegmentLog, iteration: int, stop: Interrupts):
+    if stop.signum and distribute.workers(exp.strategy) > 1 and \
+            iteration % exp.config.checkpoint_interval:
+        # All workers save together; a signal reaches one of them: it cannot save alone.
+        raise stop.stop(f"stopped at iteration {iteration} without saving (multi_worker saves "
+                        "only on schedule); run the same commands to resume from the last checkpoint")
+    ckpt.save(iteration)
+    segments.update(iteration)
+
+
+def summary(config: Config, workdir: str, start: int, end: int, seconds: float):
+    """The lines a finished run ends with: where it is, what it did, how it validated."""
+    print(f"done: {end} iterations in {workdir} (this segment {start} -> {end}, {seconds:.0f} s)",
+          flush=True)
+    rows = rundir.read_jsonl(os.path.join(workdir, "validation.jsonl"))
+    if rows:
+        row, post = rows[-1], _post_step(config)
+        shown = "  ".join(f"{k} {v[0]:.4g} -> {v[post]:.4g} ({v[-1]:.4g} after {len(v) - 1})"
+                          for k, v in row.items() if k != "iteration")
+        print(f"last meta-validation (iteration {row['iteration']}, {config.val_tasks} tasks, "
+              f"before -> after {post} step{'s' * (post > 1)}): {shown}", flush=True)
+
+
+def _post_step(c: Config) -> int:
+    """The inner step validation reports as 'after adaptation': as many as in training."""
+    return min(max(c.inner_steps, 1), c.eval_inner_steps)
 
 
 def validate(exp: Experiment, workdir: str, iteration: int, log: ProgressLog) -> Dict:
@@ -99,9 +153,8 @@ def validate(exp: Experiment, workdir: str, iteration: int, log: ProgressLog) ->
     result = evaluate.evaluate_learner(exp, "val", c.val_tasks, shots, queries, lr,
                                        c.eval_inner_steps, c.eval_seed)
     row = {"iteration": iteration, **{k: v["mean"].tolist() for k, v in result.items()}}
-    with open(os.path.join(workdir, "validation.jsonl"), "a") as f:
-        f.write(json.dumps(row) + "\n")
-    post = min(max(c.inner_steps, 1), c.eval_inner_steps)
+    rundir.append_jsonl(os.path.join(workdir, "validation.jsonl"), row)
+    post = _post_step(c)
     log.scalars(iteration, {f"val/{k}_step{s}": v["mean"][s] for k, v in result.items()
                             for s in (0, post)})
     shown = "  ".join(f"{k} {v['mean'][0]:.4g} -> {v['mean'][post]:.4g}" for k, v in result.items())

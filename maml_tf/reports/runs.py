@@ -6,7 +6,8 @@ import os
 import re
 from typing import Dict, List, Optional
 
-from maml_tf.experiment.selection import ModelSelection, read_rows
+from maml_tf.experiment.rundir import read_jsonl
+from maml_tf.experiment.selection import ModelSelection
 from maml_tf.reports.writer import wall_time_hours
 
 EVAL_NAME = re.compile(r"eval_(best_)?test_shots(\d+)_lr[^_]+_iter(\d+)\.json$")
@@ -74,7 +75,7 @@ def paper_row(logdirs: List[str], run: str, shots: int, step: int, target: int) 
     row = {"run": run, "status": "not run yet"}
     if run_dir is None:
         return row
-    history = read_rows(os.path.join(run_dir, "validation.jsonl"))
+    history = read_jsonl(os.path.join(run_dir, "validation.jsonl"))
     config = {}
     if os.path.exists(os.path.join(run_dir, "config.json")):
         with open(os.path.join(run_dir, "config.json")) as f:

@@ -15,6 +15,7 @@ from maml_tf.rl.agent import Agent
 from maml_tf.rl.config import IDENTITY_FIELDS, RLConfig
 from maml_tf.experiment.runinfo import SegmentLog
 from maml_tf.experiment.progress import ProgressLog, trim_history
+from maml_tf.experiment.rundir import append_jsonl, write_atomic
 
 VAL_STREAM, TEST_STREAM = 1, 0  # the validation and test goals come from separate RNG streams
 MILESTONE = 100  # every 100th checkpoint is also copied to archive/, out of the manager's rotation
@@ -31,8 +32,7 @@ def check_same_run(config: RLConfig, workdir: str):
         if diff:
             raise UserError(f"{workdir} holds a run with other settings ({', '.join(diff)}); "
                             "use another --logdir or --run_name")
-    with open(path, "w") as f:
-        f.write(config.to_json())
+    write_atomic(path, config.to_json())
 
 
 def checkpointer(workdir: str, agent: Agent, keep: int = 3) -> Checkpointer:
@@ -77,8 +77,7 @@ def validate(agent: Agent, workdir: str, iteration: int, log: ProgressLog) -> Di
     returns, _ = agent.adaptation_curve(agent.weights(), goals, [c.inner_lr],
                                         np.random.default_rng([c.eval_seed, VAL_STREAM, iteration]))
     row = {"iteration": iteration, "return": returns.mean(axis=0).tolist()}
-    with open(os.path.join(workdir, "validation.jsonl"), "a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_jsonl(os.path.join(workdir, "validation.jsonl"), row)
     log.scalars(iteration, {f"val/return_step{s}": v for s, v in enumerate(row["return"])})
     print(f"[val] iter {iteration}  return {row['return'][0]:.2f} -> {row['return'][1]:.2f} "
           "after 1 step", flush=True)

@@ -1,0 +1,92 @@
+"""The run directory's small files: atomic writes (temporary file + rename), tolerant reads, a writability check."""
+
+import json
+import os
+import sys
+import tempfile
+from typing import List, Optional
+
+from maml_tf.errors import UserError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: mkstemp's files are private (0600), run files should not be
+
+
+def warn(message: str):
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def write_atomic(path: str, text: str):
+    """Writes `text` to `path` through a temporary file and a rename: a reader (or a run killed
+    mid-write) sees the old content or the new one, never a torn file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, obj, **kwargs):
+    write_atomic(path, json.dumps(obj, **kwargs))
+
+
+def read_json(path: str) -> Optional[dict]:
+    """The JSON object in `path`; None (with a warning) if it is missing, empty or damaged."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        warn(f"{path} is unreadable ({err.__class__.__name__}); it will be rewritten")
+        return None
+
+
+def read_jsonl(path: str) -> List[dict]:
+    """The rows of a .jsonl file; a torn last line (a write cut short) is dropped with a warning."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = [line for line in f.read().split("\n") if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if number < len(lines):
+                raise UserError(f"{path} line {number} is not JSON: the file is damaged "
+                                "beyond a torn last line; move it away to continue") from None
+            warn(f"dropped the torn last line of {path}")
+    return rows
+
+
+def write_jsonl(path: str, rows: List[dict]):
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def check_writable(directory: str, flag: str = "--logdir"):
+    """UserError unless `directory` exists as a writable directory or could be created."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise UserError(f"{flag} {directory}: {path} is not a directory")
+    try:  # a real write: permission bits do not bind root, a read-only filesystem does
+        fd, probe = tempfile.mkstemp(prefix=".maml_tf_write_check.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UserError(f"{flag} {directory}: cannot write in {path} ({err.strerror})") from None
+
+
+def append_jsonl(path: str, row: dict):
+    """Adds a row by rewriting the whole (small) file atomically: a kill never leaves half a row."""
+    write_jsonl(path, read_jsonl(path) + [row])

@@ -1,0 +1,135 @@
+"""One writer per run directory: a lock file naming its holder (pid, host), taken over when the holder is dead."""
+
+import json
+import os
+import socket
+import threading
+import time
+from typing import Optional
+
+from maml_tf.errors import UserError
+from maml_tf.experiment.rundir import warn
+
+LOCK_NAME = "lock"
+HEARTBEAT_SECONDS = 30  # the holder touches its lock this often, so that another host...
+STALE_SECONDS = 600  # ...can tell a lock untouched this long from a live run's
+
+
+def _process_start(pid: int) -> Optional[str]:
+    """The kernel's start time of `pid` (tells a reused pid from the holder); None if none runs."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _me() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid()),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+
+
+def _is_dead(holder: dict, age: float) -> bool:
+    """On this host: whether the holder's process is gone (or its pid reused). On another host,
+    where its process cannot be seen (a shared filesystem): whether its heartbeat stopped."""
+    if not holder:  # empty or torn: a holder killed while writing it, or one writing it now
+        return age > 5
+    if holder.get("host") != socket.gethostname():
+        return age > STALE_SECONDS
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return True
+    if os.path.isdir("/proc/self"):
+        return _process_start(pid) != holder.get("start")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+class RunLock:
+    """`with RunLock(workdir):` holds `workdir/lock` (created with O_EXCL, atomic also on NFS)
+    while a run writes there; a second process on the directory gets a UserError naming the
+    holder. Only the chief of a multi_worker run takes it: the other workers write elsewhere."""
+
+    def __init__(self, workdir: str):
+        self.path = os.path.join(workdir, LOCK_NAME)
+        self.mine = _me()
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        for _ in range(3):  # a race with another taker-over: look again
+            if self._create():
+                threading.Thread(target=self._heartbeat, daemon=True).start()
+                return self
+            self._take_over_if_dead()
+        raise UserError(f"cannot take the lock {self.path}: other processes keep taking it")
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._read() == self.mine:  # never remove a lock someone else holds
+            os.unlink(self.path)
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.mine, f)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def _read(self) -> Optional[dict]:
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # torn by a holder killed while writing it: nobody holds it
+
+    def _take_over_if_dead(self):
+        holder = self._read()
+        if holder is None:
+            return
+        try:
+            age = time.time() - os.stat(self.path).st_mtime
+        except FileNotFoundError:
+            return
+        who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+        if not _is_dead(holder, age):
+            raise UserError(f"{os.path.dirname(self.path)} is in use by {who} (since "
+                            f"{holder.get('since', '?')}); wait for it, stop it, or use another "
+                            "--logdir or --run_name")
+        # Rename first, so that of two processes taking over only one removes this lock...
+        grave = f"{self.path}.stale.{os.getpid()}"
+        try:
+            os.rename(self.path, grave)
+        except FileNotFoundError:
+            return
+        with open(grave) as f:
+            taken = f.read()
+        if taken.strip() and _parse(taken) != holder:  # ...and a live lock put back
+            os.rename(grave, self.path)
+            return
+        os.unlink(grave)
+        warn(f"took over {self.path} from {who}, which is no longer running")
+
+    def _heartbeat(self):
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+
+def _parse(text: str) -> dict:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}
