@@ -51,8 +51,11 @@ def _copy_checkpoint(src_dir: str, dst_dir: str) -> Optional[str]:
     for name in files:
         shutil.copy2(os.path.join(src_dir, name), os.path.join(dst_dir, name))
     name = os.path.basename(prefix)
+    # CheckpointManager lists only checkpoints stamped after its last preserved time.
+    stamp = os.path.getmtime(os.path.join(src_dir, name + ".index"))
     with open(os.path.join(dst_dir, "checkpoint"), "w") as f:
-        f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+        f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n'
+                f"all_model_checkpoint_timestamps: {stamp}\nlast_preserved_timestamp: {stamp - 1}\n")
     return name
 
 
