@@ -5,7 +5,7 @@ import os
 from typing import Dict
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import distribute, evaluate
+from maml_tf.experiment import distribute, evaluate, model_file
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import IDENTITY_FIELDS, Config
 from maml_tf.experiment.experiment import Experiment, task_batches
@@ -68,6 +68,8 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool) -> Dict:
             last_val = validate(exp, outdir, iteration, log)
         if iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations:
             ckpt.save(iteration)
+            if chief:  # the same weights as model.keras, for keras.models.load_model / maml_tf.load
+                model_file.save_run_model(exp, outdir, iteration)
             segments.update(iteration)
     return last_val
 
