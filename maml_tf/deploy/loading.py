@@ -9,12 +9,12 @@ import keras
 import tensorflow as tf
 
 from maml_tf import models  # noqa: F401  (registers maml_tf's layers for keras.models.load_model)
-from maml_tf.datasets import miniimagenet_io, omniglot_data, sinusoid
+from maml_tf.datasets import DATASETS, miniimagenet_io, omniglot_data, sinusoid
 from maml_tf.deploy.meta import MetaModel
 from maml_tf.errors import UserError
 from maml_tf.experiment import model_file
 from maml_tf.experiment.checkpoints import Checkpointer
-from maml_tf.experiment.config import Config
+from maml_tf.experiment.config import ALGORITHMS, Config
 from maml_tf.experiment.experiment import build_model
 from maml_tf.inner_opt import AdamMoments, InnerMoments
 
@@ -39,7 +39,11 @@ def config_from_dict(saved: dict, where: str) -> Config:
     if unknown:
         raise UserError(f"{where} is not a maml_tf supervised run's configuration "
                         f"(unknown settings: {', '.join(unknown[:5])})")
-    return Config(**saved).validate()
+    config = Config(**saved)
+    # Not Config.validate(): it checks the training data is present, which a user need not have.
+    if config.dataset not in DATASETS or config.algorithm not in ALGORITHMS:
+        raise UserError(f"{where}: unknown dataset {config.dataset!r} or algorithm {config.algorithm!r}")
+    return config
 
 
 def load(path: str, iteration: Optional[int] = None) -> MetaModel:
