@@ -30,7 +30,7 @@ def main(argv=None):
         from maml_tf.deploy import loading, savedmodel
 
         meta = loading.load(args.run, args.iteration)
-        shots = args.shots or meta.config.eval_shots
+        shots = meta.config.eval_shots if args.shots is None else args.shots
         start = time.perf_counter()
         savedmodel.export(meta, args.out, shots, args.steps, args.inner_lr)
         size = savedmodel.size_on_disk(args.out)

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.deploy import savedmodel
-from maml_tf.deploy.loading import _NetworkSpec
+from maml_tf.deploy.loading import NetworkSpec
 from maml_tf.deploy.meta import MetaModel
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import build_model
@@ -32,7 +32,7 @@ CASES = {
 def measure(name: str, calls: int, folder: str) -> dict:
     settings, queries = CASES[name]
     config = Config(**settings)
-    meta = MetaModel(build_model(config, _NetworkSpec(config)), config)
+    meta = MetaModel(build_model(config, NetworkSpec(config)), config)
     path = savedmodel.export(meta, os.path.join(folder, name), config.shots)
     serve = tf.saved_model.load(path).signatures[savedmodel.SIGNATURE]
     rng = np.random.default_rng(0)

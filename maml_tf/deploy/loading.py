@@ -19,7 +19,7 @@ from maml_tf.experiment.experiment import build_model
 from maml_tf.inner_opt import AdamMoments, InnerMoments
 
 
-class _NetworkSpec:
+class NetworkSpec:
     """What `build_model` reads from a sampler, without loading any data."""
 
     def __init__(self, config: Config):
@@ -72,7 +72,7 @@ def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {path}: {err}") from None
     config = config_from_dict(saved, path)
-    model = build_model(config, _NetworkSpec(config))
+    model = build_model(config, NetworkSpec(config))
     state = {"model": model}
     if config.algorithm == "reptile" and config.inner_optimizer == "adam":
         state["inner_moments"] = InnerMoments(model.trainable_variables)

@@ -15,7 +15,7 @@ import maml_tf
 from maml_tf import classify, export
 from maml_tf.datasets import omniglot_data
 from maml_tf.deploy import images
-from maml_tf.deploy.loading import _NetworkSpec
+from maml_tf.deploy.loading import NetworkSpec
 from maml_tf.experiment import model_file
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
@@ -29,7 +29,7 @@ TOY = dict(dataset="omniglot", ways=4, shots=2, eval_shots=2, num_filters=4, inn
 def toy_run(workdir, **changes):
     """A run directory (config.json + checkpoint) of an untrained toy network: what load reads."""
     config = Config(**{**TOY, **changes})
-    model = build_model(config, _NetworkSpec(config))
+    model = build_model(config, NetworkSpec(config))
     state = {"model": model}
     if config.algorithm == "reptile":  # moments as training leaves them: positive, varied
         state["inner_moments"] = moments = InnerMoments(model.trainable_variables)
