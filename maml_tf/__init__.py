@@ -15,6 +15,8 @@ _API = {
     "maml_meta_grads": "maml_tf.algorithms",
     "reptile_meta_grads": "maml_tf.algorithms",
     "adaptation_curve": "maml_tf.algorithms",
+    "load": "maml_tf.deploy.loading",
+    "MetaModel": "maml_tf.deploy.meta",
 }
 _SUBMODULES = ("algorithms", "models", "metrics", "inner_opt", "types")
 

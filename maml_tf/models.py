@@ -242,3 +242,13 @@ def conv_net(input_shape: Sequence[int], outputs: int, filters: int = 64, max_po
         head_init = keras.initializers.RandomNormal(stddev=1.0, seed=seed + blocks)
     out = keras.layers.Dense(outputs, kernel_initializer=head_init)(x)
     return keras.Model(inputs, out, name="conv_net")
+
+
+@keras.saving.register_keras_serializable(package="maml_tf")
+class BatchStatsNorm(BatchNorm):
+    """BatchNorm that normalises with the statistics of the batch it is given in every mode,
+    `predict` included: the rule a meta-learned model was trained and evaluated with (as the
+    original's), for a plain Keras model holding adapted weights (`maml_tf.load(...).adapt`)."""
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=True, mask=mask)

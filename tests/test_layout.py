@@ -10,7 +10,7 @@ import maml_tf
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(maml_tf.__file__))
 LIBRARY = ("algorithms", "inner_opt", "models", "metrics", "types", "errors")
-APPLICATION = ("experiment", "reports", "bench", "rl", "main", "datasets")
+APPLICATION = ("experiment", "reports", "bench", "rl", "main", "datasets", "deploy", "classify", "export")
 
 
 def package_modules():

@@ -4,10 +4,10 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import distribute, evaluate, rundir, snapshot
+from maml_tf.experiment import distribute, evaluate, model_file, rundir, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config, identity_diff
 from maml_tf.experiment.experiment import Experiment, task_batches
@@ -16,6 +16,8 @@ from maml_tf.experiment.progress import ProgressLog, trim_events, trim_history
 from maml_tf.experiment.runinfo import SegmentLog
 from maml_tf.experiment.runlock import RunLock
 from maml_tf.experiment.selection import ModelSelection
+
+BEST_MODEL_FILE = "best.keras"  # the best-validation model, beside model.keras (the newest)
 
 
 def _check_same_run(config: Config, workdir: str, write: bool = False):
@@ -97,11 +99,12 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool, stop: Inter
             last_val = validate(exp, outdir, iteration, log)
             if selection.offer(last_val) or need_best:
                 ckpt.save_best(iteration)
+                model_file.save_run_model(exp, outdir, iteration, BEST_MODEL_FILE)
                 need_best = False
         early = selection.exhausted(iteration)
         due = iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations
         if due or stop.signum or early:
-            _save(exp, ckpt, segments, iteration, stop)
+            _save(exp, ckpt, segments, iteration, stop, outdir if chief else None)
         if stop.signum:
             raise stop.stop(f"stopped after iteration {iteration}/{config.total_iterations}, saved "
                             f"in {ckpt.directory}; run the same command to resume")
@@ -115,13 +118,17 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool, stop: Inter
     return last_val
 
 
-def _save(exp, ckpt: Checkpointer, segments: SegmentLog, iteration: int, stop: Interrupts):
+def _save(exp, ckpt: Checkpointer, segments: SegmentLog, iteration: int, stop: Interrupts,
+          model_dir: Optional[str]):
+    """A checkpoint, the run's model.keras beside it (`model_dir`: the chief's), the runinfo."""
     if stop.signum and distribute.workers(exp.strategy) > 1 and \
             iteration % exp.config.checkpoint_interval:
         # All workers save together; a signal reaches one of them: it cannot save alone.
         raise stop.stop(f"stopped at iteration {iteration} without saving (multi_worker saves "
                         "only on schedule); run the same commands to resume from the last checkpoint")
     ckpt.save(iteration)
+    if model_dir:  # the same weights for keras.models.load_model / maml_tf.load
+        model_file.save_run_model(exp, model_dir, iteration)
     segments.update(iteration)
 
 

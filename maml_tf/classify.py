@@ -1,0 +1,66 @@
+"""`python -m maml_tf.classify --model PATH --support DIR --query DIR`: adapt a meta-learned model to your labelled images, classify others.
+
+The support folder has one sub-folder per class (its name is the class) holding that class's few
+images; the query folder holds the images to classify. Images of any size and format are prepared
+as the model's training data was (maml_tf/deploy/images.py). Prints, and writes as CSV, each query
+image's predicted class and its probability.
+"""
+
+import argparse
+import csv
+import io
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from maml_tf.errors import UserError  # noqa: E402
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("--model", required=True, help="run directory, or a model.keras maml_tf wrote")
+    parser.add_argument("--support", required=True, help="folder of class folders, each with its few images")
+    parser.add_argument("--query", required=True, help="folder of images to classify")
+    parser.add_argument("--out", default="predictions.csv", help="CSV to write (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=None, help="inner steps (default: the run's)")
+    parser.add_argument("--inner_lr", type=float, default=None, help="inner step size (default: the run's)")
+    return parser.parse_args(argv)
+
+
+def predictions_csv(files, classes, probabilities) -> str:
+    """file,predicted_class,probability; one row per query image."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["file", "predicted_class", "probability"])
+    for name, p in zip(files, probabilities):
+        best = int(p[:len(classes)].argmax())  # only the classes the support set names
+        writer.writerow([name, classes[best], f"{p[best]:.6f}"])
+    return out.getvalue()
+
+
+def main(argv=None):
+    args = parse(argv)
+    try:
+        if args.steps is not None and args.steps < 0 or args.inner_lr is not None and not args.inner_lr > 0:
+            raise UserError("--steps must be >= 0 and --inner_lr positive")
+        from maml_tf.deploy import images, loading
+
+        meta = loading.load(args.model)
+        dataset, resize = meta.config.dataset, meta.config.omniglot_resize
+        if dataset not in images.IMAGE_DATASETS:
+            raise UserError(f"{args.model} is a {dataset} model: it does not classify images")
+        x, y, classes = images.support_folder(args.support, meta.num_classes, dataset, resize)
+        q, files = images.query_folder(args.query, dataset, resize)
+        text = predictions_csv(files, classes, meta.predict(x, y, q, args.steps, args.inner_lr))
+        with open(args.out, "w") as f:
+            f.write(text)
+        print(text, end="")
+        print(f"wrote {args.out}", file=sys.stderr)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

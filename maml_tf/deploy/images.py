@@ -1,0 +1,82 @@
+"""Image files -> the model's input, prepared exactly as its training data; support/query folders -> arrays.
+
+Omniglot (28x28x1): grey levels thresholded to the official PNGs' 1-bit paper/ink, then the
+dataset's own `omniglot_data.resize` (the run's --omniglot_resize) and /255, so ink = 1.
+MiniImageNet (84x84x3): RGB, resized to 84x84 with Lanczos as data/prepare_miniimagenet.py, /255.
+"""
+
+import os
+from typing import List, Tuple
+
+import numpy as np
+from PIL import Image
+
+from maml_tf.datasets import miniimagenet_io, omniglot_data
+from maml_tf.errors import UserError
+
+IMAGE_DATASETS = ("omniglot", "miniimagenet")
+
+
+def prepare(image: Image.Image, dataset: str, omniglot_resize: str = "original") -> np.ndarray:
+    """One decoded image -> float32 [28, 28, 1] (Omniglot) or [84, 84, 3] (MiniImageNet)."""
+    if dataset == "omniglot":
+        paper = np.asarray(image.convert("L")) >= 128  # True = light paper, as the official PNGs
+        return (omniglot_data.resize(paper, omniglot_resize)[..., None] / np.float32(255)).astype(np.float32)
+    if dataset == "miniimagenet":
+        size = miniimagenet_io.IMAGE_SHAPE[:2]
+        rgb = image.convert("RGB")
+        if rgb.size != size:
+            rgb = rgb.resize(size, resample=Image.LANCZOS)
+        return np.divide(np.asarray(rgb), 255.0, dtype=np.float32)
+    raise UserError(f"a {dataset} model does not take images (only {', '.join(IMAGE_DATASETS)} models do)")
+
+
+def read(path: str, dataset: str, omniglot_resize: str = "original") -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return prepare(image, dataset, omniglot_resize)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise UserError(f"cannot read image {path}: {err}") from None
+
+
+def _files(directory: str) -> List[str]:
+    """The visible files of `directory`, sorted."""
+    return sorted(os.path.join(directory, n) for n in os.listdir(directory)
+                  if not n.startswith(".") and os.path.isfile(os.path.join(directory, n)))
+
+
+def _check_dir(directory: str, what: str):
+    if not os.path.isdir(directory):
+        raise UserError(f"{what} folder {directory} does not exist")
+
+
+def support_folder(directory: str, num_classes: int, dataset: str, omniglot_resize: str = "original"
+                   ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """(images, class ids, class names): one sub-folder per class, named after it, ids in name order."""
+    _check_dir(directory, "support")
+    classes = sorted(n for n in os.listdir(directory)
+                     if not n.startswith(".") and os.path.isdir(os.path.join(directory, n)))
+    if not classes:
+        raise UserError(f"support folder {directory} has no class sub-folders (one per class, with its images)")
+    if len(classes) > num_classes:
+        raise UserError(f"support folder {directory} has {len(classes)} classes but the model's head "
+                        f"has {num_classes}: give at most {num_classes} class folders")
+    x, y = [], []
+    for label, name in enumerate(classes):
+        files = _files(os.path.join(directory, name))
+        if not files:
+            raise UserError(f"class folder {os.path.join(directory, name)} has no images")
+        x += [read(f, dataset, omniglot_resize) for f in files]
+        y += [label] * len(files)
+    return np.stack(x), np.asarray(y, np.int32), classes
+
+
+def query_folder(directory: str, dataset: str, omniglot_resize: str = "original"
+                 ) -> Tuple[np.ndarray, List[str]]:
+    """(images, file names) of the images to classify."""
+    _check_dir(directory, "query")
+    files = _files(directory)
+    if not files:
+        raise UserError(f"query folder {directory} has no images")
+    return np.stack([read(f, dataset, omniglot_resize) for f in files]), [os.path.basename(f) for f in files]

@@ -1,0 +1,95 @@
+"""`load(path)`: a MetaModel from a run directory (its checkpoint) or from a .keras file maml_tf wrote."""
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from maml_tf import models  # noqa: F401  (registers maml_tf's layers for keras.models.load_model)
+from maml_tf.datasets import DATASETS, miniimagenet_io, omniglot_data, sinusoid
+from maml_tf.deploy.meta import MetaModel
+from maml_tf.errors import UserError
+from maml_tf.experiment import model_file
+from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.experiment.config import ALGORITHMS, Config
+from maml_tf.experiment.experiment import build_model
+from maml_tf.inner_opt import AdamMoments, InnerMoments
+
+
+class NetworkSpec:
+    """What `build_model` reads from a sampler, without loading any data."""
+
+    def __init__(self, config: Config):
+        if config.dataset == "sinusoid":
+            s = sinusoid.make_sampler(config)
+            self.problem, self.input_shape, self.output_dim = s.problem, s.input_shape, s.output_dim
+        else:
+            size = omniglot_data.SIZE
+            self.input_shape = (size, size, 1) if config.dataset == "omniglot" else miniimagenet_io.IMAGE_SHAPE
+            self.problem, self.output_dim = "classification", config.ways
+
+
+def config_from_dict(saved: dict, where: str) -> Config:
+    """The Config a run saved; UserError if it is not one (another program's, another version's)."""
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise UserError(f"{where} is not a maml_tf supervised run's configuration "
+                        f"(unknown settings: {', '.join(unknown[:5])})")
+    config = Config(**saved)
+    # Not Config.validate(): it checks the training data is present, which a user need not have.
+    if config.dataset not in DATASETS or config.algorithm not in ALGORITHMS:
+        raise UserError(f"{where}: unknown dataset {config.dataset!r} or algorithm {config.algorithm!r}")
+    return config
+
+
+def load(path: str, iteration: Optional[int] = None) -> MetaModel:
+    """A meta-learned model ready to `adapt` / `predict`.
+
+    `path`: a run directory (its newest checkpoint, or that of `iteration`), or a `.keras` file
+    written by maml_tf (a run's `model.keras`). The adaptation settings are the run's own.
+    """
+    path = os.path.expanduser(str(path))
+    if os.path.isdir(path):
+        return _load_run(path, iteration)
+    if os.path.isfile(path) and path.endswith(".keras"):
+        if iteration is not None:
+            raise UserError(f"{path} holds one model; `iteration` is for run directories")
+        return _load_keras(path)
+    raise UserError(f"{path} is neither a run directory nor a .keras file")
+
+
+def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
+    path = os.path.join(workdir, "config.json")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{workdir} is not a run directory (no config.json)") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    config = config_from_dict(saved, path)
+    model = build_model(config, NetworkSpec(config))
+    state = {"model": model}
+    if config.algorithm == "reptile" and config.inner_optimizer == "adam":
+        state["inner_moments"] = InnerMoments(model.trainable_variables)
+    restored = Checkpointer(workdir, state).restore_iteration(iteration)
+    moments = state["inner_moments"].read() if "inner_moments" in state else None
+    return MetaModel(model, config, moments, restored)
+
+
+def _load_keras(path: str) -> MetaModel:
+    extras = model_file.read_extras(path)
+    config = config_from_dict(extras.config, path)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except (ValueError, OSError, TypeError) as err:
+        raise UserError(f"cannot load the Keras model in {path}: {str(err).splitlines()[0]}") from None
+    moments = None
+    if extras.moments is not None:
+        moments = AdamMoments([tf.constant(v) for v in extras.moments],
+                              tf.constant(extras.moments_step, tf.float32))
+    return MetaModel(model, config, moments, extras.iteration)

@@ -1,0 +1,159 @@
+"""`MetaModel`: a meta-learned Keras model that adapts to a few labelled examples of a new task.
+
+Vocabulary, once: a few-shot *task* gives a *support set* (a few labelled examples per class, e.g.
+one image of each of 5 new characters) and a *query set* (the inputs to classify). `adapt` runs
+the run's own inner loop (its step size, number of steps, batch-norm rule; Reptile's inner
+optimizer) on the support set and returns a plain Keras model holding the adapted weights.
+"""
+
+from typing import NamedTuple, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from maml_tf import algorithms, models
+from maml_tf.errors import UserError
+from maml_tf.experiment.config import Config
+from maml_tf.experiment.experiment import loss_for
+from maml_tf.inner_opt import AdamMoments, first_order_step, initial_state, support_batch
+from maml_tf.types import Task
+
+
+class InputError(UserError, ValueError):
+    """Inputs that do not fit the model (shape, labels, classes, non-finite values)."""
+
+
+class AdaptSettings(NamedTuple):
+    """How the run adapts: what maml_tf's own meta-validation of the run does."""
+    inner_lr: float  # step size alpha of each inner step
+    steps: int  # inner steps
+    optimizer: Optional[str]  # None: MAML's SGD steps (norm offsets fixed); "sgd"/"adam": Reptile's
+    batch_size: int  # Reptile: support examples per step, taken in turn (0: all)
+    transductive: bool  # predict the query set in one batch (batch norm shares its statistics)
+
+
+def settings_for(config: Config) -> AdaptSettings:
+    """MAML adapts with its training step size, Reptile with its evaluation one (as `train.validate`)."""
+    reptile = config.algorithm == "reptile"
+    return AdaptSettings(config.eval_inner_lr if reptile else config.inner_lr,
+                         config.eval_inner_steps, config.inner_optimizer if reptile else None,
+                         config.eval_inner_batch_size if reptile else 0, config.transductive)
+
+
+class MetaModel:
+    """A meta-learned model: `adapt(support_x, support_y)` -> keras.Model, or `predict` in one go.
+
+    `support_x` / `query_x`: arrays [examples, *input_shape] (e.g. [5, 28, 28, 1] for 5-way 1-shot
+    Omniglot); `support_y`: integer class ids in [0, num_classes) (regression: targets [examples, outputs]).
+    """
+
+    def __init__(self, model: keras.Model, config: Config, moments: Optional[AdamMoments] = None,
+                 iteration: Optional[int] = None):
+        self.model, self.config, self.iteration = model, config, iteration
+        self.learner = models.Learner(model)
+        self.moments = moments  # Reptile's inner Adam state every task starts from (else None)
+        self.settings = settings_for(config)
+        self.problem = "regression" if config.dataset == "sinusoid" else "classification"
+        self.input_shape = tuple(model.input_shape[1:])
+        self.num_classes = int(model.output_shape[-1])  # the head's width (regression: outputs)
+        self._compiled = {}
+
+    def adapt(self, support_x, support_y, steps: Optional[int] = None,
+              inner_lr: Optional[float] = None) -> keras.Model:
+        """A new Keras model with the weights adapted to the support set (the meta-model is unchanged).
+
+        Its batch-norm layers normalise with the statistics of the batch they are given, as in
+        training: call it on the whole query set at once (`model.predict(q, batch_size=len(q))`).
+        """
+        x, y = self._check_support(support_x, support_y)
+        fast = self._fn("weights", self._shots(y), steps, inner_lr)(x, y)
+        return self._keras_model([w.numpy() for w in fast])
+
+    def predict(self, support_x, support_y, query_x, steps: Optional[int] = None,
+                inner_lr: Optional[float] = None) -> np.ndarray:
+        """Adapts to the support set and returns the query set's class probabilities
+        [queries, num_classes] (regression: outputs), with the run's batch-norm rule."""
+        x, y = self._check_support(support_x, support_y)
+        q = self._check_inputs(query_x, "query_x")
+        return self._fn("predict", self._shots(y), steps, inner_lr)(x, y, q).numpy()
+
+    def graph_function(self, shots: float, steps: Optional[int] = None,
+                       inner_lr: Optional[float] = None):
+        """fn(support_x, support_y, query_x) -> probabilities, the inner loop in TensorFlow ops
+        (what the SavedModel export traces)."""
+        def adapt_and_predict(x, y, q):
+            fast = self.adapted_weights(x, y, shots, steps, inner_lr)
+            out = algorithms.predict(self.learner, fast, Task(x, y, q, None), self.settings.transductive)
+            return tf.nn.softmax(out) if self.problem == "classification" else out
+        return adapt_and_predict
+
+    def adapted_weights(self, x, y, shots: float, steps: Optional[int] = None,
+                        inner_lr: Optional[float] = None):
+        """The trainable weights after the inner loop on (x, y), as tensors (traceable)."""
+        s = self.settings
+        steps = s.steps if steps is None else int(steps)
+        lr = s.inner_lr if inner_lr is None else float(inner_lr)
+        loss_fn = loss_for(self.problem, shots)
+        if s.optimizer is None:
+            return algorithms.adapt(self.learner, loss_fn, self.learner.weights(), x, y, lr, steps,
+                                    first_order=True)
+        state, task = initial_state(self.learner.weights(), self.moments), Task(x, y, None, None)
+        for step in range(steps):  # as algorithms.adaptation_curve evaluates Reptile
+            bx, by = support_batch(task, step, s.batch_size)
+            state, _, _ = first_order_step(self.learner, loss_fn, state, bx, by, lr, s.optimizer)
+        return state.weights
+
+    def _fn(self, kind, shots, steps, inner_lr):
+        """One compiled function per (kind, K, steps, step size); TensorFlow retraces per shape."""
+        key = (kind, shots, steps, inner_lr)
+        if key not in self._compiled:
+            if kind == "weights":
+                fn = lambda x, y: self.adapted_weights(x, y, shots, steps, inner_lr)  # noqa: E731
+            else:
+                fn = self.graph_function(shots, steps, inner_lr)
+            self._compiled[key] = tf.function(fn)
+        return self._compiled[key]
+
+    def _keras_model(self, trainable) -> keras.Model:
+        """A copy of the network (batch norm: `models.BatchStatsNorm`) holding `trainable`."""
+        def clone(layer):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                return models.BatchStatsNorm.from_config(layer.get_config())
+            return layer.__class__.from_config(layer.get_config())
+
+        copy = keras.models.clone_model(self.model, clone_function=clone, recursive=True)
+        for var, value in zip(copy.trainable_variables, trainable):
+            var.assign(value)
+        for var, src in zip(copy.non_trainable_variables, self.model.non_trainable_variables):
+            var.assign(src)
+        return copy
+
+    def _shots(self, y) -> float:
+        """K, support examples per class: the loss is divided by it, as in training."""
+        if self.problem == "regression":
+            return float(len(y))
+        return len(y) / len(np.unique(y))
+
+    def _check_inputs(self, x, name):
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape or not len(x):
+            raise InputError(f"{name} has shape {x.shape}; the model takes [examples, "
+                             f"{', '.join(map(str, self.input_shape))}] (at least one example)")
+        if not np.all(np.isfinite(x)):
+            raise InputError(f"{name} has NaN or infinite values")
+        return x
+
+    def _check_support(self, support_x, support_y):
+        x = self._check_inputs(support_x, "support_x")
+        if self.problem == "regression":
+            y = np.asarray(support_y, dtype=np.float32).reshape(len(x), -1)
+            return x, y
+        y = np.asarray(support_y)
+        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+            raise InputError(f"support_y must be {len(x)} integer class ids (one per support "
+                             f"example, not one-hot), got {y.dtype} {y.shape}")
+        if y.min() < 0 or y.max() >= self.num_classes:
+            raise InputError(f"support_y has class ids {y.min()}..{y.max()} but the model's head "
+                             f"has {self.num_classes} classes (ids 0..{self.num_classes - 1})")
+        return x, y.astype(np.int32)

@@ -1,0 +1,51 @@
+"""A MetaModel as a TensorFlow SavedModel whose serving signature adapts and predicts in one graph.
+
+`adapt_and_predict(support_x, support_y, query_x) -> {"probabilities": [queries, classes]}` runs
+the inner loop inside the exported graph, so the SavedModel needs neither maml_tf nor Keras:
+`tf.saved_model.load(dir).signatures["adapt_and_predict"]`, or TensorFlow Serving as it is.
+The support set has a fixed size, ways x shots (the loss divides by K as in training).
+"""
+
+import os
+
+import tensorflow as tf
+
+from maml_tf.deploy.meta import MetaModel
+from maml_tf.errors import UserError
+
+SIGNATURE = "adapt_and_predict"
+
+
+class _Exported(tf.Module):
+    """The network's variables, the inner Adam moments and the traced signature."""
+
+    def __init__(self, meta: MetaModel, shots: int, steps, inner_lr):
+        super().__init__(name="maml_tf_model")
+        self.variables_ = [v.value for v in meta.model.variables]  # the tf.Variables Keras wraps
+        fn = meta.graph_function(float(shots), steps, inner_lr)
+        n_support = meta.num_classes * shots
+        label = (tf.TensorSpec([n_support], tf.int32, "support_y") if meta.problem == "classification"
+                 else tf.TensorSpec([n_support, meta.num_classes], tf.float32, "support_y"))
+        spec = [tf.TensorSpec([n_support, *meta.input_shape], tf.float32, "support_x"), label,
+                tf.TensorSpec([None, *meta.input_shape], tf.float32, "query_x")]
+        key = "probabilities" if meta.problem == "classification" else "outputs"
+        self.adapt_and_predict = tf.function(
+            lambda support_x, support_y, query_x: {key: fn(support_x, support_y, query_x)},
+            input_signature=spec)
+
+
+def export(meta: MetaModel, directory: str, shots: int, steps=None, inner_lr=None) -> str:
+    """Writes the SavedModel of `meta` for ways x `shots` support examples into `directory`."""
+    if shots <= 0:
+        raise UserError(f"shots must be positive, got {shots}")
+    if os.path.exists(directory) and os.listdir(directory):
+        raise UserError(f"{directory} exists and is not empty: give a new directory")
+    module = _Exported(meta, shots, steps, inner_lr)
+    tf.saved_model.save(module, directory, signatures={SIGNATURE: module.adapt_and_predict})
+    return directory
+
+
+def size_on_disk(directory: str) -> int:
+    """Bytes of every file under `directory`."""
+    return sum(os.path.getsize(os.path.join(folder, name))
+               for folder, _, names in os.walk(directory) for name in names)

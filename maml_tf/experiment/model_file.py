@@ -1,0 +1,77 @@
+"""A run's meta-learned model as one Keras `.keras` file that also carries how the run adapts it.
+
+The file is what `model.save` writes (`keras.models.load_model` reads it back as the network,
+once `maml_tf.models` is imported for its layers), plus two entries Keras ignores: the run's
+configuration and iteration (`maml_tf/run.json`) and, for Reptile with an inner Adam, the Adam
+moments every task starts from (`maml_tf/inner_moments.npz`). `maml_tf.load` reads all three.
+"""
+
+import io
+import json
+import os
+import zipfile
+from typing import Dict, List, NamedTuple, Optional
+
+import numpy as np
+
+from maml_tf.errors import UserError
+
+MODEL_FILE = "model.keras"  # in a run directory: the model of its newest checkpoint
+FORMAT = 1
+_RUN, _MOMENTS = "maml_tf/run.json", "maml_tf/inner_moments.npz"
+
+
+class Extras(NamedTuple):
+    """What a .keras file of maml_tf holds beside the network."""
+    config: Dict  # the run's Config as a dict (config.json)
+    iteration: int
+    moments: Optional[List[np.ndarray]]  # inner Adam second moments, one per trainable weight
+    moments_step: float  # Adam steps those moments have seen
+
+
+def save(path: str, model, config_json: str, iteration: int, moments=None):
+    """Writes `model` with the run's configuration (and inner Adam moments) to `path` atomically:
+    a reader never sees half a file, and a crash leaves the previous one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.partial.keras")
+    model.save(tmp)
+    with zipfile.ZipFile(tmp, "a") as archive:
+        run = {"format": FORMAT, "iteration": int(iteration), "config": json.loads(config_json)}
+        if moments is not None:
+            buffer = io.BytesIO()
+            np.savez(buffer, step=np.asarray(moments.step),
+                     **{f"v{i}": np.asarray(v) for i, v in enumerate(moments.v)})
+            archive.writestr(_MOMENTS, buffer.getvalue())
+            run["inner_moments"] = True
+        archive.writestr(_RUN, json.dumps(run, indent=1))
+    os.replace(tmp, path)
+
+
+def save_run_model(exp, outdir: str, iteration: int, name: str = MODEL_FILE) -> str:
+    """The training loop's hook: the current meta-parameters as `outdir/model.keras` (the
+    best-validation model as `best.keras`)."""
+    path = os.path.join(outdir, name)
+    save(path, exp.model, exp.config.to_json(), iteration, exp.moments())
+    return path
+
+
+def read_extras(path: str) -> Extras:
+    """The run's configuration, iteration and inner moments stored in a .keras file of maml_tf."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if _RUN not in names:
+                raise UserError(f"{path} is a Keras model without maml_tf's adaptation settings; "
+                                "give a run directory or a model.keras that maml_tf wrote")
+            run = json.loads(archive.read(_RUN))
+            moments, step = None, 0.0
+            if run.get("inner_moments"):
+                with np.load(io.BytesIO(archive.read(_MOMENTS))) as npz:
+                    count = len([k for k in npz.files if k.startswith("v")])
+                    moments = [npz[f"v{i}"] for i in range(count)]
+                    step = float(npz["step"])
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    if run.get("format") != FORMAT:
+        raise UserError(f"{path} has model file format {run.get('format')}, this maml_tf reads {FORMAT}")
+    return Extras(run["config"], int(run["iteration"]), moments, step)

@@ -1,0 +1,47 @@
+"""`python -m maml_tf.export --run DIR --out DIR`: a run's meta-learned model as a TensorFlow SavedModel that adapts and predicts."""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from maml_tf.errors import UserError  # noqa: E402
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("--run", required=True, help="run directory, or a model.keras maml_tf wrote")
+    parser.add_argument("--out", required=True, help="new directory for the SavedModel")
+    parser.add_argument("--shots", type=int, default=None,
+                        help="support examples per class the signature takes (default: the run's evaluation K)")
+    parser.add_argument("--steps", type=int, default=None, help="inner steps (default: the run's)")
+    parser.add_argument("--inner_lr", type=float, default=None, help="inner step size (default: the run's)")
+    parser.add_argument("--iteration", type=int, default=None, help="checkpoint of a run directory (default: newest)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
+    try:
+        if args.steps is not None and args.steps < 0 or args.inner_lr is not None and not args.inner_lr > 0:
+            raise UserError("--steps must be >= 0 and --inner_lr positive")
+        from maml_tf.deploy import loading, savedmodel
+
+        meta = loading.load(args.run, args.iteration)
+        shots = meta.config.eval_shots if args.shots is None else args.shots
+        start = time.perf_counter()
+        savedmodel.export(meta, args.out, shots, args.steps, args.inner_lr)
+        size = savedmodel.size_on_disk(args.out)
+        print(f"wrote {args.out}: signature {savedmodel.SIGNATURE}(support_x "
+              f"[{meta.num_classes * shots}, {', '.join(map(str, meta.input_shape))}], support_y, query_x) "
+              f"for {meta.num_classes}-way {shots}-shot, {size / 1e6:.2f} MB, "
+              f"{time.perf_counter() - start:.1f} s")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
