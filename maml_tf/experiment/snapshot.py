@@ -8,6 +8,7 @@ Training and evaluation (`Config.run_store`) copy it into a run directory that h
 """
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -59,6 +60,18 @@ def _copy_checkpoint(src_dir: str, dst_dir: str) -> Optional[str]:
     return name
 
 
+def _finished(workdir: str) -> bool:
+    """True once the run reached its iteration target (runinfo.json against config.json)."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            config = json.load(f)
+        with open(os.path.join(workdir, "runinfo.json")) as f:
+            done = json.load(f).get("iterations", 0)
+    except (OSError, ValueError):
+        return False
+    return done >= config.get("pretrain_iterations", 0) + config.get("metatrain_iterations", 0)
+
+
 def save(workdir: str, store: str) -> str:
     """Replaces `store`'s copy of the run with its current state; returns the copy's path."""
     ckpt_dir = os.path.join(workdir, "checkpoints")
@@ -68,9 +81,13 @@ def save(workdir: str, store: str) -> str:
     tmp, old = dest + ".tmp", dest + ".old"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
+    finished = _finished(workdir)
     for name in sorted(os.listdir(workdir)):
         path = os.path.join(workdir, name)
-        keep = name in SMALL_FILES or name.startswith(EVAL_PREFIX) or name.endswith(MODEL_SUFFIX)
+        # A finished run's .keras files are its shipped models; before that the checkpoint holds
+        # the same weights, and the repository grows by less per stop without them.
+        keep = name in SMALL_FILES or name.startswith(EVAL_PREFIX) or \
+            (finished and name.endswith(MODEL_SUFFIX))
         if keep and os.path.isfile(path):
             shutil.copy2(path, os.path.join(tmp, name))
     _copy_checkpoint(ckpt_dir, os.path.join(tmp, "checkpoints"))
