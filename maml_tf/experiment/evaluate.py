@@ -37,11 +37,13 @@ def evaluate_learner(exp, split: str, num_tasks: int, shots: int, queries: int, 
     return {k: mean_and_ci95(np.concatenate([p[k] for p in parts])) for k in parts[0]}
 
 
-def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None) -> Dict:
+def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
+                        model=None) -> Dict:
     """Restores a checkpoint (newest by default), evaluates `config.eval_tasks` tasks of
-    `config.eval_split` with the evaluation K / step size / steps, and writes CSV + JSON."""
+    `config.eval_split` with the evaluation K / step size / steps, and writes CSV + JSON.
+    `model`: the user's Keras model the run was trained with (None: the paper's network)."""
     config.validate()
-    exp = Experiment(config.replace(strategy="default"))  # evaluation is not distributed
+    exp = Experiment(config.replace(strategy="default"), model=model)  # not distributed
     restored = Checkpointer(workdir, exp.state()).restore_iteration(iteration)
     stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
                              config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,

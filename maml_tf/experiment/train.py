@@ -2,7 +2,9 @@
 
 import json
 import os
-from typing import Dict
+from typing import Dict, Optional
+
+import keras
 
 from maml_tf.errors import UserError
 from maml_tf.experiment import distribute, evaluate
@@ -27,15 +29,20 @@ def _check_same_run(config: Config, workdir: str):
         f.write(config.to_json())
 
 
-def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dict:
+def train_and_evaluate(config: Config, workdir: str, resume: bool = True,
+                       model: Optional[keras.Model] = None) -> Dict:
     """Trains (pretraining, then meta-training) to `config.total_iterations`, resuming by default.
+
+    `model`: a user's own built Keras model to meta-learn instead of the paper's network for
+    `config` (its inputs and outputs must fit the data set; the config's network fields are
+    then ignored, and config.json cannot tell two such models apart).
 
     Writes config.json, TensorBoard events, checkpoints and validation.jsonl into `workdir`;
     returns the last meta-validation result (or {} if none ran). Under multi_worker only the
     chief writes there and validates; the other workers restore from `workdir` (TF's rule).
     """
     config.validate()
-    exp = Experiment(config)  # loads the data first: a run that cannot start leaves no directory
+    exp = Experiment(config, model=model)  # loads the data first: a run that cannot start leaves no directory
     with distribute.write_dir(exp.strategy, workdir) as outdir:
         return _train(exp, workdir, outdir, resume)
 
