@@ -14,6 +14,10 @@ from maml_tf.types import Task
 
 Weights = List[tf.Tensor]
 
+# Written by hand, not keras.optimizers.Adam(beta_1=0).stateless_apply: Keras 3.15's TensorFlow
+# backend refuses it ("stateless_apply is not supported with the TensorFlow backend (as it is
+# incompatible with tf.distribute)", tried inside the meta-step's tf.map_fn), and the carried
+# moments need the state as tensors anyway. Keras' Adam update is the same formula.
 # Inner Adam as the Reptile paper (beta1 = 0) with TF1's AdamOptimizer constants. With beta1 = 0
 # the first moment is the current gradient, so only the second moment has a memory to keep.
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.0, 0.999, 1e-8
