@@ -1,16 +1,25 @@
 """Pure functions over lists of weight tensors: adapt, the MAML and Reptile meta-gradients, evaluation.
 
-Every algorithm returns a meta-gradient (one tensor per trainable variable, averaged over the
-tasks of the meta-batch) that a single outer optimizer applies, so the training loop never
-branches on the algorithm. Nothing here reads flags or touches a Keras variable.
+Every algorithm returns a `MetaResult`: a meta-gradient (one tensor per trainable variable,
+averaged over the tasks of the meta-batch) that a single outer optimizer applies, its metrics,
+the model's non-trainable state for after the step and the algorithm's own carried state, so
+the training loop never branches on the algorithm. Losses and metrics are called as Keras'
+are, fn(y_true, y_pred). Nothing here reads flags or touches a Keras variable.
+
+Non-trainable state (batch-norm moving statistics, dropout's seed state) is threaded through
+every call of a task's inner loop: each task starts from the model's state with its own seed
+stream (`Learner.task_state`), and after the meta-step the model keeps the tasks' mean final
+moving statistics and seed states advanced by one (`Learner.next_state`).
 """
 
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
-from maml_tf.inner_opt import AdamMoments, first_order_step, initial_state, support_batch
+from maml_tf.inner_opt import (AdamMoments, carried, first_order_step, initial_state,
+                               moment_increments, support_batch)
+from maml_tf.metrics import get_loss
 from maml_tf.models import Learner
 from maml_tf.types import Task
 
@@ -18,19 +27,29 @@ Weights = List[tf.Tensor]
 MetricFns = Dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
 
 
+class MetaResult(NamedTuple):
+    """What every algorithm's meta-step returns."""
+    grads: Weights                  # meta-gradient, one per trainable variable (mean over tasks)
+    metrics: Dict[str, tf.Tensor]   # scalars, means over tasks
+    state: Weights                  # the model's non-trainable state for after the step
+    carry: Weights                  # the algorithm's carried state (Reptile + Adam: v..., step); else []
+
+
 def inner_step(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: float,
-               first_order: bool = False, mask: Optional[Sequence[bool]] = None):
-    """One SGD step on (x, y): returns (new weights, loss before the step, outputs before it).
+               first_order: bool = False, mask: Optional[Sequence[bool]] = None, state=None):
+    """One SGD step on (x, y): returns (new weights, loss before the step, outputs before it,
+    the model state after the forward pass; `state` None: the model's, updates dropped).
 
     The gradient is taken with a fresh tape; when an outer tape is recording, it records
     this gradient computation too, which is what makes the meta-gradient second order.
     """
     mask = learner.inner_mask if mask is None else mask
+    state = learner.state() if state is None else state
     adapted = [w for w, m in zip(weights, mask) if m]
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(adapted)
-        outputs = learner(weights, x)
-        loss = loss_fn(outputs, y)
+        outputs, state = learner.apply(weights, state, x)
+        loss = loss_fn(y, outputs)
     grads = iter(tape.gradient(loss, adapted, unconnected_gradients=tf.UnconnectedGradients.ZERO))
     new = []
     for w, m in zip(weights, mask):
@@ -40,23 +59,35 @@ def inner_step(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: floa
         g = next(grads)
         # First-order MAML: the inner gradient is a constant, so d(theta')/d(theta) = I.
         new.append(w - inner_lr * (tf.stop_gradient(g) if first_order else g))
-    return new, loss, outputs
+    return new, loss, outputs, state
 
 
 def adapt(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: float, steps: int,
           first_order: bool = False, mask: Optional[Sequence[bool]] = None) -> Weights:
-    """`steps` inner SGD steps of size `inner_lr` on (x, y), from `weights`; returns the fast weights."""
-    fast = list(weights)
+    """`steps` inner SGD steps of size `inner_lr` on (x, y), from `weights`; returns the fast
+    weights. The model's state is threaded through the steps (each draws its own dropout mask)."""
+    fast, state, loss_fn = list(weights), learner.state(), get_loss(loss_fn)
     for _ in range(steps):
-        fast, _, _ = inner_step(learner, loss_fn, fast, x, y, inner_lr, first_order, mask)
+        fast, _, _, state = inner_step(learner, loss_fn, fast, x, y, inner_lr, first_order, mask,
+                                       state)
     return fast
 
 
 def _task_metrics(prefix, loss, outputs, y, metric_fns: MetricFns) -> Dict[str, tf.Tensor]:
     out = {f"{prefix}_loss": loss}
     for name, fn in metric_fns.items():
-        out[f"{prefix}_{name}"] = fn(outputs, y)
+        out[f"{prefix}_{name}"] = fn(y, outputs)
     return out
+
+
+def _indexed(tasks: Task):
+    """(tasks, their indices 0..n-1): map_fn's elements, so each task can fold in its index."""
+    return tasks, tf.range(tf.shape(tasks.support_x)[0])
+
+
+def _split_state(learner: Learner, start: Weights, mean_out: Weights, n: int):
+    """The mean per-task outputs [:n] (meta-gradient) and the model's next state from the rest."""
+    return mean_out[:n], learner.next_state(start, mean_out[n:])
 
 
 def map_tasks(fn, tasks: Task, weights: Weights, metric_names: Sequence[str]):
@@ -77,9 +108,13 @@ def _mean_over_tasks(per_task_grads, per_task_metrics):
     return grads, {k: tf.reduce_mean(v) for k, v in per_task_metrics.items()}
 
 
+def _metric_names(metric_fns: MetricFns) -> List[str]:
+    return [f"{p}_{m}" for p in ("pre", "post") for m in ["loss", *metric_fns]]
+
+
 def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
                     inner_steps: int, first_order: bool = False,
-                    metric_fns: Optional[MetricFns] = None) -> Tuple[Weights, Dict[str, tf.Tensor]]:
+                    metric_fns: Optional[MetricFns] = None) -> MetaResult:
     """∇θ of the mean over tasks of the query loss after `inner_steps` steps on the support set.
 
     Exact second order (nested tapes) unless `first_order`. With `inner_steps=0` it is the
@@ -87,79 +122,98 @@ def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, in
     Metrics: `pre_*` on the support set before adaptation (as the original logs them; the
     query set when there is no inner step) and `post_*` on the query set after it.
     """
-    metric_fns = metric_fns or {}
+    metric_fns, loss_fn, start = metric_fns or {}, get_loss(loss_fn), learner.state()
 
-    def per_task(task: Task):
+    def per_task(args):
+        task, index = args
         theta = [tf.identity(w) for w in weights]  # this task's own copy, for its tape
+        state = learner.task_state(start, index)
         with tf.GradientTape(watch_accessed_variables=False) as outer:
             outer.watch(theta)
             fast, pre = list(theta), None
             for _ in range(inner_steps):
-                fast, loss, outputs = inner_step(learner, loss_fn, fast, task.support_x,
-                                                 task.support_y, inner_lr, first_order)
+                fast, loss, outputs, state = inner_step(learner, loss_fn, fast, task.support_x,
+                                                        task.support_y, inner_lr, first_order,
+                                                        state=state)
                 pre = pre or _task_metrics("pre", loss, outputs, task.support_y, metric_fns)
-            outputs = learner(fast, task.query_x)
-            query_loss = loss_fn(outputs, task.query_y)
+            outputs, state = learner.apply(fast, state, task.query_x)
+            query_loss = loss_fn(task.query_y, outputs)
         grads = outer.gradient(query_loss, theta,
                                unconnected_gradients=tf.UnconnectedGradients.ZERO)
         post = _task_metrics("post", query_loss, outputs, task.query_y, metric_fns)
-        return grads, {**(pre or _task_metrics("pre", query_loss, outputs, task.query_y,
-                                               metric_fns)), **post}
+        return grads + learner.averaged(state), {
+            **(pre or _task_metrics("pre", query_loss, outputs, task.query_y, metric_fns)), **post}
 
-    names = [f"{p}_{m}" for p in ("pre", "post") for m in ["loss", *metric_fns]]
-    return _mean_over_tasks(*map_tasks(per_task, tasks, weights, names))
+    shapes = list(weights) + learner.averaged(start)
+    out, mean_metrics = _mean_over_tasks(*map_tasks(per_task, _indexed(tasks), shapes,
+                                                    _metric_names(metric_fns)))
+    grads, state = _split_state(learner, start, out, len(weights))
+    return MetaResult(grads, mean_metrics, state, [])
 
 
 def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
                        inner_steps: int, metric_fns: Optional[MetricFns] = None,
                        optimizer: str = "sgd", batch_size: int = 0,
-                       moments: Optional[AdamMoments] = None):
+                       moments: Optional[AdamMoments] = None,
+                       num_tasks: Optional[int] = None) -> MetaResult:
     """θ − mean over tasks of W, where W is θ after `inner_steps` steps of `optimizer` on the support set.
 
     Applied by SGD with learning rate ε this is Reptile's θ ← θ + ε·(mean W − θ). All trainable
     weights adapt (Reptile has no outer-only parameters). Every task's Adam starts from `moments`
-    (fresh if None). Returns (meta-gradient, metrics, the tasks' mean final Adam second moments,
-    None without `moments`). Metrics: `pre_*` on the first inner batch before the first step, `post_*`
-    on the query set with W.
+    (fresh if None); `carry` is then the moments after the meta-batch (`inner_opt.carried`, as if
+    its `num_tasks` tasks, default this call's, had run one after another): v..., step.
+    Metrics: `pre_*` on the first inner batch before the first step, `post_*` on the query set with W.
     """
-    metric_fns = metric_fns or {}
-    carry = moments is not None
+    metric_fns, loss_fn, start = metric_fns or {}, get_loss(loss_fn), learner.state()
+    keep_v = moments is not None
 
-    def per_task(task: Task):
+    def per_task(args):
+        task, index = args
         end, pre = reptile_adapt(learner, loss_fn, weights, task, inner_lr, inner_steps,
-                                 optimizer, batch_size, metric_fns, moments)
-        outputs = learner(end.weights, task.query_x)
-        post = _task_metrics("post", loss_fn(outputs, task.query_y), outputs, task.query_y,
+                                 optimizer, batch_size, metric_fns, moments,
+                                 state=learner.task_state(start, index))
+        outputs, state = learner.apply(end.weights, end.model_state, task.query_x)
+        post = _task_metrics("post", loss_fn(task.query_y, outputs), outputs, task.query_y,
                              metric_fns)
         out = [w - f for w, f in zip(weights, end.weights)]
-        if carry:
-            out += end.v
-        return out, {**pre, **post}
+        return out + (end.v if keep_v else []) + learner.averaged(state), {**pre, **post}
 
-    names = [f"{p}_{m}" for p in ("pre", "post") for m in ["loss", *metric_fns]]
-    shapes = list(weights) * (2 if carry else 1)
-    grads, mean_metrics = _mean_over_tasks(*map_tasks(per_task, tasks, shapes, names))
-    n = len(weights)
-    return grads[:n], mean_metrics, (grads[n:] if carry else None)
+    n = len(weights) * (2 if keep_v else 1)
+    shapes = list(weights) * (2 if keep_v else 1) + learner.averaged(start)
+    out, mean_metrics = _mean_over_tasks(*map_tasks(per_task, _indexed(tasks), shapes,
+                                                    _metric_names(metric_fns)))
+    mean, state = _split_state(learner, start, out, n)
+    carry = []
+    if keep_v:
+        count = num_tasks or tasks.support_x.shape[0]
+        if count is None:
+            raise ValueError("pass num_tasks: the meta-batch size is not known statically")
+        new = carried(moments, moment_increments(moments, mean[len(weights):], inner_steps),
+                      inner_steps, count)
+        carry = [*new.v, new.step]
+    return MetaResult(mean[:len(weights)], mean_metrics, state, carry)
 
 
 def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner_lr: float,
                   steps: int, optimizer: str = "sgd", batch_size: int = 0,
-                  metric_fns: Optional[MetricFns] = None, moments: Optional[AdamMoments] = None):
-    """First-order adaptation of every weight with SGD or Adam (starting from `moments`).
+                  metric_fns: Optional[MetricFns] = None, moments: Optional[AdamMoments] = None,
+                  state=None):
+    """First-order adaptation of every weight with SGD or Adam (starting from `moments`), the
+    model state (`state`, default the model's) threaded through the steps.
 
     Returns (the final InnerState: W is its `weights`, metrics on the first inner batch before
     the first step).
     """
-    metric_fns = metric_fns or {}
-    state, pre = initial_state(weights, moments), None
+    metric_fns, loss_fn = metric_fns or {}, get_loss(loss_fn)
+    state = initial_state(weights, moments, learner.state() if state is None else state)
+    pre = None
     for step in range(steps):
         x, y = support_batch(task, step, batch_size)
         state, loss, outputs = first_order_step(learner, loss_fn, state, x, y, inner_lr, optimizer)
         pre = pre or _task_metrics("pre", loss, outputs, y, metric_fns)
     if pre is None:
-        outputs = learner(state.weights, task.support_x)
-        pre = _task_metrics("pre", loss_fn(outputs, task.support_y), outputs, task.support_y,
+        outputs, _ = learner.apply(state.weights, state.model_state, task.support_x)
+        pre = _task_metrics("pre", loss_fn(task.support_y, outputs), outputs, task.support_y,
                             metric_fns)
     return state, pre
 
@@ -170,14 +224,17 @@ def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner
 VECTORIZED_NONTRANSDUCTIVE = True
 
 
-def predict(learner: Learner, weights: Weights, task: Task, transductive: bool = True):
+def predict(learner: Learner, weights: Weights, task: Task, transductive: bool = True,
+            state=None):
     """Query predictions: all query examples in one batch (transductive: batch norm shares their
-    statistics, as MAML), or each in a batch with the support set only (its last row)."""
+    statistics, as MAML), or each in a batch with the support set only (its last row).
+    `state`: the model state to predict with (default the model's); its updates are dropped."""
+    state = learner.state() if state is None else state
     if transductive:
-        return learner(weights, task.query_x)
+        return learner.apply(weights, state, task.query_x)[0]
 
     def one(x):
-        return learner(weights, tf.concat([task.support_x, x[None]], axis=0))[-1]
+        return learner.apply(weights, state, tf.concat([task.support_x, x[None]], axis=0))[0][-1]
 
     if VECTORIZED_NONTRANSDUCTIVE:
         return tf.vectorized_map(one, task.query_x, fallback_to_while_loop=True, warn=False)
@@ -199,35 +256,37 @@ def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, i
 
     `optimizer` None: MAML's SGD steps on the whole support set (norm offsets fixed); "sgd" or
     "adam": Reptile's steps of every weight on support batches of `batch_size` (0: all), Adam
-    starting from `moments` (read only: every task starts from the same).
+    starting from `moments` (read only: every task starts from the same). The model state is
+    threaded through each task's steps (task i: seed stream i) and never written back.
     Returns {name: [meta_batch, len(record_steps) or steps + 1]}; used by evaluation, so no
     meta-gradient is built.
     """
-    metric_fns = metric_fns or {}
+    metric_fns, loss_fn, start = metric_fns or {}, get_loss(loss_fn), learner.state()
     names = ["loss", *metric_fns]
     record = list(range(steps + 1)) if record_steps is None else [int(s) for s in record_steps]
     if not record or min(record) < 0 or max(record) > steps:
         raise ValueError(f"record_steps must lie in 0..{steps}, got {record_steps}")
     last = max(record)
 
-    def per_task(task: Task):
-        state = initial_state(weights, moments)
+    def per_task(args):
+        task, index = args
+        state = initial_state(weights, moments, learner.task_state(start, index))
         at = {}
         for step in range(last + 1):
             if step in record:
-                outputs = predict(learner, state.weights, task, transductive)
-                at[step] = {"loss": loss_fn(outputs, task.query_y),
-                            **{name: fn(outputs, task.query_y) for name, fn in metric_fns.items()}}
+                outputs = predict(learner, state.weights, task, transductive, state.model_state)
+                at[step] = {"loss": loss_fn(task.query_y, outputs),
+                            **{name: fn(task.query_y, outputs) for name, fn in metric_fns.items()}}
             if step == last:
                 break
             if optimizer is None:
-                fast, _, _ = inner_step(learner, loss_fn, state.weights, task.support_x,
-                                        task.support_y, inner_lr, first_order=True)
-                state = state._replace(weights=fast)
+                fast, _, _, ms = inner_step(learner, loss_fn, state.weights, task.support_x,
+                                            task.support_y, inner_lr, True, state=state.model_state)
+                state = state._replace(weights=fast, model_state=ms)
             else:
                 x, y = support_batch(task, step, batch_size)
                 state, _, _ = first_order_step(learner, loss_fn, state, x, y, inner_lr, optimizer)
         return {name: tf.stack([at[step][name] for step in record]) for name in names}
 
     signature = {name: tf.TensorSpec((len(record),), weights[0].dtype) for name in names}
-    return tf.map_fn(per_task, tasks, fn_output_signature=signature)
+    return tf.map_fn(per_task, _indexed(tasks), fn_output_signature=signature)

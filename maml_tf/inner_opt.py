@@ -14,6 +14,10 @@ from maml_tf.types import Task
 
 Weights = List[tf.Tensor]
 
+# Written by hand, not keras.optimizers.Adam(beta_1=0).stateless_apply: Keras 3.15's TensorFlow
+# backend refuses it ("stateless_apply is not supported with the TensorFlow backend (as it is
+# incompatible with tf.distribute)", tried inside the meta-step's tf.map_fn), and the carried
+# moments need the state as tensors anyway. Keras' Adam update is the same formula.
 # Inner Adam as the Reptile paper (beta1 = 0) with TF1's AdamOptimizer constants. With beta1 = 0
 # the first moment is the current gradient, so only the second moment has a memory to keep.
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.0, 0.999, 1e-8
@@ -31,6 +35,7 @@ class InnerState(NamedTuple):
     m: Weights
     v: Weights
     step: tf.Tensor  # Adam steps taken so far (Python int or scalar tensor)
+    model_state: Optional[Weights] = None  # the model's non-trainable state (None: the model's own)
 
 
 def support_batch(task: Task, step: int, batch_size: int):
@@ -43,12 +48,14 @@ def support_batch(task: Task, step: int, batch_size: int):
     return tf.gather(task.support_x, idx), tf.gather(task.support_y, idx)
 
 
-def initial_state(weights: Weights, moments: Optional[AdamMoments] = None) -> InnerState:
-    """A task's starting state: its weights, and Adam's carried moments (zero if none)."""
+def initial_state(weights: Weights, moments: Optional[AdamMoments] = None,
+                  model_state: Optional[Weights] = None) -> InnerState:
+    """A task's starting state: its weights, Adam's carried moments (zero if none) and the
+    model's non-trainable state."""
     zeros = [tf.zeros_like(w) for w in weights]
     if moments is None:
-        return InnerState(list(weights), zeros, list(zeros), 0)
-    return InnerState(list(weights), zeros, list(moments.v), moments.step)
+        return InnerState(list(weights), zeros, list(zeros), 0, model_state)
+    return InnerState(list(weights), zeros, list(moments.v), moments.step, model_state)
 
 
 def first_order_step(learner, loss_fn, state: InnerState, x, y, lr: float, optimizer: str = "sgd"):
@@ -58,10 +65,11 @@ def first_order_step(learner, loss_fn, state: InnerState, x, y, lr: float, optim
     """
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"unknown inner optimizer {optimizer!r}")
+    model_state = learner.state() if state.model_state is None else state.model_state
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(state.weights)
-        outputs = learner(state.weights, x)
-        loss = loss_fn(outputs, y)
+        outputs, model_state = learner.apply(state.weights, model_state, x)
+        loss = loss_fn(y, outputs)
     grads = [tf.stop_gradient(g) for g in tape.gradient(
         loss, state.weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
     m, v, t = state.m, state.v, state.step + 1
@@ -72,7 +80,7 @@ def first_order_step(learner, loss_fn, state: InnerState, x, y, lr: float, optim
         new = [w - lr_t * a / (tf.sqrt(b) + ADAM_EPSILON) for w, a, b in zip(state.weights, m, v)]
     else:
         new = [w - lr * g for w, g in zip(state.weights, grads)]
-    return InnerState(new, m, v, t), loss, outputs
+    return InnerState(new, m, v, t, model_state), loss, outputs
 
 
 def moment_increments(start: AdamMoments, end_v: Sequence[tf.Tensor], steps: int) -> Weights:
@@ -104,7 +112,7 @@ class InnerMoments(tf.Module):
 
     def __init__(self, weights: Sequence[tf.Variable]):
         super().__init__(name="inner_moments")
-        # Every replica computes the same new value from all-reduced increments: keep the first.
+        # Written in cross-replica context (the train step) from the replicas' mean: keep the first.
         kw = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.v = [tf.Variable(tf.zeros(w.shape, w.dtype), name="v", **kw) for w in weights]
         self.step = tf.Variable(0, dtype=tf.int64, name="step", **kw)
@@ -112,12 +120,3 @@ class InnerMoments(tf.Module):
     def read(self) -> AdamMoments:
         return AdamMoments([tf.convert_to_tensor(b) for b in self.v],
                            tf.cast(self.step, self.v[0].dtype))
-
-    def update(self, mean_end_v: Sequence[tf.Tensor], steps: int, num_tasks: int):
-        """Advances the moments past `num_tasks` tasks whose final second moments average
-        `mean_end_v`."""
-        start = self.read()
-        new = carried(start, moment_increments(start, mean_end_v, steps), steps, num_tasks)
-        for var, value in zip(self.v, new.v):
-            var.assign(value)
-        self.step.assign_add(steps * num_tasks)

@@ -1,14 +1,30 @@
-"""Losses and metrics with the original code's scaling, and mean ± 95% confidence intervals."""
+"""Losses and metrics (Keras' order: fn(y_true, y_pred)) with the papers' scaling, and mean ± 95% CIs."""
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Union
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # loss(y_true, y_pred) -> scalar
 
 
-def mse(predictions, targets):
+def get_loss(loss: Union[str, LossFn]) -> LossFn:
+    """A loss(y_true, y_pred) -> scalar: a callable (e.g. a `keras.losses` object) as it is, or
+    the name of a Keras loss ("mse", "sparse_categorical_crossentropy", ...), averaged over the
+    batch as Keras' Loss objects are (keras.losses.get alone gives per-example values)."""
+    if isinstance(loss, str):
+        fn = keras.losses.get(loss)
+        if isinstance(fn, keras.losses.Loss):
+            return fn
+        return lambda y_true, y_pred: tf.reduce_mean(fn(y_true, y_pred))
+    if not callable(loss):
+        raise TypeError(f"a loss must be callable as loss(y_true, y_pred) or a Keras loss name, "
+                        f"got {loss!r}")
+    return loss
+
+
+def mse(targets, predictions):
     """Mean squared error, the original's regression loss."""
     return tf.reduce_mean(tf.square(predictions - targets))
 
@@ -22,7 +38,7 @@ def make_xent_over_k(shots: int) -> LossFn:
     """
     scale = 1.0 / float(shots)
 
-    def xent_over_k(logits, labels):
+    def xent_over_k(labels, logits):
         per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.cast(labels, tf.int32), logits=logits)
         return tf.reduce_sum(per_example) * tf.cast(scale, per_example.dtype)
@@ -30,7 +46,16 @@ def make_xent_over_k(shots: int) -> LossFn:
     return xent_over_k
 
 
-def accuracy(logits, labels):
+def summed_xent(labels, logits):
+    """Softmax cross-entropy summed over the batch: the Reptile paper's inner loss
+    (openai/supervised-reptile minimises the unreduced per-example loss, i.e. its sum), with
+    the same meaning whatever the batch's K, in training and evaluation alike."""
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=logits)
+    return tf.reduce_sum(per_example)
+
+
+def accuracy(labels, logits):
     """Fraction of rows whose argmax over the class axis (the last one) equals the label."""
     predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
     return tf.reduce_mean(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), logits.dtype))

@@ -1,9 +1,10 @@
 """Keras builders for the paper's networks and the `Learner` that calls any Keras model statelessly."""
 
 import warnings
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 NORM_LAYERS = (
@@ -35,9 +36,11 @@ class Learner:
     """A built Keras model whose forward pass takes its trainable weights as tensors.
 
     The inner loop never assigns to a Keras variable (that would cut the gradient path);
-    it calls `learner(weights, x)`, i.e. `model.stateless_call` with explicit weights.
-    `training=True` by default: batch norm then always uses the current batch's
-    statistics, at meta-train and meta-test time alike, as the original code does.
+    it calls `learner.apply(weights, state, x)`, i.e. `model.stateless_call` with explicit
+    weights and non-trainable state (batch-norm moving statistics, the `SeedGenerator` state
+    of Dropout / GaussianNoise / random augmentation layers), and gets the updated state back.
+    `training=True` by default: batch norm then always uses the current batch's statistics,
+    at meta-train and meta-test time alike, as the original code does (dropout is on too).
     """
 
     def __init__(self, model: keras.Model, inner_mask: Optional[Sequence[bool]] = None,
@@ -51,19 +54,61 @@ class Learner:
             raise ValueError(f"inner_mask has {len(mask)} entries for {len(self.variables)} variables")
         self.inner_mask = tuple(bool(m) for m in mask)
         self.training = training
+        self.state_variables = list(model.non_trainable_variables)
+        seeds = {id(g.state) for layer in _all_layers(model)
+                 for g in getattr(layer, "_seed_generators", [])}
+        self.is_seed = tuple(id(v) in seeds for v in self.state_variables)
         _warn_inexact_norms(model)
 
     def weights(self) -> list:
         """The current meta-parameters θ as tensors."""
         return [tf.convert_to_tensor(v) for v in self.variables]
 
+    def state(self) -> list:
+        """The model's current non-trainable state as tensors (moving statistics, seed states)."""
+        return [tf.convert_to_tensor(v) for v in self.state_variables]
+
+    def apply(self, weights, state, x):
+        """(outputs, new state): one stateless forward pass; the state is not differentiated."""
+        outputs, new = self.model.stateless_call(list(weights), list(state), x,
+                                                 training=self.training)
+        return outputs, [tf.stop_gradient(s) for s in new]
+
     def __call__(self, weights, x):
-        non_trainable = [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
-        # The returned non-trainable updates (batch-norm moving statistics) are dropped on
-        # purpose: predictions always use batch statistics, so they are never read.
-        outputs, _ = self.model.stateless_call(list(weights), non_trainable, x,
-                                               training=self.training)
-        return outputs
+        """Outputs with the model's current state, its updates dropped (for callers that keep no
+        state: a model without Dropout draws nothing, and batch statistics read no state)."""
+        return self.apply(weights, self.state(), x)[0]
+
+    def task_state(self, state, index):
+        """`state` with every seed state replaced by an independent stream for task `index`, so
+        tasks of one meta-batch draw different dropout masks; moving statistics unchanged."""
+        return [_fold_seed(s, index) if seed else s for s, seed in zip(state, self.is_seed)]
+
+    def averaged(self, state) -> list:
+        """The entries of `state` that the meta-step averages over tasks (all but seed states)."""
+        return [s for s, seed in zip(state, self.is_seed) if not seed]
+
+    def next_state(self, start, mean_averaged):
+        """The model's state after a meta-step from `start`: the tasks' mean final value of
+        every `averaged` entry (moving statistics), and every seed state advanced by one (so the
+        next meta-batch draws new masks)."""
+        means = iter(mean_averaged)
+        return [s + tf.constant([0, 1], s.dtype) if seed else tf.cast(next(means), s.dtype)
+                for s, seed in zip(start, self.is_seed)]
+
+    def assign_state(self, state):
+        """Writes `state` into the model's non-trainable variables (outside any inner loop)."""
+        for var, value in zip(self.state_variables, state):
+            var.assign(tf.cast(value, var.dtype))
+
+
+def _fold_seed(seed_state, index):
+    """A fresh 2-element seed state from (seed_state, index): a hash, not an offset, so the
+    per-call counter Keras adds to it can never run into another task's stream."""
+    key = tf.random.experimental.stateless_fold_in(tf.cast(seed_state, tf.int64),
+                                                   tf.cast(index, tf.int64))
+    return tf.random.stateless_uniform((2,), key, minval=None, maxval=None,
+                                       dtype=seed_state.dtype)
 
 
 @keras.saving.register_keras_serializable(package="maml_tf")
@@ -175,12 +220,12 @@ class LayerNorm(keras.layers.LayerNormalization):
 def _warn_inexact_norms(model):
     """Stock Keras norm layers give a slightly wrong second-order meta-gradient (see BatchNorm)."""
     stock = sorted({type(layer).__name__ for layer in _all_layers(model)
-                    if type(layer) in (keras.layers.BatchNormalization,
-                                       keras.layers.LayerNormalization)})
+                    if type(layer) in NORM_LAYERS})
     if stock:
         warnings.warn(f"{', '.join(stock)} in this model: Keras computes its moments with a "
-                      "stop_gradient, so second-order MAML through it is inexact; use "
-                      "maml_tf.models.BatchNorm / LayerNorm instead", stacklevel=3)
+                      "stop_gradient (tf.nn.moments), so second-order MAML through it is "
+                      "inexact; use maml_tf.models.BatchNorm / LayerNorm instead (Keras' "
+                      "GroupNormalization has no exact replacement here)", stacklevel=3)
 
 
 def _normalization(norm: str) -> Callable[[], Optional[keras.layers.Layer]]:
@@ -192,6 +237,15 @@ def _normalization(norm: str) -> Callable[[], Optional[keras.layers.Layer]]:
     if norm in ("None", "none", None):
         return lambda: None
     raise ValueError(f"unknown norm {norm!r}: use batch_norm, layer_norm or None")
+
+
+def layer_seeds(seed: int, count: int) -> List[int]:
+    """`count` independent initialiser seeds drawn from `seed` (np.random.SeedSequence).
+
+    `seed + i` would make layer i+1 of seed s layer i of seed s+1: a second seed would share
+    most of its initial kernels with the first.
+    """
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(count) % (2 ** 31)]
 
 
 def _dense_block(x, units, norm, seed):
@@ -208,12 +262,13 @@ def fc_net(input_dim: int, outputs: int, hidden: Sequence[int] = (40, 40),
            norm: str = "None", seed: int = 0) -> keras.Model:
     """The original's fully connected network (1-40-40-1 for sinusoid, 256-128-64-64 for Omniglot)."""
     make_norm = _normalization(norm)
+    seeds = layer_seeds(seed, len(hidden) + 1)
     inputs = keras.Input((input_dim,))
     x = inputs
     for i, units in enumerate(hidden):
-        x = _dense_block(x, units, make_norm, seed + i)
+        x = _dense_block(x, units, make_norm, seeds[i])
     out = keras.layers.Dense(outputs, kernel_initializer=keras.initializers.TruncatedNormal(
-        stddev=0.01, seed=seed + len(hidden)))(x)
+        stddev=0.01, seed=seeds[-1]))(x)
     return keras.Model(inputs, out, name="fc_net")
 
 
@@ -221,11 +276,12 @@ def conv_net(input_shape: Sequence[int], outputs: int, filters: int = 64, max_po
              norm: str = "batch_norm", blocks: int = 4, seed: int = 0) -> keras.Model:
     """4 x [3x3 conv, norm, ReLU] as the original: stride 2 (Omniglot) or 2x2 max-pool (MiniImageNet)."""
     make_norm = _normalization(norm)
+    seeds = layer_seeds(seed, blocks + 1)
     inputs = keras.Input(tuple(input_shape))
     x = inputs
     for i in range(blocks):
         x = keras.layers.Conv2D(filters, 3, strides=1 if max_pool else 2, padding="same",
-                                kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i))(x)
+                                kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[i]))(x)
         layer = make_norm()
         if layer is not None:
             x = layer(x)
@@ -235,11 +291,11 @@ def conv_net(input_shape: Sequence[int], outputs: int, filters: int = 64, max_po
     if max_pool:
         # MiniImageNet: flatten (5x5x32 = 800 features), Glorot-initialised head.
         x = keras.layers.Flatten()(x)
-        head_init = keras.initializers.GlorotUniform(seed=seed + blocks)
+        head_init = keras.initializers.GlorotUniform(seed=seeds[-1])
     else:
         # Omniglot: mean over space; the original draws this head from N(0, 1).
         x = keras.layers.GlobalAveragePooling2D()(x)
-        head_init = keras.initializers.RandomNormal(stddev=1.0, seed=seed + blocks)
+        head_init = keras.initializers.RandomNormal(stddev=1.0, seed=seeds[-1])
     out = keras.layers.Dense(outputs, kernel_initializer=head_init)(x)
     return keras.Model(inputs, out, name="conv_net")
 

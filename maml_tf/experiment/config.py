@@ -74,7 +74,7 @@ class Config:
     cache_dir: Optional[str] = None
     # Speed only: the maths and the results do not depend on these (results/performance.md).
     onednn: str = "auto"  # CPU kernels: "on" oneDNN, "off" Eigen, "auto": Eigen for tiny batches
-    jit_compile: bool = False  # XLA-compile the meta-step: for GPUs (~10x slower on CPU)
+    jit_compile: bool = False  # XLA-compile the meta-step: for GPUs (~8x slower on CPU)
     intra_op_threads: int = 1  # CPU threads per op (tasks run in parallel anyway); 0 = TF's default
     # Where the meta-batch runs (maml_tf/distribute.py): split evenly over the replicas.
     strategy: str = "default"  # "default" (one device), "mirrored", "multi_worker" or "tpu"

@@ -97,12 +97,15 @@ def apply_mean(optimizer, grads, variables, grad_clip: float = 0.0):
     optimizer.apply_gradients(zip(grads, variables))
 
 
-def all_reduce_mean(values):
-    """The mean over replicas of each of `values` (replica context; identity on one device)."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx.num_replicas_in_sync == 1:
-        return list(values)
-    return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, list(values))
+def agreed(strategy: tf.distribute.Strategy, values):
+    """One value per entry of per-replica `values`: the mean of floats (moving statistics,
+    moments), the first replica's integers (seed states, which every replica computes alike)."""
+    def one(v):
+        first = strategy.experimental_local_results(v)[0]
+        if first.dtype.is_floating:
+            return strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+        return first
+    return [one(v) for v in values]
 
 
 def mean_over_replicas(strategy: tf.distribute.Strategy, values):

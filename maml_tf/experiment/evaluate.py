@@ -41,13 +41,14 @@ def evaluate_learner(exp, split: str, num_tasks: int, shots: int, queries: int, 
 
 
 def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
-                        best: bool = False) -> Dict:
+                        best: bool = False, model=None) -> Dict:
     """Restores a checkpoint (newest by default; `best`: the best-validation model), evaluates
     `config.eval_tasks` tasks of `config.eval_split` with the evaluation K / step size / steps,
-    and writes CSV + JSON."""
+    and writes CSV + JSON. `model`: the user's Keras model the run was trained with (None: the
+    paper's network)."""
     config.validate()
     rundir.check_writable(workdir)  # before the work, not after it
-    exp = Experiment(config.replace(strategy="default"))  # evaluation is not distributed
+    exp = Experiment(config.replace(strategy="default"), model=model)  # not distributed
     stored = snapshot.restore(config.run_store, workdir)
     if stored:
         print(f"evaluating the stored state of the run, {stored}", flush=True)

@@ -1,12 +1,14 @@
 """The pieces of a run built from a Config: `Experiment` (sampler, network, optimizers, compiled steps) and the task stream."""
 
-from typing import Dict, Iterator
+import functools
+from typing import Callable, Dict, Iterator, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from maml_tf import algorithms, datasets, metrics, models
+from maml_tf.errors import UserError
 from maml_tf.experiment import distribute
 from maml_tf.experiment.config import Config
 from maml_tf.inner_opt import InnerMoments
@@ -27,17 +29,42 @@ def build_model(config: Config, sampler) -> keras.Model:
     return keras.Model(inputs, inner(keras.layers.Flatten()(inputs)), name="fc_image_net")
 
 
-class Experiment:
-    """The pieces of a run built from a config: sampler, learner, loss, optimizer."""
+def check_model(model: keras.Model, sampler):
+    """UserError unless a user's model is built for the sampler's inputs and outputs."""
+    if not model.built:
+        raise UserError("build the Keras model (give it an Input shape) before meta-learning it")
+    inputs, outputs = tuple(model.inputs[0].shape[1:]), model.outputs[0].shape[-1]
+    if inputs != tuple(sampler.input_shape) or outputs != sampler.output_dim:
+        raise UserError(f"the model maps {inputs} to {outputs} outputs; the data set needs "
+                        f"{tuple(sampler.input_shape)} to {sampler.output_dim}")
 
-    def __init__(self, config: Config, sampler=None):
+
+class SeedStates(tf.Module):
+    """The model's SeedGenerator states, which Keras leaves out of a model's checkpoint:
+    saved beside it so a resumed run draws the dropout masks an uninterrupted one would."""
+
+    def __init__(self, learner: models.Learner):
+        super().__init__(name="seed_states")
+        self.states = [v for v, seed in zip(learner.state_variables, learner.is_seed) if seed]
+
+
+class Experiment:
+    """The pieces of a run built from a config: sampler, learner, loss, optimizer.
+
+    `sampler`: any TaskSampler in place of the configured data set (the benchmark's); `model`:
+    a user's own built Keras model in place of the paper's network (under --strategy, build it
+    inside `distribute.strategy_for(config).scope()`).
+    """
+
+    def __init__(self, config: Config, sampler=None, model: Optional[keras.Model] = None):
         self.config = config
         self.strategy = distribute.strategy_for(config)  # first: it may configure the devices
         distribute.check(config, self.strategy)
-        # `sampler`: any TaskSampler in place of the configured data set (the benchmark's).
         self.sampler = sampler or datasets.get_sampler(config)
+        if model is not None:
+            check_model(model, self.sampler)
         with self.strategy.scope():  # variables mirrored on every replica
-            self.model = build_model(config, self.sampler)
+            self.model = model if model is not None else build_model(config, self.sampler)
             self.learner = models.Learner(self.model)
             self.optimizer = outer_optimizer(config)
             # Built now, not lazily, so a checkpoint restores its slots before the first step.
@@ -45,18 +72,27 @@ class Experiment:
             # Reptile's inner Adam keeps its moments from task to task (the paper's code).
             adam = config.algorithm == "reptile" and config.inner_optimizer == "adam"
             self.inner_moments = InnerMoments(self.learner.variables) if adam else None
-        self.loss_fn = loss_for(self.sampler.problem, config.shots)
+        # What the algorithm carries from one meta-step to the next (`MetaResult.carry`).
+        self.carry_variables = ([*self.inner_moments.v, self.inner_moments.step]
+                                if self.inner_moments is not None else [])
+        self.loss_fn = loss_for(self.sampler.problem, config.shots, config.algorithm)
         self.metric_fns = metrics.make_metrics(self.sampler.problem)
         self._curve_fns = {}
 
     def state(self) -> Dict:
         """What a checkpoint holds besides the iteration."""
         extra = {"inner_moments": self.inner_moments} if self.inner_moments is not None else {}
+        if any(self.learner.is_seed):
+            extra["seed_states"] = SeedStates(self.learner)
         return {"model": self.model, "optimizer": self.optimizer, **extra}
 
     def moments(self):
         """The inner Adam's carried moments (None unless Reptile with an inner Adam)."""
         return self.inner_moments.read() if self.inner_moments is not None else None
+
+    def loss(self, shots: int):
+        """The loss of a phase with K = `shots` (Reptile's is the same for every K)."""
+        return loss_for(self.sampler.problem, shots, self.config.algorithm)
 
     def task_signature(self, shots: int, queries: int) -> Task:
         """TensorSpecs of a task batch; fixed so the compiled step is traced once per run."""
@@ -73,7 +109,7 @@ class Experiment:
         """Compiled evaluation (`algorithms.adaptation_curve`) for one K, built once per setting."""
         key = (shots, queries, inner_lr, steps)
         if key not in self._curve_fns:
-            loss_fn, learner, c = loss_for(self.sampler.problem, shots), self.learner, self.config
+            c, learner, loss_fn = self.config, self.learner, self.loss(shots)
             reptile = c.algorithm == "reptile"
 
             @tf.function(input_signature=[self.task_signature(shots, queries)])
@@ -86,19 +122,21 @@ class Experiment:
             self._curve_fns[key] = curve
         return self._curve_fns[key]
 
-    def replica_meta_grads(self, inner_steps: int):
-        """fn(tasks) -> (meta-gradient, metrics, inner Adam's final second moments or None) of the
-        configured algorithm, each a mean over this replica's share of the meta-batch (to call
-        inside `strategy.run`)."""
-        c, learner = self.config, self.learner
+    def algorithm(self) -> Callable[..., algorithms.MetaResult]:
+        """The configured algorithm's meta-step with its own settings bound (the one place that
+        looks at `config.algorithm` for training)."""
+        c = self.config
         if c.algorithm == "reptile":
-            def meta_grads(*a, **k):
-                return algorithms.reptile_meta_grads(*a, optimizer=c.inner_optimizer,
-                                                     batch_size=c.inner_batch_size,
-                                                     moments=self.moments(), **k)
-        else:
-            def meta_grads(*a, **k):
-                return (*algorithms.maml_meta_grads(*a, first_order=c.first_order, **k), None)
+            # The moments after the meta-batch count all its tasks, on every replica.
+            return lambda *a, **k: algorithms.reptile_meta_grads(
+                *a, optimizer=c.inner_optimizer, batch_size=c.inner_batch_size,
+                moments=self.moments(), num_tasks=c.meta_batch_size, **k)
+        return functools.partial(algorithms.maml_meta_grads, first_order=c.first_order)
+
+    def replica_meta_grads(self, inner_steps: int):
+        """fn(tasks) -> MetaResult of the configured algorithm, means over this replica's share
+        of the meta-batch (to call inside `strategy.run`)."""
+        c, learner, meta_grads = self.config, self.learner, self.algorithm()
 
         def replica_fn(tasks):
             return meta_grads(learner, self.loss_fn, learner.weights(),
@@ -115,20 +153,21 @@ class Experiment:
         replica_fn = self.replica_meta_grads(inner_steps)
 
         def replica_step(tasks):
-            grads, step_metrics, end_v = replica_fn(tasks)
-            distribute.apply_mean(self.optimizer, grads, learner.variables, c.grad_clip)
-            if end_v is not None:  # counted as if the whole meta-batch ran here
-                self.inner_moments.update(distribute.all_reduce_mean(end_v), inner_steps,
-                                          c.meta_batch_size)
-            return step_metrics
+            result = replica_fn(tasks)
+            distribute.apply_mean(self.optimizer, result.grads, learner.variables, c.grad_clip)
+            return result.metrics, result.state, result.carry
 
         if c.jit_compile:  # XLA on the replica function, as Keras' Model.fit does
             replica_step = tf.function(replica_step, jit_compile=True)
 
         @tf.function(input_signature=[self.task_signature(c.shots, c.queries)])
         def train_step(tasks):
-            per_replica = strategy.run(replica_step, args=(tasks,))
-            return distribute.mean_over_replicas(strategy, per_replica)
+            step_metrics, state, carry = strategy.run(replica_step, args=(tasks,))
+            # Written once, in cross-replica context: the model's state and the algorithm's.
+            learner.assign_state(distribute.agreed(strategy, state))
+            for var, value in zip(self.carry_variables, distribute.agreed(strategy, carry)):
+                var.assign(tf.cast(value, var.dtype))
+            return distribute.mean_over_replicas(strategy, step_metrics)
 
         return train_step
 
@@ -144,9 +183,13 @@ def outer_optimizer(config: Config) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(config.meta_lr, epsilon=1e-8)
 
 
-def loss_for(problem: str, shots: int):
-    """MSE for regression; cross-entropy summed and divided by K for classification (as the original)."""
-    return metrics.mse if problem == "regression" else metrics.make_xent_over_k(shots)
+def loss_for(problem: str, shots: int, algorithm: str = "maml"):
+    """MSE for regression; for classification MAML's cross-entropy summed and divided by K (as
+    the original) and Reptile's summed cross-entropy of the batch (as its paper's code), so a
+    Reptile step means the same at training and evaluation whatever their K."""
+    if problem == "regression":
+        return metrics.mse
+    return metrics.summed_xent if algorithm == "reptile" else metrics.make_xent_over_k(shots)
 
 
 def task_batches(sampler, split: str, batch_size: int, shots: int, queries: int, seed: int,

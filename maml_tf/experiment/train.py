@@ -6,6 +6,8 @@ import os
 import time
 from typing import Dict, Optional
 
+import keras
+
 from maml_tf.errors import UserError
 from maml_tf.experiment import distribute, evaluate, model_file, rundir, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
@@ -36,8 +38,13 @@ def _check_same_run(config: Config, workdir: str, write: bool = False):
         rundir.write_atomic(path, config.to_json())
 
 
-def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dict:
+def train_and_evaluate(config: Config, workdir: str, resume: bool = True,
+                       model: Optional[keras.Model] = None) -> Dict:
     """Trains (pretraining, then meta-training) to `config.total_iterations`, resuming by default.
+
+    `model`: a user's own built Keras model to meta-learn instead of the paper's network for
+    `config` (its inputs and outputs must fit the data set; the config's network fields are
+    then ignored, and config.json cannot tell two such models apart).
 
     Writes config.json, TensorBoard events, checkpoints and validation.jsonl into `workdir`;
     returns the last meta-validation result (or {} if none ran). Under multi_worker only the
@@ -51,7 +58,8 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True) -> Dic
     rundir.check_writable(workdir)
     _check_same_run(config, workdir)  # before the data loads: a refusal should be quick
     with Interrupts() as stop:
-        exp = Experiment(config)  # loads the data first: a run that cannot start leaves no directory
+        # loads the data first: a run that cannot start leaves no directory
+        exp = Experiment(config, model=model)
         with distribute.write_dir(exp.strategy, workdir) as outdir:
             os.makedirs(outdir, exist_ok=True)
             with RunLock(outdir) if outdir == workdir else contextlib.nullcontext():

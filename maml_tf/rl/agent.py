@@ -37,7 +37,7 @@ class Agent:
     def _adapt_fn(self, stacked, observations, targets, lr):
         def per_task(args):
             weights, obs, y = args
-            fast, _, _ = inner_step(self.learner, pg.surrogate_loss, weights, obs, y, lr,
+            fast, *_ = inner_step(self.learner, pg.surrogate_loss, weights, obs, y, lr,
                                     first_order=True)  # no meta-gradient is taken through this
             return fast
 

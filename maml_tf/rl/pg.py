@@ -76,11 +76,11 @@ def path_batch(traj, discount: float) -> PathBatch:
                      dist.reshape(tasks, -1, dist.shape[-1]))
 
 
-def surrogate_loss(dists, targets):
+def surrogate_loss(targets, dists):
     """REINFORCE's loss −mean_t log π(a_t|s_t) · A_t: its gradient is the policy-gradient estimate.
 
-    A loss_fn(outputs, y) for `algorithms.inner_step`: outputs = the policy's (mean, log_std),
-    y = (action, advantage).
+    A loss(y_true, y_pred) for `algorithms.inner_step`, in Keras' order: y_true = (action,
+    advantage), y_pred = the policy's (mean, log_std).
     """
     actions, adv = targets[..., :-1], targets[..., -1]
     return -tf.reduce_mean(log_prob(dists, actions) * adv)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from maml_tf.models import Learner
+from maml_tf.models import Learner, layer_seeds
 
 
 class LogStd(keras.layers.Layer):
@@ -30,13 +30,14 @@ class LogStd(keras.layers.Layer):
 def policy_net(obs_dim: int = 2, act_dim: int = 2, hidden: Sequence[int] = (100, 100),
                seed: int = 0, dtype: str = "float32") -> keras.Model:
     """obs -> (mean, log_std): Glorot-initialised ReLU MLP with a linear mean head, std 1 at the start."""
+    seeds = layer_seeds(seed, len(hidden) + 1)
     inputs = keras.Input((obs_dim,), dtype=dtype)
     x = inputs
     for i, units in enumerate(hidden):
         x = keras.layers.Dense(units, activation="relu", dtype=dtype,
-                               kernel_initializer=keras.initializers.GlorotUniform(seed + i))(x)
+                               kernel_initializer=keras.initializers.GlorotUniform(seeds[i]))(x)
     mean = keras.layers.Dense(act_dim, dtype=dtype, kernel_initializer=keras.initializers.GlorotUniform(
-        seed + len(hidden)))(x)
+        seeds[-1]))(x)
     return keras.Model(inputs, LogStd(act_dim, dtype=dtype)(mean), name="gaussian_mlp_policy")
 
 

@@ -35,7 +35,7 @@ class MetaObjective:
         """(TRPO surrogate loss, mean KL(sampling policy || adapted policy)) of one task."""
         fast = theta
         if task.inner:  # an empty tuple: the pretrained baseline, no inner step
-            fast, _, _ = inner_step(self.learner, surrogate_loss, theta, task.inner.observations,
+            fast, *_ = inner_step(self.learner, surrogate_loss, theta, task.inner.observations,
                                     task.inner.targets, self.inner_lr, self.first_order)
         dist = self.learner(fast, task.outer.observations)
         actions, adv = task.outer.targets[..., :-1], task.outer.targets[..., -1]

@@ -67,7 +67,7 @@ def setup():
 
 
 def meta_grads(learner, weights, tasks, first_order):
-    grads, _ = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
+    grads, *_ = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
                                           first_order=first_order)
     return flat(grads)
 
@@ -129,7 +129,7 @@ def test_batch_norm_offsets_are_outer_loop_only():
         assert np.array_equal(w.numpy(), f.numpy()) != m
     # ...yet the meta-gradient does reach them (they are learned by the outer loop).
     tasks = Task(*[tf.constant(a[None]) for a in (x, y, x, y)])
-    grads, _ = algorithms.maml_meta_grads(learner, loss, learner.weights(), tasks, 0.5, 1)
+    grads, *_ = algorithms.maml_meta_grads(learner, loss, learner.weights(), tasks, 0.5, 1)
     assert all(np.abs(g.numpy()).max() > 0 for g, m in zip(grads, learner.inner_mask) if not m)
 
 
@@ -146,12 +146,12 @@ def test_batch_norm_uses_batch_statistics_at_every_call():
 def test_reptile_meta_gradient_is_theta_minus_adapted_weights(setup):
     learner, weights, tasks, _ = setup
     one = Task(*[t[:1] for t in tasks])
-    grads, _, _ = algorithms.reptile_meta_grads(learner, metrics.mse, weights, one, INNER_LR, 3)
+    grads, *_ = algorithms.reptile_meta_grads(learner, metrics.mse, weights, one, INNER_LR, 3)
     fast = algorithms.adapt(learner, metrics.mse, weights, one.support_x[0], one.support_y[0],
                             INNER_LR, 3, first_order=True)
     np.testing.assert_allclose(flat(grads), flat(weights) - flat(fast), rtol=1e-10, atol=1e-14)
     # One inner step: the Reptile direction is alpha times the support-loss gradient.
-    grads1, _, _ = algorithms.reptile_meta_grads(learner, metrics.mse, weights, one, INNER_LR, 1)
+    grads1, *_ = algorithms.reptile_meta_grads(learner, metrics.mse, weights, one, INNER_LR, 1)
     with tf.GradientTape() as tape:
         tape.watch(weights)
         loss = metrics.mse(learner(weights, one.support_x[0]), one.support_y[0])
@@ -163,14 +163,14 @@ def test_classification_loss_is_summed_over_examples_and_divided_by_k():
     logits = tf.constant(np.random.default_rng(0).normal(size=(10, 5)))
     labels = tf.constant(np.arange(10) % 5)
     per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    np.testing.assert_allclose(metrics.make_xent_over_k(2)(logits, labels),
+    np.testing.assert_allclose(metrics.make_xent_over_k(2)(labels, logits),
                                tf.reduce_sum(per_example) / 2)
 
 
 def test_accuracy_reduces_over_the_class_axis_on_non_square_predictions():
     logits = tf.constant([[0.0, 1.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0, 0.0],
                           [0.0, 0.0, 0.0, 0.0, 3.0]])
-    assert float(metrics.accuracy(logits, tf.constant([1, 0, 3]))) == pytest.approx(2 / 3)
+    assert float(metrics.accuracy(tf.constant([1, 0, 3]), logits)) == pytest.approx(2 / 3)
 
 
 def test_mean_and_ci95():

@@ -37,7 +37,7 @@ def test_second_order_meta_gradient_through_max_pool_and_norm_matches_finite_dif
                                           0.5, 2, first_order)
 
     direction = [tf.constant(rng.standard_normal(w.shape)) for w in theta]
-    eps = 1e-6
+    eps = 1e-7  # small enough to straddle no ReLU or max-pool kink at this point (1e-6 did for seed 1)
     plus = meta([w + eps * d for w, d in zip(theta, direction)], True)[1]["post_loss"]
     minus = meta([w - eps * d for w, d in zip(theta, direction)], True)[1]["post_loss"]
     numeric = float(plus - minus) / (2 * eps)

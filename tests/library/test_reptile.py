@@ -55,7 +55,7 @@ def test_one_sgd_step_meta_gradient_is_alpha_times_support_gradient():
     learner = Learner(unseen_model())
     tasks = regression_tasks(num_tasks=1)
     theta = learner.weights()
-    grads, _, _ = algorithms.reptile_meta_grads(learner, metrics.mse, theta, tasks, ALPHA, 1)
+    grads, *_ = algorithms.reptile_meta_grads(learner, metrics.mse, theta, tasks, ALPHA, 1)
     with tf.GradientTape() as tape:
         tape.watch(theta)
         loss = metrics.mse(learner(theta, tasks.support_x[0]), tasks.support_y[0])
@@ -70,7 +70,7 @@ def test_reptile_is_not_first_order_maml_for_two_steps():
     t = regression_tasks(num_tasks=1)
     tasks = t._replace(query_x=t.support_x, query_y=t.support_y)
     theta = learner.weights()
-    reptile, _, _ = algorithms.reptile_meta_grads(learner, metrics.mse, theta, tasks, ALPHA, 2)
+    reptile, *_ = algorithms.reptile_meta_grads(learner, metrics.mse, theta, tasks, ALPHA, 2)
     fomaml = {k: flat(algorithms.maml_meta_grads(learner, metrics.mse, theta, tasks, ALPHA, k,
                                                  first_order=True)[0]) for k in (1, 2)}
     with tf.GradientTape() as tape:

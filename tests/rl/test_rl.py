@@ -52,7 +52,7 @@ def test_policy_gradient_estimate_is_unbiased_on_a_gaussian_bandit():
     mu, log_std = tf.Variable(mu0, dtype=tf.float64), tf.Variable(log_std0, dtype=tf.float64)
     with tf.GradientTape() as tape:
         dist = tf.stack([tf.fill([n], mu), tf.fill([n], log_std)], axis=-1)
-        loss = pg.surrogate_loss(dist, tf.constant(np.concatenate([a, reward[:, None]], axis=1)))
+        loss = pg.surrogate_loss(tf.constant(np.concatenate([a, reward[:, None]], axis=1)), dist)
     est = [-g.numpy() for g in tape.gradient(loss, [mu, log_std])]
     # Standard errors of the two per-sample estimates (score x reward).
     z = (a[:, 0] - mu0) / 0.5
