@@ -6,12 +6,10 @@ Numbers are read from the runs' own files, live or kept in results/runs; nothing
 except the paper's numbers.
 """
 
-import argparse
-import os
 from typing import Dict, List
 
-from maml_tf.reports.runs import paper_row, plot_validation, table, tail
-from maml_tf.reports.writer import hardware, write_report
+from maml_tf.reports.runs import paper_row, report_main, table, tail
+from maml_tf.reports.writer import hardware
 
 PAPER_ITERATIONS, TEST_STEPS = 60000, 10
 # (name, run directory as `config.run_name` builds it, K, the paper's accuracy ± 95% CI in %)
@@ -46,17 +44,7 @@ def markdown(rows: List[Dict], commands: str, notes: str = "") -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--logdir", action="append", required=True, help="parent of run directories")
-    parser.add_argument("--commands", default="", help="the exact commands, quoted in the report")
-    parser.add_argument("--notes", default="", help="how the runs were made, quoted at the end")
-    args = parser.parse_args()
-    rows = collect(args.logdir)
-    os.makedirs(args.out, exist_ok=True)
-    plot_validation(rows, os.path.join(args.out, "miniimagenet_val.png"),
-                    "MiniImageNet MAML (dotted: the paper's test accuracy)")
-    write_report(args.out, "miniimagenet", markdown(rows, args.commands, args.notes), rows)
+    report_main(__doc__, "miniimagenet", collect, markdown, "MiniImageNet MAML (dotted: the paper's test accuracy)")
 
 
 if __name__ == "__main__":

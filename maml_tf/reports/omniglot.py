@@ -6,12 +6,10 @@ Numbers are read from the runs' own files (test-set evaluation JSON, validation.
 runinfo.json), live or kept in results/runs; nothing is typed in except the paper's numbers.
 """
 
-import argparse
-import os
 from typing import Dict, List
 
-from maml_tf.reports.runs import paper_row, plot_validation, table, tail
-from maml_tf.reports.writer import hardware, write_report
+from maml_tf.reports.runs import paper_row, report_main, table, tail
+from maml_tf.reports.writer import hardware
 
 PAPER_ITERATIONS = 60000
 # (name, run directory as `config.run_name` builds it, K, paper's test steps, paper's accuracy ± CI, %)
@@ -44,17 +42,7 @@ def markdown(rows: List[Dict], commands: str, notes: str = "") -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--logdir", action="append", required=True, help="parent of run directories")
-    parser.add_argument("--commands", default="", help="the exact commands, quoted in the report")
-    parser.add_argument("--notes", default="", help="how the runs were made, quoted at the end")
-    args = parser.parse_args()
-    rows = collect(args.logdir)
-    os.makedirs(args.out, exist_ok=True)
-    plot_validation(rows, os.path.join(args.out, "omniglot_val.png"),
-                    "Omniglot MAML (dotted: the paper's test accuracy)")
-    write_report(args.out, "omniglot", markdown(rows, args.commands, args.notes), rows)
+    report_main(__doc__, "omniglot", collect, markdown, "Omniglot MAML (dotted: the paper's test accuracy)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 
 from maml_tf.experiment.rundir import read_jsonl
 from maml_tf.experiment.selection import ModelSelection
-from maml_tf.reports.writer import wall_time_hours
+from maml_tf.reports.writer import wall_time_hours, write_report
 
 EVAL_NAME = re.compile(r"eval_(best_)?test_shots(\d+)_lr[^_]+_iter(\d+)\.json$")
 
@@ -160,3 +160,19 @@ def plot_validation(rows: List[Dict], path: str, title: str):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def report_main(doc: str, name: str, collect, markdown, title: str):
+    """The command line of a paper-table report: runs from --logdir folders -> results/NAME.{md,json,png}."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", default="results")
+    parser.add_argument("--logdir", action="append", required=True, help="parent of run directories")
+    parser.add_argument("--commands", default="", help="the exact commands, quoted in the report")
+    parser.add_argument("--notes", default="", help="how the runs were made, quoted at the end")
+    args = parser.parse_args()
+    rows = collect(args.logdir)
+    os.makedirs(args.out, exist_ok=True)
+    plot_validation(rows, os.path.join(args.out, f"{name}_val.png"), title)
+    write_report(args.out, name, markdown(rows, args.commands, args.notes), rows)

@@ -3,7 +3,7 @@
 import json
 import os
 
-from maml_tf.reports import omniglot
+from maml_tf.reports import omniglot, runs
 
 
 def write_run(run, evals, history, iterations=None, patience=0):
@@ -28,7 +28,7 @@ def test_report_marks_short_runs_and_missing_ones(tmp_path):
     assert ("| 5-way 1-shot | 98.7 ± 0.4 | 96.0 ± 1.0 (it. 3,000) | 97.0 ± 1.0 (it. 2,000) | 3 | 600 "
             "| 3,500 | 2.00 h | **cut short** at 3,500 of 60,000 iterations |") in text
     assert text.count("not run yet") == 3
-    omniglot.plot_validation(rows, str(tmp_path / "val.png"), "t")
+    runs.plot_validation(rows, str(tmp_path / "val.png"), "t")
     assert os.path.getsize(tmp_path / "val.png") > 1000
 
 
