@@ -12,6 +12,8 @@ NORMS = ("batch_norm", "layer_norm", "None")
 ONEDNN = ("auto", "on", "off")
 INNER_OPTIMIZERS = ("sgd", "adam")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+TRANSFER_BASELINES = ("none", "pretrained", "scratch")
+FINETUNE = ("all", "head", "nearest", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,12 @@ class Config:
     pretrain_iterations: int = 0  # joint training on all tasks (no inner loop) before meta-training
     metatrain_iterations: int = 15000
     oracle: bool = False  # sinusoid: the network also sees amplitude and phase
+    # Transfer-learning baselines on images (experiment/pretrain.py, experiment/baselines.py):
+    # "pretrained" (supervised over all meta-train classes, pretrain_iterations steps), "scratch".
+    baseline: str = "none"
+    finetune: str = "all"  # at test time: "all", "head" (features frozen), "nearest", "cosine"
+    finetune_bn: str = "batch"  # fine-tuned net's batch norm: "batch" statistics or "moving" ones
+    pretrain_batch_size: int = 64  # images per supervised pretraining step
     norm: str = "batch_norm"
     num_filters: int = 64
     conv: bool = True
@@ -124,6 +132,7 @@ class Config:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
         if self.oracle and self.dataset != "sinusoid":
             raise UserError("the oracle baseline exists for sinusoid only")
+        self._validate_transfer()
         return self
 
     def _validate_reptile(self):
@@ -139,6 +148,20 @@ class Config:
             raise UserError("inner_optimizer and (eval_)inner_batch_size are Reptile settings: "
                             "add --algorithm=reptile")
 
+    def _validate_transfer(self):
+        choices = {"baseline": TRANSFER_BASELINES, "finetune": FINETUNE, "finetune_bn": ("batch", "moving")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        if self.baseline != "none":
+            if self.dataset == "sinusoid":
+                raise UserError(f"--baseline={self.baseline} is for image datasets; sinusoid's pretrained "
+                                "baseline is --pretrain_iterations=N --metatrain_iterations=0")
+            if self.algorithm != "maml" or self.metatrain_iterations:
+                raise UserError(f"--baseline={self.baseline} does no meta-training: add --metatrain_iterations=0")
+        if self.baseline == "pretrained" and self.pretrain_batch_size <= 0:
+            raise UserError(f"pretrain_batch_size must be positive, got {self.pretrain_batch_size}")
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -150,13 +173,17 @@ class Config:
 IDENTITY_FIELDS = ("dataset", "ways", "shots", "meta_batch_size", "inner_steps", "inner_lr",
                    "first_order", "algorithm", "oracle", "norm", "num_filters", "conv",
                    "max_pool", "pretrain_iterations", "omniglot_split", "omniglot_resize",
-                   "inner_batch_size", "inner_optimizer", "meta_step", "meta_step_final")
+                   "inner_batch_size", "inner_optimizer", "meta_step", "meta_step_final",
+                   "baseline", "pretrain_batch_size")
 
 
 def run_name(config: Config) -> str:
     """A readable run directory name from the settings that define a run (as the original's exp_string)."""
     parts = [config.dataset]
-    if config.dataset != "sinusoid":
+    if config.baseline != "none":  # one pretraining serves every N-way K-shot setting
+        parts.append(f"{config.baseline}.bs{config.pretrain_batch_size}.lr{config.meta_lr:g}"
+                     if config.baseline == "pretrained" else config.baseline)
+    elif config.dataset != "sinusoid":
         parts.append(f"{config.ways}way{config.shots}shot")
     else:
         parts.append(f"k{config.shots}")
@@ -166,7 +193,7 @@ def run_name(config: Config) -> str:
         if config.algorithm == "reptile":
             parts.append(f"{config.inner_optimizer}.ib{config.inner_batch_size}"
                          f".eps{config.meta_step:g}-{config.meta_step_final:g}")
-    if config.pretrain_iterations > 0:
+    if config.pretrain_iterations > 0 and config.baseline == "none":
         parts.append("pretrained")
     if config.oracle:
         parts.append("oracle")
