@@ -11,10 +11,9 @@ import tensorflow as tf
 from maml_tf.datasets import get_sampler
 from maml_tf.experiment import baselines
 from maml_tf.experiment.checkpoints import Checkpointer
-from maml_tf.experiment.config import Config
+from maml_tf.experiment.config import IDENTITY_FIELDS, Config
 from maml_tf.experiment.progress import ProgressLog, trim_history
 from maml_tf.experiment.runinfo import SegmentLog
-from maml_tf.experiment.train import _check_same_run
 from maml_tf.errors import UserError
 
 
@@ -96,11 +95,8 @@ def make_train_step(model: keras.Model, optimizer):
     return step
 
 
-def pretrain(config: Config, workdir: str, resume: bool = True, sampler=None, arrays=None) -> Dict:
-    """`config.pretrain_iterations` supervised steps; validates every `val_interval` steps by
-    fine-tuned accuracy on validation tasks and keeps the best in `workdir/best/`.
-
-    `sampler` / `arrays` ((images, labels)) replace the configured dataset's (tests)."""
+def _prepare(config: Config, workdir: str, sampler, arrays):
+    """Checks, the data, the network and its optimizer, and the run directory's config files."""
     config.validate()
     if not config.conv:
         raise UserError("the transfer baselines use the conv network: drop --conv=False")
@@ -110,21 +106,29 @@ def pretrain(config: Config, workdir: str, resume: bool = True, sampler=None, ar
     images, labels = arrays if arrays is not None else supervised_arrays(config, sampler)
     model = baselines.pretrain_model(config, sampler.input_shape, int(labels.max()) + 1)
     optimizer = keras.optimizers.Adam(config.meta_lr, epsilon=1e-8)
-    optimizer.build(model.trainable_variables)
+    optimizer.build(model.trainable_variables)  # before a restore, so its slots are restored
     os.makedirs(workdir, exist_ok=True)
-    _check_same_run(config, workdir)
+    check_same_run(config, workdir)
     with open(os.path.join(workdir, "pretrain.json"), "w") as f:  # what evaluation rebuilds
         json.dump({"classes": int(labels.max()) + 1, "images": len(labels),
-                   "classes_are": CLASSES_ARE[config.dataset], "augmentation": "none"}, f)
-    state = {"model": model, "optimizer": optimizer}
-    ckpt = Checkpointer(workdir, state, config.keep_checkpoints)
+                   "classes_are": CLASSES_ARE.get(config.dataset, "test"), "augmentation": "none"}, f)
+    print(f"pretraining on {len(labels)} images of {labels.max() + 1} classes", flush=True)
+    return sampler, images, labels, model, optimizer
+
+
+def pretrain(config: Config, workdir: str, resume: bool = True, sampler=None, arrays=None) -> Dict:
+    """`config.pretrain_iterations` supervised steps; validates every `val_interval` steps by
+    fine-tuned accuracy on validation tasks and keeps the best in `workdir/best/`.
+
+    `sampler` / `arrays` ((images, labels)) replace the configured dataset's (tests)."""
+    sampler, images, labels, model, optimizer = _prepare(config, workdir, sampler, arrays)
+    ckpt = Checkpointer(workdir, {"model": model, "optimizer": optimizer}, config.keep_checkpoints)
     best = Checkpointer(os.path.join(workdir, "best"), {"model": model}, 1)
     start = ckpt.restore_latest() if resume else 0
     if start:
         print(f"resuming {workdir} from iteration {start}", flush=True)
-    print(f"pretraining on {len(labels)} images of {labels.max() + 1} classes", flush=True)
     trim_history(os.path.join(workdir, "validation.jsonl"), start)
-    evaluator = baselines.TransferEval(config.replace(baseline="pretrained"), sampler)
+    evaluator = baselines.TransferEval(config, sampler)
     step, log = make_train_step(model, optimizer), ProgressLog(config, workdir)
     segments, best_row = SegmentLog(workdir, start), read_best(workdir)
     data = iter(input_pipeline(images, labels, config.pretrain_batch_size, config.seed, start))
@@ -143,6 +147,23 @@ def pretrain(config: Config, workdir: str, resume: bool = True, sampler=None, ar
             ckpt.save(iteration)
             segments.update(iteration)
     return best_row
+
+
+def check_same_run(config: Config, workdir: str):
+    """Refuses a run directory holding another pretraining; a longer --pretrain_iterations is
+    allowed (the learning rate is constant and batch i depends on i only, so 2,000 steps
+    extended to 4,000 are the same steps as 4,000 from the start)."""
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        diff = [k for k in IDENTITY_FIELDS + ("meta_lr", "seed") if k != "pretrain_iterations"
+                and k in saved and saved[k] != getattr(config, k)]
+        if diff:
+            raise UserError(f"{workdir} holds a run with other settings ({', '.join(diff)}); "
+                            "use another --logdir or --run_name")
+    with open(path, "w") as f:
+        f.write(config.to_json())
 
 
 def validate(evaluator, model, workdir: str, iteration: int) -> Dict:

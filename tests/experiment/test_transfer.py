@@ -89,9 +89,13 @@ def test_pretrain_checkpoints_keeps_best_and_resumes(tmp_path):
     best = json.load(open(tmp_path / "best" / "best.json"))
     assert [r["iteration"] for r in rows] == [10, 20, 30]
     assert best["best_accuracy"] == max(r["best_accuracy"] for r in rows)
-    longer = config.replace(pretrain_iterations=40)
-    with pytest.raises(Exception, match="other settings"):  # pretrain_iterations defines the run
-        pretrain.pretrain(longer, str(tmp_path), sampler=sampler, arrays=sampler.arrays())
+    longer = config.replace(pretrain_iterations=40)  # extending a pretraining resumes it
+    pretrain.pretrain(longer, str(tmp_path), sampler=sampler, arrays=sampler.arrays())
+    rows = [json.loads(line) for line in open(tmp_path / "validation.jsonl")]
+    assert [r["iteration"] for r in rows] == [10, 20, 30, 40]
+    with pytest.raises(Exception, match="other settings"):  # another network is another run
+        pretrain.pretrain(longer.replace(num_filters=4), str(tmp_path), sampler=sampler,
+                          arrays=sampler.arrays())
     assert json.load(open(tmp_path / "pretrain.json"))["classes"] == CLASSES["train"]
 
 
