@@ -47,14 +47,17 @@ def evaluations(run_dir: str, split: str, method: str, ways: int, shots: int) ->
 
 
 def choose(run_dir: str, method: str, ways: int, shots: int) -> Optional[Dict]:
-    """The validation evaluation (and step) with the best mean accuracy; None if none ran."""
-    best = None
-    for ev in evaluations(run_dir, "val", method, ways, shots):
+    """The validation evaluation (and step) with the best mean accuracy, among those of the newest
+    checkpoint evaluated; None if none ran."""
+    best, found = None, evaluations(run_dir, "val", method, ways, shots)
+    newest = max((ev["iteration"] for ev in found), default=None)
+    for ev in (ev for ev in found if ev["iteration"] == newest):
         acc = ev["metrics"]["accuracy"]["mean"]
         step = max(range(len(acc)), key=lambda i: acc[i])
         if best is None or acc[step] > best["val_accuracy"]:
             best = {"inner_lr": ev["inner_lr"], "finetune_bn": ev["finetune_bn"], "step": step,
-                    "val_accuracy": acc[step], "val_tasks": ev["num_tasks"], "file": ev["file"]}
+                    "val_accuracy": acc[step], "val_tasks": ev["num_tasks"], "file": ev["file"],
+                    "iteration": ev["iteration"]}
     return best
 
 
@@ -66,7 +69,8 @@ def baseline_row(run_dir: str, method: str, ways: int, shots: int, label: str) -
         return row
     row.update(status="no test evaluation at the chosen settings", chosen=chosen)
     for ev in evaluations(run_dir, "test", method, ways, shots):
-        if ev["inner_lr"] == chosen["inner_lr"] and ev["finetune_bn"] == chosen["finetune_bn"]:
+        if (ev["inner_lr"], ev["finetune_bn"], ev["iteration"]) == \
+                (chosen["inner_lr"], chosen["finetune_bn"], chosen["iteration"]):
             acc = ev["metrics"]["accuracy"]
             step = min(chosen["step"], len(acc["mean"]) - 1)
             row.update(status="measured", file=ev["file"], iteration=ev["iteration"],
