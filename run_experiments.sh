@@ -135,7 +135,7 @@ done
 # BEGIN transfer (issue 15: MAML beside pretrained-then-fine-tuned baselines; same network, splits, 600 test tasks)
 # Pretraining: supervised over all meta-train classes (Omniglot: 1,100 characters x 4 rotations = 4,400
 # classes), best checkpoint by fine-tuned accuracy on 100 validation tasks. Each baseline's step size and
-# batch-norm mode are chosen on 200 validation tasks (eval_val_* files) and read back by --choose.
+# batch-norm mode are chosen on 100 validation tasks (eval_val_* files) and read back by --choose.
 choose() { "$PY" -m maml_tf.reports.transfer --choose "$@"; }
 OPRE="--datasource=omniglot --baseline=pretrained --metatrain_iterations=0 --pretrain_iterations=4000 --pretrain_batch_size=64 --update_batch_size=1 --update_lr=0.1 --test_num_updates=10 --val_interval=1000 --num_val_tasks=100 --checkpoint_interval=500 --logdir=$LOGDIR/omniglot_transfer"
 OSCR="--datasource=omniglot --baseline=scratch --metatrain_iterations=0 --test_num_updates=10 --logdir=$LOGDIR/omniglot_transfer"
@@ -143,20 +143,21 @@ OPRE_DIR=$LOGDIR/omniglot_transfer/omniglot.pretrained.bs64.lr0.001.conv64
 OSCR_DIR=$LOGDIR/omniglot_transfer/omniglot.scratch.conv64
 run transfer-omniglot-pretrain $OPRE
 for WK in 5:1 5:5 20:1 20:5; do
-  S="--num_classes=${WK%:*} --update_batch_size=${WK#*:}"
+  S="--num_classes=${WK%:*} --update_batch_size=${WK#*:}" N=${WK%:*}w${WK#*:}s
+  V="--train=False --num_test_tasks=100"
   for BN in batch moving; do
-    for LR in 0.1 0.4; do run transfer-omniglot-val $OPRE $S --train=False --num_test_tasks=200 --finetune=all --finetune_bn=$BN --update_lr=$LR; done
-    for LR in 0.4 2; do run transfer-omniglot-val $OPRE $S --train=False --num_test_tasks=200 --finetune=head --finetune_bn=$BN --update_lr=$LR; done
-    run transfer-omniglot-val $OPRE $S --train=False --num_test_tasks=200 --finetune=nearest --finetune_bn=$BN
+    for LR in 0.1 0.4; do run transfer-omniglot-val-$N $OPRE $S $V --finetune=all --finetune_bn=$BN --update_lr=$LR; done
+    for LR in 0.4 2; do run transfer-omniglot-val-$N $OPRE $S $V --finetune=head --finetune_bn=$BN --update_lr=$LR; done
+    run transfer-omniglot-val-$N $OPRE $S $V --finetune=nearest --finetune_bn=$BN
   done
-  for LR in 0.1 1; do run transfer-omniglot-val $OPRE $S --train=False --num_test_tasks=200 --finetune=cosine --update_lr=$LR; done
-  for LR in 0.1 0.4; do run transfer-omniglot-val $OSCR $S --train=False --num_test_tasks=200 --update_lr=$LR; done
+  for LR in 0.1 1; do run transfer-omniglot-val-$N $OPRE $S $V --finetune=cosine --update_lr=$LR; done
+  for LR in 0.1 0.4; do run transfer-omniglot-val-$N $OSCR $S $V --update_lr=$LR; done
   for M in all head nearest cosine; do
-    [[ -z $ONLY || transfer-omniglot-test == *"$ONLY"* ]] && CHOSEN=$(choose "$OPRE_DIR" --method=$M --ways=${WK%:*} --shots=${WK#*:})
-    run transfer-omniglot-test $OPRE $S --train=False --test_set=True --finetune=$M ${CHOSEN:-}
+    [[ -z $ONLY || transfer-omniglot-test-$N == *"$ONLY"* ]] && CHOSEN=$(choose "$OPRE_DIR" --method=$M --ways=${WK%:*} --shots=${WK#*:})
+    run transfer-omniglot-test-$N $OPRE $S --train=False --test_set=True --finetune=$M ${CHOSEN:-}
   done
-  [[ -z $ONLY || transfer-omniglot-test == *"$ONLY"* ]] && CHOSEN=$(choose "$OSCR_DIR" --method=all --ways=${WK%:*} --shots=${WK#*:})
-  run transfer-omniglot-test $OSCR $S --train=False --test_set=True ${CHOSEN:-}
+  [[ -z $ONLY || transfer-omniglot-test-$N == *"$ONLY"* ]] && CHOSEN=$(choose "$OSCR_DIR" --method=all --ways=${WK%:*} --shots=${WK#*:})
+  run transfer-omniglot-test-$N $OSCR $S --train=False --test_set=True ${CHOSEN:-}
 done
 # END transfer
 report transfer-report "$PY" -m maml_tf.reports.transfer --out "$RESULTS" \
