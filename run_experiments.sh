@@ -137,9 +137,9 @@ done
 # classes), best checkpoint by fine-tuned accuracy on 100 validation tasks. Each baseline's step size and
 # batch-norm mode are chosen on 100 validation tasks (eval_val_* files) and read back by --choose.
 choose() { "$PY" -m maml_tf.reports.transfer --choose "$@"; }
-OPRE="--datasource=omniglot --baseline=pretrained --metatrain_iterations=0 --pretrain_iterations=4000 --pretrain_batch_size=64 --update_batch_size=1 --update_lr=0.1 --test_num_updates=10 --val_interval=1000 --num_val_tasks=100 --checkpoint_interval=500 --logdir=$LOGDIR/omniglot_transfer"
+OPRE="--datasource=omniglot --baseline=pretrained --metatrain_iterations=0 --pretrain_iterations=3000 --pretrain_batch_size=64 --pretrain_lr=0.1 --update_batch_size=1 --update_lr=0.1 --test_num_updates=10 --val_interval=1000 --num_val_tasks=100 --checkpoint_interval=500 --logdir=$LOGDIR/omniglot_transfer"
 OSCR="--datasource=omniglot --baseline=scratch --metatrain_iterations=0 --test_num_updates=10 --logdir=$LOGDIR/omniglot_transfer"
-OPRE_DIR=$LOGDIR/omniglot_transfer/omniglot.pretrained.bs64.lr0.001.conv64
+OPRE_DIR=$LOGDIR/omniglot_transfer/omniglot.pretrained.bs64.lr0.1.conv64
 OSCR_DIR=$LOGDIR/omniglot_transfer/omniglot.scratch.conv64
 run transfer-omniglot-pretrain $OPRE
 for WK in 5:1 5:5 20:1 20:5; do

@@ -75,6 +75,7 @@ flags.DEFINE_integer("num_cpu_devices", 2, "--strategy=mirrored on a machine wit
 flags.DEFINE_enum("finetune", "all", ["all", "head", "nearest", "cosine"], "baselines at test time, on a fresh N-way head: all (SGD on every weight but the norm offsets, as MAML's inner loop), head (features frozen), nearest (1-NN in feature space), cosine (cosine classifier from the class means)")
 flags.DEFINE_enum("finetune_bn", "batch", ["batch", "moving"], "baselines' batch norm at test time: batch statistics (as MAML) or the pretrained moving statistics")
 flags.DEFINE_integer("pretrain_batch_size", 64, "images per supervised pretraining step (--baseline=pretrained)")
+flags.DEFINE_float("pretrain_lr", 0.1, "step size of the supervised pretraining's SGD with momentum 0.9 (--baseline=pretrained)")
 # Reinforcement learning (--datasource=2dnavigation), names as the paper's RL code.
 flags.DEFINE_integer("fast_batch_size", 20, "RL: trajectories per task for each policy-gradient step")
 flags.DEFINE_integer("max_path_length", 100, "RL: horizon (steps per trajectory)")
@@ -105,7 +106,8 @@ def config_from_flags(f) -> Config:
         eval_inner_batch_size=f.eval_inner_batch_size, transductive=f.transductive,
         pretrain_iterations=f.pretrain_iterations, metatrain_iterations=f.metatrain_iterations,
         oracle=f.baseline == "oracle", baseline=transfer, finetune=f.finetune,
-        finetune_bn=f.finetune_bn, pretrain_batch_size=f.pretrain_batch_size, norm=f.norm, num_filters=f.num_filters, conv=f.conv,
+        finetune_bn=f.finetune_bn, pretrain_batch_size=f.pretrain_batch_size,
+        pretrain_lr=f.pretrain_lr, norm=f.norm, num_filters=f.num_filters, conv=f.conv,
         max_pool=f.max_pool,
         grad_clip=f.grad_clip if f.grad_clip >= 0 else (10.0 if f.datasource == "miniimagenet" else 0.0),
         seed=f.seed, eval_seed=f.eval_seed, eval_tasks=f.num_test_tasks,

@@ -50,6 +50,7 @@ class Config:
     finetune: str = "all"  # at test time: "all", "head" (features frozen), "nearest", "cosine"
     finetune_bn: str = "batch"  # fine-tuned net's batch norm: "batch" statistics or "moving" ones
     pretrain_batch_size: int = 64  # images per supervised pretraining step
+    pretrain_lr: float = 0.1  # its SGD (momentum 0.9) step size
     norm: str = "batch_norm"
     num_filters: int = 64
     conv: bool = True
@@ -159,8 +160,9 @@ class Config:
                                 "baseline is --pretrain_iterations=N --metatrain_iterations=0")
             if self.algorithm != "maml" or self.metatrain_iterations:
                 raise UserError(f"--baseline={self.baseline} does no meta-training: add --metatrain_iterations=0")
-        if self.baseline == "pretrained" and self.pretrain_batch_size <= 0:
-            raise UserError(f"pretrain_batch_size must be positive, got {self.pretrain_batch_size}")
+        if self.baseline == "pretrained" and (self.pretrain_batch_size <= 0 or not self.pretrain_lr > 0):
+            raise UserError("pretrain_batch_size and pretrain_lr must be positive, got "
+                            f"{self.pretrain_batch_size} and {self.pretrain_lr}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -174,14 +176,14 @@ IDENTITY_FIELDS = ("dataset", "ways", "shots", "meta_batch_size", "inner_steps",
                    "first_order", "algorithm", "oracle", "norm", "num_filters", "conv",
                    "max_pool", "pretrain_iterations", "omniglot_split", "omniglot_resize",
                    "inner_batch_size", "inner_optimizer", "meta_step", "meta_step_final",
-                   "baseline", "pretrain_batch_size")
+                   "baseline", "pretrain_batch_size", "pretrain_lr")
 
 
 def run_name(config: Config) -> str:
     """A readable run directory name from the settings that define a run (as the original's exp_string)."""
     parts = [config.dataset]
     if config.baseline != "none":  # one pretraining serves every N-way K-shot setting
-        parts.append(f"{config.baseline}.bs{config.pretrain_batch_size}.lr{config.meta_lr:g}"
+        parts.append(f"{config.baseline}.bs{config.pretrain_batch_size}.lr{config.pretrain_lr:g}"
                      if config.baseline == "pretrained" else config.baseline)
     elif config.dataset != "sinusoid":
         parts.append(f"{config.ways}way{config.shots}shot")

@@ -196,7 +196,7 @@ def test_main_pretrains_and_evaluates_omniglot_like_maml(tmp_path, cache_dir):
                  common + ["--baseline=scratch", "--train=False"]):
         proc = _main(*args)
         assert proc.returncode == 0, proc.stderr[-2000:]
-    run = tmp_path / "omniglot.pretrained.bs64.lr0.001.conv64"
+    run = tmp_path / "omniglot.pretrained.bs64.lr0.1.conv64"
     assert json.load(open(run / "pretrain.json"))["classes"] == 4400  # 1,100 characters x 4 rotations
     assert (run / "eval_test_shots1_lr0.4_iter4_5way_head_bnbatch.json").exists() or \
         list(run.glob("eval_test_*_5way_head_bnbatch.json")), list(run.iterdir())
