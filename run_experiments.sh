@@ -160,7 +160,7 @@ transfer_lines() {
     run transfer-$D-test-$N $SCR $S --train=False --test_set=True $CHOSEN
   done
 }
-OPRE="--datasource=omniglot --baseline=pretrained --metatrain_iterations=0 --pretrain_iterations=3000 --pretrain_batch_size=64 --pretrain_lr=0.1 --update_batch_size=1 --update_lr=0.1 --test_num_updates=10 --val_interval=1000 --num_val_tasks=100 --checkpoint_interval=500 --logdir=$LOGDIR/omniglot_transfer"
+OPRE="--datasource=omniglot --baseline=pretrained --metatrain_iterations=0 --pretrain_iterations=5000 --pretrain_batch_size=64 --pretrain_lr=0.1 --update_batch_size=1 --update_lr=0.1 --test_num_updates=10 --val_interval=1000 --num_val_tasks=100 --checkpoint_interval=500 --logdir=$LOGDIR/omniglot_transfer"
 OSCR="--datasource=omniglot --baseline=scratch --metatrain_iterations=0 --test_num_updates=10 --logdir=$LOGDIR/omniglot_transfer"
 OPRE_DIR=$LOGDIR/omniglot_transfer/omniglot.pretrained.bs64.lr0.1.conv64
 OSCR_DIR=$LOGDIR/omniglot_transfer/omniglot.scratch.conv64
