@@ -122,7 +122,7 @@ def _how(m: Dict) -> str:
     if "chosen" in m:
         c = m["chosen"]
         return (f"lr {c['inner_lr']:g}, bn {c['finetune_bn']}, step {c['step']} (val {100 * c['val_accuracy']:.1f}% "
-                f"on {c['val_tasks']} tasks); pretrained iter {m.get('iteration', '?')}")
+                f"on {c['val_tasks']} tasks); checkpoint {c['iteration']}")
     if "iterations" in m:
         return f"{m['run']}, {m['iterations']} iterations ({m['status']}), step {m['step']}"
     return ""
