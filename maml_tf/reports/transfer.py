@@ -121,7 +121,8 @@ def _cell(m: Dict) -> str:
 def _how(m: Dict) -> str:
     if "chosen" in m:
         c = m["chosen"]
-        return (f"lr {c['inner_lr']:g}, bn {c['finetune_bn']}, step {c['step']} (val {100 * c['val_accuracy']:.1f}% "
+        lr = "" if "nearest" in m["method"] else f"lr {c['inner_lr']:g}, "
+        return (f"{lr}bn {c['finetune_bn']}, step {c['step']} (val {100 * c['val_accuracy']:.1f}% "
                 f"on {c['val_tasks']} tasks); checkpoint {c['iteration']}")
     if "iterations" in m:
         return f"{m['run']}, {m['iterations']} iterations ({m['status']}), step {m['step']}"
@@ -146,13 +147,17 @@ def plot(rows: List[Dict], dataset: str, out: str) -> Optional[str]:
     import matplotlib.pyplot as plt
 
     mine = [r for r in rows if r["dataset"] == dataset]
-    curves = [[m for m in r["methods"] if len(m.get("accuracy_by_step", [])) > 1] for r in mine]
+    curves = [[m for m in r["methods"] if m.get("accuracy_by_step")] for r in mine]
     if not any(curves):
         return None
     fig, axes = plt.subplots(1, len(mine), figsize=(4 * len(mine), 3.4), squeeze=False)
     for ax, r, ms in zip(axes[0], mine, curves):
         for m in ms:
-            ax.plot(range(len(m["accuracy_by_step"])), m["accuracy_by_step"], marker=".", label=m["method"])
+            acc = m["accuracy_by_step"]
+            if len(acc) == 1:  # nearest neighbour: no steps, a level
+                ax.axhline(acc[0], linestyle="--", color="grey", label=m["method"])
+            else:
+                ax.plot(range(len(acc)), acc, marker=".", label=m["method"])
         ax.set(title=f"{r['ways']}-way {r['shots']}-shot", xlabel="gradient steps on the support set",
                ylabel="test accuracy %")
         ax.grid(alpha=0.3)
