@@ -158,6 +158,54 @@ report miniimagenet-report "$PY" -m maml_tf.reports.miniimagenet --out "$RESULTS
 [ "$QUICK" = 1 ] || report distributed-drift "$PY" -m maml_tf.bench.distributed_drift \
   "${MAML_TF_DATA_DIR:-data}" "${MAML_TF_CACHE_DIR:-$HOME/.cache/maml_tf}"
 
+# BEGIN transfer (issue 15: MAML beside pretrained-then-fine-tuned baselines; same network, splits, 600 test tasks)
+# Pretraining: supervised over all meta-train classes (Omniglot: 1,100 characters x 4 rotations = 4,400
+# classes), best checkpoint by fine-tuned accuracy on 100 validation tasks. Each baseline's step size and
+# batch-norm mode are chosen on 100 validation tasks (eval_val_* files) and read back by --choose.
+choose() { "$PY" -m maml_tf.reports.transfer --choose "$@"; }
+# transfer_lines DATA PRETRAIN_FLAGS SCRATCH_FLAGS PRETRAIN_DIR SCRATCH_DIR WAYS:SHOTS...: validation grid, then test
+transfer_lines() {
+  local D=$1 PRE=$2 SCR=$3 PDIR=$4 SDIR=$5 WK S N V BN LR M CHOSEN
+  shift 5
+  for WK in "$@"; do
+    S="--num_classes=${WK%:*} --update_batch_size=${WK#*:}" N=${WK%:*}w${WK#*:}s V="--train=False --num_test_tasks=100"
+    for BN in batch moving; do
+      for LR in 0.1 0.4; do run transfer-$D-val-$N $PRE $S $V --finetune=all --finetune_bn=$BN --update_lr=$LR; done
+      for LR in 0.4 2; do run transfer-$D-val-$N $PRE $S $V --finetune=head --finetune_bn=$BN --update_lr=$LR; done
+      run transfer-$D-val-$N $PRE $S $V --finetune=nearest --finetune_bn=$BN
+    done
+    for LR in 0.1 1; do run transfer-$D-val-$N $PRE $S $V --finetune=cosine --update_lr=$LR; done
+    for LR in 0.1 0.4; do run transfer-$D-val-$N $SCR $S $V --update_lr=$LR; done
+    for M in all head nearest cosine; do
+      CHOSEN=""
+      [[ -z $ONLY || transfer-$D-test-$N == *"$ONLY"* ]] && CHOSEN=$(choose "$PDIR" --method=$M --ways=${WK%:*} --shots=${WK#*:})
+      run transfer-$D-test-$N $PRE $S --train=False --test_set=True --finetune=$M $CHOSEN
+    done
+    CHOSEN=""
+    [[ -z $ONLY || transfer-$D-test-$N == *"$ONLY"* ]] && CHOSEN=$(choose "$SDIR" --method=all --ways=${WK%:*} --shots=${WK#*:})
+    run transfer-$D-test-$N $SCR $S --train=False --test_set=True $CHOSEN
+  done
+}
+OPRE="--datasource=omniglot --baseline=pretrained --metatrain_iterations=0 --pretrain_iterations=5000 --pretrain_batch_size=64 --pretrain_lr=0.1 --update_batch_size=1 --update_lr=0.1 --test_num_updates=10 --val_interval=1000 --num_val_tasks=100 --checkpoint_interval=500 --logdir=$LOGDIR/omniglot_transfer"
+OSCR="--datasource=omniglot --baseline=scratch --metatrain_iterations=0 --test_num_updates=10 --logdir=$LOGDIR/omniglot_transfer"
+OPRE_DIR=$LOGDIR/omniglot_transfer/omniglot.pretrained.bs64.lr0.1.conv64
+OSCR_DIR=$LOGDIR/omniglot_transfer/omniglot.scratch.conv64
+run transfer-omniglot-pretrain $OPRE
+transfer_lines omniglot "$OPRE" "$OSCR" "$OPRE_DIR" "$OSCR_DIR" 5:1 5:5 20:1 20:5
+# MiniImageNet: the 64 training classes (38,400 images); tasks as MAML's test lines (K queries per class).
+MPRE="--datasource=miniimagenet --num_filters=32 --max_pool=True --baseline=pretrained --metatrain_iterations=0 --pretrain_iterations=6000 --pretrain_batch_size=64 --pretrain_lr=0.1 --update_batch_size=1 --update_lr=0.1 --test_num_updates=10 --val_interval=1000 --num_val_tasks=100 --checkpoint_interval=250 --logdir=$LOGDIR/miniimagenet_transfer"
+MSCR="--datasource=miniimagenet --num_filters=32 --max_pool=True --baseline=scratch --metatrain_iterations=0 --test_num_updates=10 --logdir=$LOGDIR/miniimagenet_transfer"
+MPRE_DIR=$LOGDIR/miniimagenet_transfer/miniimagenet.pretrained.bs64.lr0.1.conv32.maxpool
+MSCR_DIR=$LOGDIR/miniimagenet_transfer/miniimagenet.scratch.conv32.maxpool
+run transfer-miniimagenet-pretrain $MPRE
+transfer_lines miniimagenet "$MPRE" "$MSCR" "$MPRE_DIR" "$MSCR_DIR" 5:1 5:5
+# END transfer
+report transfer-report "$PY" -m maml_tf.reports.transfer --out "$RESULTS" \
+  --pretrained "omniglot=$OPRE_DIR" --scratch "omniglot=$OSCR_DIR" \
+  --pretrained "miniimagenet=$MPRE_DIR" --scratch "miniimagenet=$MSCR_DIR" \
+  --commands "$(sed -n '/^# BEGIN transfer/,/^# END transfer/p' "$0")" \
+  --notes "$(cat "$LOGDIR/transfer_notes.md" 2>/dev/null)"
+
 # BEGIN 2dnavigation (Section 5.3, Figure 4: TRPO meta-optimizer, 20 goals x 20 paths, alpha 0.1, 500 iterations)
 NAV="--datasource=2dnavigation --logdir=$LOGDIR/rl"
 run nav-maml             $NAV --metatrain_iterations=500

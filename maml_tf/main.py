@@ -20,7 +20,10 @@ flags.DEFINE_string("datasource", "sinusoid", "sinusoid, omniglot, miniimagenet,
                     "flags take the paper's RL values: update_lr 0.1, meta_batch_size 20, 500 iterations, "
                     "40 test goals, 3 test steps)")
 flags.DEFINE_integer("num_classes", 5, "number of classes per task (N-way classification)")
-flags.DEFINE_string("baseline", None, "'oracle' (sinusoid: the network is told amplitude and phase), or None")
+flags.DEFINE_string("baseline", None, "'oracle' (sinusoid: the network is told amplitude and phase); images: "
+                    "'pretrained' (supervised pretraining over all meta-train classes for --pretrain_iterations "
+                    "steps; --train=False fine-tunes it as --finetune says) or 'scratch' (--train=False: "
+                    "fine-tunes a random initialisation); or None")
 flags.DEFINE_integer("pretrain_iterations", 0, "iterations of joint training on all tasks (the pretrained baseline)")
 flags.DEFINE_integer("metatrain_iterations", 15000, "meta-training iterations (paper: 70k sinusoid, 60k images)")
 flags.DEFINE_integer("meta_batch_size", 25, "tasks per meta-update")
@@ -73,6 +76,11 @@ flags.DEFINE_bool("jit_compile", False, "XLA-compile the meta-step (for GPUs; on
 flags.DEFINE_integer("intra_op_threads", 1, "CPU threads per TensorFlow op; the meta-batch's tasks already run in parallel on the cores, so 1 is fastest (measured); 0: TensorFlow's default (all cores)")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"], "tf.distribute strategy; the meta-batch is split evenly over its replicas: default (one device), mirrored (every local GPU; without GPUs --num_cpu_devices logical CPUs), multi_worker (several machines, from the TF_CONFIG environment variable), tpu (TPU_NAME)")
 flags.DEFINE_integer("num_cpu_devices", 2, "--strategy=mirrored on a machine without GPUs: logical CPU devices, one replica each (for testing)")
+# Transfer baselines (--baseline=pretrained / scratch).
+flags.DEFINE_enum("finetune", "all", ["all", "head", "nearest", "cosine"], "baselines at test time, on a fresh N-way head: all (SGD on every weight but the norm offsets, as MAML's inner loop), head (features frozen), nearest (1-NN in feature space), cosine (cosine classifier from the class means)")
+flags.DEFINE_enum("finetune_bn", "batch", ["batch", "moving"], "baselines' batch norm at test time: batch statistics (as MAML) or the pretrained moving statistics")
+flags.DEFINE_integer("pretrain_batch_size", 64, "images per supervised pretraining step (--baseline=pretrained)")
+flags.DEFINE_float("pretrain_lr", 0.1, "step size of the supervised pretraining's SGD with momentum 0.9 (--baseline=pretrained)")
 # Reinforcement learning (--datasource=2dnavigation), names as the paper's RL code.
 flags.DEFINE_integer("fast_batch_size", 20, "RL: trajectories per task for each policy-gradient step")
 flags.DEFINE_integer("max_path_length", 100, "RL: horizon (steps per trajectory)")
@@ -88,8 +96,9 @@ def config_from_flags(f) -> Config:
     train_k = f.train_update_batch_size if f.train_update_batch_size != -1 else f.update_batch_size
     train_lr = f.train_update_lr if f.train_update_lr != -1 else f.update_lr
     default_query = 15 if f.datasource == "miniimagenet" else train_k
-    if f.baseline not in (None, "None", "oracle"):
-        raise UserError(f"unknown baseline {f.baseline!r}: use oracle or leave it unset")
+    if f.baseline not in (None, "None", "oracle", "pretrained", "scratch"):
+        raise UserError(f"unknown baseline {f.baseline!r}: use oracle, pretrained, scratch or leave it unset")
+    transfer = f.baseline if f.baseline in ("pretrained", "scratch") else "none"
     return Config(
         dataset=f.datasource, ways=f.num_classes, shots=train_k,
         queries=f.num_query if f.num_query != -1 else default_query,
@@ -101,7 +110,9 @@ def config_from_flags(f) -> Config:
         inner_optimizer=f.inner_optimizer, meta_step=f.meta_step, meta_step_final=f.meta_step_final,
         eval_inner_batch_size=f.eval_inner_batch_size, transductive=f.transductive,
         pretrain_iterations=f.pretrain_iterations, metatrain_iterations=f.metatrain_iterations,
-        oracle=f.baseline == "oracle", norm=f.norm, num_filters=f.num_filters, conv=f.conv,
+        oracle=f.baseline == "oracle", baseline=transfer, finetune=f.finetune,
+        finetune_bn=f.finetune_bn, pretrain_batch_size=f.pretrain_batch_size,
+        pretrain_lr=f.pretrain_lr, norm=f.norm, num_filters=f.num_filters, conv=f.conv,
         max_pool=f.max_pool,
         grad_clip=f.grad_clip if f.grad_clip >= 0 else (10.0 if f.datasource == "miniimagenet" else 0.0),
         seed=f.seed, eval_seed=f.eval_seed, eval_tasks=f.num_test_tasks,
@@ -145,6 +156,18 @@ def main_rl():
         evaluate.evaluate_run(config, workdir, FLAGS.test_iter)
 
 
+def main_transfer(config, workdir):
+    """--baseline=pretrained / scratch: supervised pretraining, or a baseline's evaluation."""
+    from maml_tf.experiment import baselines, pretrain
+
+    if not FLAGS.train:
+        baselines.evaluate_baseline(config, workdir, FLAGS.test_iter)
+    elif config.baseline == "scratch":
+        raise UserError("--baseline=scratch trains nothing: evaluate it with --train=False")
+    else:
+        pretrain.pretrain(config, workdir, resume=FLAGS.resume)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -157,6 +180,8 @@ def main(argv):
         _load_tensorflow()
         from maml_tf.experiment import evaluate, train
 
+        if config.baseline != "none":
+            return main_transfer(config, workdir)
         if FLAGS.train:
             train.train_and_evaluate(config, workdir, resume=FLAGS.resume)
             print(f"evaluate it: {evaluate_command(sys.argv)}", flush=True)

@@ -12,6 +12,8 @@ NORMS = ("batch_norm", "layer_norm", "None")
 ONEDNN = ("auto", "on", "off")
 INNER_OPTIMIZERS = ("sgd", "adam")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+TRANSFER_BASELINES = ("none", "pretrained", "scratch")
+FINETUNE = ("all", "head", "nearest", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,13 @@ class Config:
     pretrain_iterations: int = 0  # joint training on all tasks (no inner loop) before meta-training
     metatrain_iterations: int = 15000
     oracle: bool = False  # sinusoid: the network also sees amplitude and phase
+    # Transfer-learning baselines on images (experiment/pretrain.py, experiment/baselines.py):
+    # "pretrained" (supervised over all meta-train classes, pretrain_iterations steps), "scratch".
+    baseline: str = "none"
+    finetune: str = "all"  # at test time: "all", "head" (features frozen), "nearest", "cosine"
+    finetune_bn: str = "batch"  # fine-tuned net's batch norm: "batch" statistics or "moving" ones
+    pretrain_batch_size: int = 64  # images per supervised pretraining step
+    pretrain_lr: float = 0.1  # its SGD (momentum 0.9) step size
     norm: str = "batch_norm"
     num_filters: int = 64
     conv: bool = True
@@ -132,6 +141,7 @@ class Config:
             raise UserError("--patience needs the validation every worker sees: not with multi_worker")
         if self.oracle and self.dataset != "sinusoid":
             raise UserError("the oracle baseline exists for sinusoid only")
+        self._validate_transfer()
         return self
 
     def _validate_reptile(self):
@@ -146,6 +156,21 @@ class Config:
         elif self.inner_optimizer != "sgd" or self.inner_batch_size or self.eval_inner_batch_size:
             raise UserError("inner_optimizer and (eval_)inner_batch_size are Reptile settings: "
                             "add --algorithm=reptile")
+
+    def _validate_transfer(self):
+        choices = {"baseline": TRANSFER_BASELINES, "finetune": FINETUNE, "finetune_bn": ("batch", "moving")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        if self.baseline != "none":
+            if self.dataset == "sinusoid":
+                raise UserError(f"--baseline={self.baseline} is for image datasets; sinusoid's pretrained "
+                                "baseline is --pretrain_iterations=N --metatrain_iterations=0")
+            if self.algorithm != "maml" or self.metatrain_iterations:
+                raise UserError(f"--baseline={self.baseline} does no meta-training: add --metatrain_iterations=0")
+        if self.baseline == "pretrained" and (self.pretrain_batch_size <= 0 or not self.pretrain_lr > 0):
+            raise UserError("pretrain_batch_size and pretrain_lr must be positive, got "
+                            f"{self.pretrain_batch_size} and {self.pretrain_lr}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -163,7 +188,7 @@ IDENTITY_FIELDS = ("dataset", "ways", "shots", "queries", "meta_batch_size", "me
                    "num_filters", "conv", "max_pool", "grad_clip", "seed", "pretrain_iterations",
                    "data_source", "omniglot_split", "omniglot_resize", "inner_batch_size",
                    "inner_optimizer", "meta_step", "meta_step_final", "eval_seed", "val_tasks",
-                   "eval_inner_steps")
+                   "eval_inner_steps", "baseline", "pretrain_batch_size", "pretrain_lr")
 # Reptile validates as it is evaluated, and anneals epsilon over the iteration target.
 REPTILE_IDENTITY_FIELDS = ("eval_shots", "eval_queries", "eval_inner_lr", "eval_inner_batch_size",
                            "transductive", "metatrain_iterations")
@@ -184,7 +209,10 @@ def identity_diff(saved: dict, config: Config) -> list:
 def run_name(config: Config) -> str:
     """A readable run directory name from the settings that define a run (as the original's exp_string)."""
     parts = [config.dataset]
-    if config.dataset != "sinusoid":
+    if config.baseline != "none":  # one pretraining serves every N-way K-shot setting
+        parts.append(f"{config.baseline}.bs{config.pretrain_batch_size}.lr{config.pretrain_lr:g}"
+                     if config.baseline == "pretrained" else config.baseline)
+    elif config.dataset != "sinusoid":
         parts.append(f"{config.ways}way{config.shots}shot")
     else:
         parts.append(f"k{config.shots}")
@@ -194,7 +222,7 @@ def run_name(config: Config) -> str:
         if config.algorithm == "reptile":
             parts.append(f"{config.inner_optimizer}.ib{config.inner_batch_size}"
                          f".eps{config.meta_step:g}-{config.meta_step_final:g}")
-    if config.pretrain_iterations > 0:
+    if config.pretrain_iterations > 0 and config.baseline == "none":
         parts.append("pretrained")
     if config.oracle:
         parts.append("oracle")

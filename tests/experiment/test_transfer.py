@@ -1,0 +1,203 @@
+"""The transfer baselines at toy size: pretraining learns and resumes, the head is replaced, head-only keeps the backbone, 1-NN, file format."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maml_tf import algorithms
+from maml_tf.experiment import baselines, evaluate, pretrain, train
+from maml_tf.experiment.config import Config
+from maml_tf.experiment.experiment import loss_for
+from maml_tf.types import Task
+from omniglot_helpers import DATA_DIR, ROOT, needs_data
+
+SIZE, CLASSES = 16, {"train": 12, "val": 6, "test": 6}
+
+
+class ToySampler:
+    """Class-pattern images (a fixed random pattern per class + noise), disjoint train/val/test classes."""
+
+    problem, input_shape, per_class = "classification", (SIZE, SIZE, 1), 10
+
+    def __init__(self, ways=3):
+        rng = np.random.default_rng(0)
+        self.output_dim = ways
+        self.protos = {s: rng.random((n, SIZE, SIZE, 1)) for s, n in CLASSES.items()}
+        self.noise = {s: rng.random((n, self.per_class, SIZE, SIZE, 1)) for s, n in CLASSES.items()}
+
+    def images(self, split):
+        return (0.7 * self.protos[split][:, None] + 0.3 * self.noise[split]).astype(np.float32)
+
+    def arrays(self):
+        x = self.images("train")
+        y = np.repeat(np.arange(CLASSES["train"], dtype=np.int32), self.per_class)
+        return (x.reshape((-1,) + self.input_shape) * 255).astype(np.uint8), y
+
+    def sample(self, split, meta_batch_size, shots, queries, rng):
+        imgs, out = self.images(split), []
+        for _ in range(meta_batch_size):
+            cls = rng.permutation(len(imgs))[:self.output_dim]
+            pick = [rng.permutation(self.per_class)[:shots + queries] for _ in cls]
+            x = np.stack([imgs[c, p] for c, p in zip(cls, pick)])  # [ways, s+q, ...]
+            y = np.broadcast_to(np.arange(self.output_dim, dtype=np.int32)[:, None], x.shape[:2])
+            out.append(Task(x[:, :shots].reshape((-1,) + self.input_shape), y[:, :shots].reshape(-1),
+                            x[:, shots:].reshape((-1,) + self.input_shape), y[:, shots:].reshape(-1)))
+        return Task(*[np.stack(parts) for parts in zip(*out)])
+
+
+def toy_config(**changes):
+    base = dict(dataset="miniimagenet", baseline="pretrained", metatrain_iterations=0, ways=3, shots=1,
+                queries=2, eval_shots=1, eval_queries=2, eval_inner_lr=0.1, eval_inner_steps=3,
+                num_filters=8, pretrain_batch_size=16, meta_lr=0.01, pretrain_iterations=30,
+                val_interval=10, val_tasks=4, eval_tasks=6, checkpoint_interval=10,
+                print_interval=10, log=False, data_dir="/nonexistent")
+    return Config(**{**base, **changes})
+
+
+def test_pretraining_step_lowers_the_loss():
+    sampler = ToySampler()
+    x, y = sampler.arrays()
+    model = baselines.pretrain_model(toy_config(), sampler.input_shape, CLASSES["train"])
+    import keras
+    step = pretrain.make_train_step(model, keras.optimizers.Adam(0.01))
+    data = iter(pretrain.input_pipeline(x, y, 16, seed=0, start=0))
+    losses = [float(step(*next(data))["loss"]) for _ in range(60)]
+    # 12 classes: chance is ln 12 = 2.48; the class patterns are easy, so it must fall far below.
+    assert np.mean(losses[:5]) > 2.0 and np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5]), losses
+
+
+def test_batches_resume_where_they_stopped():
+    whole = pretrain.batch_indices(25, 8, seed=3, start=0)
+    first = [next(whole) for _ in range(7)]
+    resumed = pretrain.batch_indices(25, 8, seed=3, start=4)
+    assert all(np.array_equal(a, next(resumed)) for a in first[4:])
+    epoch0 = np.concatenate(first)[:25]  # the first 25 indices are one permutation of the set
+    assert sorted(epoch0.tolist()) == list(range(25))
+
+
+def test_pretrain_checkpoints_keeps_best_and_resumes(tmp_path):
+    sampler = ToySampler()
+    config = toy_config()
+    pretrain.pretrain(config, str(tmp_path), sampler=sampler, arrays=sampler.arrays())
+    rows = [json.loads(line) for line in open(tmp_path / "validation.jsonl")]
+    best = json.load(open(tmp_path / "best" / "best.json"))
+    assert [r["iteration"] for r in rows] == [10, 20, 30]
+    assert best["best_accuracy"] == max(r["best_accuracy"] for r in rows)
+    longer = config.replace(pretrain_iterations=40)  # extending a pretraining resumes it
+    pretrain.pretrain(longer, str(tmp_path), sampler=sampler, arrays=sampler.arrays())
+    rows = [json.loads(line) for line in open(tmp_path / "validation.jsonl")]
+    assert [r["iteration"] for r in rows] == [10, 20, 30, 40]
+    with pytest.raises(Exception, match="other settings"):  # another network is another run
+        pretrain.pretrain(longer.replace(num_filters=4), str(tmp_path), sampler=sampler,
+                          arrays=sampler.arrays())
+    assert json.load(open(tmp_path / "pretrain.json"))["classes"] == CLASSES["train"]
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory):
+    """One toy pretraining (30 steps) shared by the tests that only read it."""
+    path, sampler = tmp_path_factory.mktemp("pretrained"), ToySampler()
+    pretrain.pretrain(toy_config(), str(path), sampler=sampler, arrays=sampler.arrays())
+    return path
+
+
+def _pretrained_eval(tmp_path, **changes):
+    sampler = ToySampler()
+    ev = baselines.TransferEval(toy_config(**changes), sampler)
+    model, _ = baselines.restore_pretrained(toy_config(), str(tmp_path), sampler, None)
+    ev.load_backbone(model)
+    return ev, model, sampler
+
+
+def test_head_is_replaced_by_a_fresh_n_way_head(pretrained_dir):
+    ev, pretrained, _ = _pretrained_eval(pretrained_dir)
+    assert pretrained.output_shape[-1] == CLASSES["train"] and ev.model.output_shape[-1] == 3
+    for src, dst in zip(pretrained.layers[:-1], ev.model.layers[:-1]):
+        assert all(np.array_equal(a, b) for a, b in zip(src.get_weights(), dst.get_weights()))
+    assert all(not np.any(w) for w in ev.model.layers[-1].get_weights())  # zeroed, not copied
+
+
+def test_head_only_leaves_the_backbone_unchanged(pretrained_dir):
+    ev, _, sampler = _pretrained_eval(pretrained_dir, finetune="head")
+    task = sampler.sample("test", 1, 1, 2, np.random.default_rng(0))
+    learner, theta = ev.learner, ev.learner.weights()
+    fast = algorithms.adapt(learner, loss_for("classification", 1), theta, task.support_x[0],
+                            task.support_y[0], 0.5, 3)
+    changed = [not np.array_equal(a, b) for a, b in zip(theta, fast)]
+    assert changed == list(learner.inner_mask) and sum(changed) == 2  # head kernel and bias only
+    all_mask = baselines.make_learner(ev.model, "all", "batch").inner_mask
+    assert sum(all_mask) > 2  # fine-tune all adapts the backbone too
+
+
+@pytest.mark.parametrize("bn", ["batch", "moving"])
+def test_nearest_neighbour_puts_a_support_example_in_its_own_class(pretrained_dir, bn):
+    ev, _, sampler = _pretrained_eval(pretrained_dir, finetune="nearest", finetune_bn=bn)
+    t = sampler.sample("test", 4, 2, 1, np.random.default_rng(1))
+    same = Task(t.support_x, t.support_y, t.support_x, t.support_y)  # the support set as query
+    out = ev.curve_fn(2, 2, 0.1, 0)(same)
+    assert out["accuracy"].shape == (4, 1) and np.all(out["accuracy"].numpy() == 1.0)
+
+
+def test_baseline_files_have_maml_format(pretrained_dir):
+    """Same JSON keys (plus the baseline's own) and the same CSV header as a MAML evaluation."""
+    sampler, tmp_path = ToySampler(), pretrained_dir
+    best = json.load(open(tmp_path / "best" / "best.json"))["iteration"]
+    for method in ("all", "head", "nearest", "cosine"):
+        r = baselines.evaluate_baseline(toy_config(finetune=method, eval_split="test"),
+                                        str(tmp_path), sampler=sampler)
+        assert r["steps"] == ([0] if method == "nearest" else [0, 1, 2, 3])
+        acc = r["metrics"]["accuracy"]["mean"]
+        assert len(acc) == len(r["steps"])
+        if method in ("all", "head"):  # the zeroed head predicts class 0 everywhere: exactly chance
+            assert abs(acc[0] - 1 / 3) < 1e-6 and acc[-1] > acc[0]
+        assert r["iteration"] == best  # the validation-chosen checkpoint by default
+    stem = tmp_path / f"eval_test_shots1_lr0.1_iter{best}_3way_all_bnbatch"
+    maml_keys = {"dataset", "split", "iteration", "num_tasks", "ways", "shots", "queries",
+                 "inner_lr", "steps", "eval_seed", "algorithm", "transductive", "metrics"}
+    saved = json.load(open(f"{stem}.json"))
+    assert maml_keys <= set(saved) and set(saved["metrics"]) == {"loss", "accuracy"}
+    assert set(saved["metrics"]["accuracy"]) == set(evaluate.STATS)
+    header = next(csv.reader(open(f"{stem}.csv")))
+    assert header == ["step"] + [f"{n}_{s}" for n in ("accuracy", "loss") for s in evaluate.STATS]
+
+
+def _main(*args):
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "maml_tf.main", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_bad_baseline_flags_are_one_error_line(tmp_path):
+    for args, words in ((["--baseline=pretrained"], "metatrain_iterations=0"),
+                        (["--baseline=pretrained", "--datasource=sinusoid", "--metatrain_iterations=0"],
+                         "image datasets"),
+                        (["--baseline=frozen"], "unknown baseline")):
+        proc = _main(*args, f"--logdir={tmp_path}")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+        assert proc.stderr.strip().startswith("error:") and words in proc.stderr, proc.stderr
+
+
+@needs_data
+def test_main_pretrains_and_evaluates_omniglot_like_maml(tmp_path, cache_dir):
+    """Through the command line on the real data: pretraining writes a run, --train=False evaluates it
+    on the same tasks as MAML's evaluation (same CSV header as a MAML run's file)."""
+    common = ["--datasource=omniglot", "--metatrain_iterations=0", f"--logdir={tmp_path}",
+              f"--data_dir={DATA_DIR}", f"--cache_dir={cache_dir}", "--num_test_tasks=5",
+              "--test_num_updates=2", "--update_lr=0.4", "--update_batch_size=1"]
+    pre = common + ["--baseline=pretrained", "--pretrain_iterations=4", "--val_interval=2",
+                    "--num_val_tasks=2", "--checkpoint_interval=2", "--print_interval=2"]
+    for args in (pre, pre + ["--train=False", "--test_set=True", "--finetune=head"],
+                 common + ["--baseline=scratch", "--train=False"]):
+        proc = _main(*args)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "omniglot.pretrained.bs64.lr0.1.conv64"
+    assert json.load(open(run / "pretrain.json"))["classes"] == 4400  # 1,100 characters x 4 rotations
+    assert (run / "eval_test_shots1_lr0.4_iter4_5way_head_bnbatch.json").exists() or \
+        list(run.glob("eval_test_*_5way_head_bnbatch.json")), list(run.iterdir())
+    assert list((tmp_path / "omniglot.scratch.conv64").glob("eval_val_shots1_lr0.4_iter0_5way_all_bnbatch.csv"))

@@ -1,0 +1,25 @@
+"""results/transfer: settings are chosen on validation files only and the test number is read at the chosen step."""
+
+import json
+
+from maml_tf.reports import transfer
+
+
+def _write(run, split, lr, bn, acc, iteration=100, method="all", ways=5, shots=1):
+    stem = run / f"eval_{split}_shots{shots}_lr{lr:g}_iter{iteration}_{ways}way_{method}_bn{bn}"
+    result = {"iteration": iteration, "num_tasks": 10, "inner_lr": lr, "finetune_bn": bn,
+              "metrics": {"accuracy": {"mean": acc, "ci95": [0.01] * len(acc)}}}
+    (run / f"{stem.name}.json").write_text(json.dumps(result))
+
+
+def test_choice_uses_validation_and_reads_test_at_the_chosen_step(tmp_path):
+    _write(tmp_path, "val", 0.1, "batch", [0.2, 0.5, 0.6])
+    _write(tmp_path, "val", 0.4, "moving", [0.2, 0.8, 0.7])  # best on val: lr 0.4, moving, step 1
+    _write(tmp_path, "val", 0.4, "batch", [0.2, 0.9, 0.9], iteration=50)  # an older checkpoint: ignored
+    _write(tmp_path, "test", 0.1, "batch", [0.2, 0.99, 0.99])  # best on test, but not chosen
+    _write(tmp_path, "test", 0.4, "moving", [0.2, 0.75, 0.7])
+    chosen = transfer.choose(str(tmp_path), "all", 5, 1)
+    assert (chosen["inner_lr"], chosen["finetune_bn"], chosen["step"]) == (0.4, "moving", 1)
+    row = transfer.baseline_row(str(tmp_path), "all", 5, 1, "x")
+    assert row["status"] == "measured" and abs(row["accuracy"]["mean"] - 75.0) < 1e-9
+    assert transfer.choose(str(tmp_path), "head", 5, 1) is None  # other methods' files are not mixed in
