@@ -72,20 +72,20 @@ def feature_curve(learner, loss_fn, tasks: Task, ways: int, inner_lr: float, ste
         fs, fq = learner(weights, task.support_x), learner(weights, task.query_x)
         if method == "nearest":
             logits = _nearest_logits(fs, task.support_y, fq, ways)
-            return {"loss": loss_fn(logits, task.query_y)[None],
-                    "accuracy": metrics.accuracy(logits, task.query_y)[None]}
+            return {"loss": loss_fn(task.query_y, logits)[None],
+                    "accuracy": metrics.accuracy(task.query_y, logits)[None]}
         fs, fq = _l2n(fs), _l2n(fq)
         w = _l2n(tf.matmul(tf.one_hot(task.support_y, ways, dtype=fs.dtype), fs, transpose_a=True))
         curve = {"loss": [], "accuracy": []}
         for step in range(steps + 1):
             logits = COSINE_SCALE * tf.matmul(fq, _l2n(w), transpose_b=True)
-            curve["loss"].append(loss_fn(logits, task.query_y))
-            curve["accuracy"].append(metrics.accuracy(logits, task.query_y))
+            curve["loss"].append(loss_fn(task.query_y, logits))
+            curve["accuracy"].append(metrics.accuracy(task.query_y, logits))
             if step < steps:
                 with tf.GradientTape() as tape:
                     tape.watch(w)
                     support = COSINE_SCALE * tf.matmul(fs, _l2n(w), transpose_b=True)
-                    loss = loss_fn(support, task.support_y)
+                    loss = loss_fn(task.support_y, support)
                 w = w - inner_lr * tape.gradient(loss, w)
         return {k: tf.stack(v) for k, v in curve.items()}
 
