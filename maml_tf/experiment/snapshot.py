@@ -8,13 +8,13 @@ Training and evaluation (`Config.run_store`) copy it into a run directory that h
 """
 
 import argparse
-import json
 import os
 import shutil
 import sys
 from typing import List, Optional
 
 from maml_tf.errors import UserError
+from maml_tf.experiment.rundir import read_json
 
 SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json")
 EVAL_PREFIX = "eval_"  # evaluation results (JSON + CSV), small and what the reports read
@@ -62,12 +62,9 @@ def _copy_checkpoint(src_dir: str, dst_dir: str) -> Optional[str]:
 
 def _finished(workdir: str) -> bool:
     """True once the run reached its iteration target (runinfo.json against config.json)."""
-    try:
-        with open(os.path.join(workdir, "config.json")) as f:
-            config = json.load(f)
-        with open(os.path.join(workdir, "runinfo.json")) as f:
-            done = json.load(f).get("iterations", 0)
-    except (OSError, ValueError):
+    config = read_json(os.path.join(workdir, "config.json")) or {}
+    done = (read_json(os.path.join(workdir, "runinfo.json")) or {}).get("iterations", 0)
+    if not config:
         return False
     return done >= config.get("pretrain_iterations", 0) + config.get("metatrain_iterations", 0)
 

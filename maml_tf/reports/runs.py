@@ -6,7 +6,7 @@ import os
 import re
 from typing import Dict, List, Optional
 
-from maml_tf.experiment.rundir import read_jsonl
+from maml_tf.experiment.rundir import read_json, read_jsonl
 from maml_tf.experiment.selection import ModelSelection
 from maml_tf.reports.writer import wall_time_hours, write_report
 
@@ -34,14 +34,7 @@ def test_eval(run_dir: str, shots: int, best: bool = False) -> Optional[Dict]:
 
 def trained(run_dir: str) -> Dict:
     """Iterations trained and wall hours, from runinfo.json (TensorBoard events if it lacks them)."""
-    info = {}
-    path = os.path.join(run_dir, "runinfo.json")
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                info = json.load(f)
-        except ValueError:
-            info = {}
+    info = read_json(os.path.join(run_dir, "runinfo.json")) or {}
     iterations = info.get("iterations")
     hours = info["wall_seconds"] / 3600 if info.get("wall_seconds") else None
     if hours is None and iterations:
@@ -76,10 +69,7 @@ def paper_row(logdirs: List[str], run: str, shots: int, step: int, target: int) 
     if run_dir is None:
         return row
     history = read_jsonl(os.path.join(run_dir, "validation.jsonl"))
-    config = {}
-    if os.path.exists(os.path.join(run_dir, "config.json")):
-        with open(os.path.join(run_dir, "config.json")) as f:
-            config = json.load(f)
+    config = read_json(os.path.join(run_dir, "config.json")) or {}
     for key, best in (("newest", False), ("best", True)):
         evaluation = test_eval(run_dir, shots, best)
         if evaluation:
