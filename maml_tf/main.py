@@ -48,7 +48,8 @@ flags.DEFINE_bool("test_set", False, "evaluate on the meta-test split (False: me
 flags.DEFINE_integer("train_update_batch_size", -1, "K used in training, to find the run when testing with another K (-1: same; Reptile: its train shots per class)")
 flags.DEFINE_float("train_update_lr", -1, "alpha used in training, to find the run when testing with another alpha (-1: same)")
 # Beyond the original.
-flags.DEFINE_integer("test_num_updates", 10, "inner steps at evaluation; metrics are kept after each")
+flags.DEFINE_integer("test_num_updates", 10, "inner steps at evaluation; metrics are kept after those --record_steps names")
+flags.DEFINE_string("record_steps", "auto", "inner steps a test evaluation (--train=False) records: auto (every step up to 10 steps, else 0, every 10th and the last), all, or a list like 0,5,50; the steps not recorded are still taken, only not predicted")
 flags.DEFINE_integer("num_query", -1, "query examples per class (-1: K; 15 in miniimagenet training, as the paper)")
 flags.DEFINE_enum("algorithm", "maml", ["maml", "reptile"], "meta-learning algorithm (--stop_grad: first-order MAML)")
 flags.DEFINE_integer("inner_batch_size", 0, "Reptile: support examples per inner step, taken in turn from the shuffled support set (0: all; the paper: 10 for 5-way, 20 for 20-way)")
@@ -116,7 +117,8 @@ def config_from_flags(f) -> Config:
         max_pool=f.max_pool,
         grad_clip=f.grad_clip if f.grad_clip >= 0 else (10.0 if f.datasource == "miniimagenet" else 0.0),
         seed=f.seed, eval_seed=f.eval_seed, eval_tasks=f.num_test_tasks,
-        eval_split="test" if f.test_set else "val", val_interval=f.val_interval,
+        eval_split="test" if f.test_set else "val", eval_record_steps=f.record_steps,
+        val_interval=f.val_interval,
         val_tasks=f.num_val_tasks, checkpoint_interval=f.checkpoint_interval,
         print_interval=f.print_interval, log=f.log, onednn=f.onednn, jit_compile=f.jit_compile,
         intra_op_threads=f.intra_op_threads,

@@ -6,6 +6,7 @@ import json
 from typing import Optional
 
 from maml_tf.errors import UserError
+from maml_tf.experiment import recorded
 
 ALGORITHMS = ("maml", "reptile")
 NORMS = ("batch_norm", "layer_norm", "None")
@@ -61,6 +62,7 @@ class Config:
     eval_tasks: int = 600
     eval_batch_size: int = 25  # tasks evaluated per compiled call
     eval_split: str = "val"  # "val" or "test"
+    eval_record_steps: str = "auto"  # steps a test evaluation records (recorded.eval_steps)
     # True: query examples predicted in one batch (batch norm shares their statistics, as MAML);
     # False: each query example in a batch with the support set only.
     transductive: bool = True
@@ -131,6 +133,7 @@ class Config:
             raise UserError(f"unknown strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
         if self.eval_split not in ("val", "test"):
             raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
+        recorded.eval_steps(self.eval_inner_steps, self.eval_record_steps)  # UserError if bad
         choices = {"data_source": ("files", "tfds"),
                    "omniglot_split": ("random", "alphabets", "within_alphabet"),
                    "omniglot_resize": ("original", "lanczos")}
