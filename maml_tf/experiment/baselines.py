@@ -117,13 +117,15 @@ class TransferEval:
         return evaluate.evaluate_learner(self, split, num_tasks, c.eval_shots, c.eval_queries,
                                          c.eval_inner_lr, self.steps(), c.eval_seed)
 
-    def curve_fn(self, shots: int, queries: int, inner_lr: float, steps: int):
-        key = (shots, queries, inner_lr, steps)
+    def curve_fn(self, shots: int, queries: int, inner_lr: float, steps: int, record_steps=None):
+        """As `Experiment.curve_fn`: arrays at `record_steps` (None: every step 0..steps)."""
+        record = tuple(sorted(set(range(steps + 1) if record_steps is None else record_steps)))
+        key = (shots, queries, inner_lr, steps, record)
         if key not in self._curve_fns:
-            self._curve_fns[key] = self._make_curve(shots, queries, inner_lr, steps)
+            self._curve_fns[key] = self._make_curve(shots, queries, inner_lr, steps, list(record))
         return self._curve_fns[key]
 
-    def _make_curve(self, shots, queries, inner_lr, steps):
+    def _make_curve(self, shots, queries, inner_lr, steps, record):
         x = tuple(self.sampler.input_shape)
         ways, method, learner = self.config.ways, self.config.finetune, self.learner
         loss_fn = loss_for("classification", shots)  # MAML's loss: step sizes mean the same
@@ -134,10 +136,14 @@ class TransferEval:
 
         @tf.function(input_signature=[spec])
         def curve(tasks):
-            if method in ("nearest", "cosine"):
+            if method == "nearest":  # no steps: its one value is step 0's
                 return feature_curve(learner, loss_fn, tasks, ways, inner_lr, steps, method)
+            if method == "cosine":  # a cheap head: every step is computed, the recorded kept
+                out = feature_curve(learner, loss_fn, tasks, ways, inner_lr, steps, method)
+                return {k: tf.gather(v, record, axis=1) for k, v in out.items()}
             return algorithms.adaptation_curve(learner, loss_fn, learner.weights(), tasks,
-                                               inner_lr, steps, self.metric_fns)
+                                               inner_lr, steps, self.metric_fns,
+                                               record_steps=record)
 
         return curve
 

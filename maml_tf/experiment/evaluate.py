@@ -4,12 +4,12 @@ import csv
 import io
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import rundir, snapshot
+from maml_tf.experiment import recorded, rundir, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.experiment import Experiment
 from maml_tf.metrics import mean_and_ci95
@@ -28,9 +28,11 @@ def sample_tasks(sampler, split: str, count: int, shots: int, queries: int, seed
 
 
 def evaluate_learner(exp, split: str, num_tasks: int, shots: int, queries: int, inner_lr: float,
-                     steps: int, seed: int) -> Dict[str, Dict]:
-    """{metric: {"mean", "std", "ci95": arrays over inner steps 0..steps, "n"}} on `num_tasks` tasks."""
-    curve = exp.curve_fn(shots, queries, inner_lr, steps)
+                     steps: int, seed: int, record_steps: Optional[Sequence[int]] = None
+                     ) -> Dict[str, Dict]:
+    """{metric: {"mean", "std", "ci95": arrays over the recorded inner steps, "n"}} on `num_tasks`
+    tasks; `record_steps` (None: every step 0..steps) in increasing order, as `exp.curve_fn`'s."""
+    curve = exp.curve_fn(shots, queries, inner_lr, steps, record_steps)
     batch = exp.config.eval_batch_size
     parts = []
     for first in range(0, num_tasks, batch):
@@ -54,14 +56,15 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
         print(f"evaluating the stored state of the run, {stored}", flush=True)
     ckpt = Checkpointer(workdir, exp.state())
     restored = ckpt.restore_best() if best else ckpt.restore_iteration(iteration)
+    steps = recorded.eval_steps(config.eval_inner_steps, config.eval_record_steps)
     stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
                              config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,
-                             config.eval_seed)
+                             config.eval_seed, steps)
     result = {
         "dataset": config.dataset, "split": config.eval_split, "iteration": restored,
         "num_tasks": config.eval_tasks, "ways": config.ways, "shots": config.eval_shots,
         "queries": config.eval_queries, "inner_lr": config.eval_inner_lr,
-        "steps": list(range(config.eval_inner_steps + 1)), "eval_seed": config.eval_seed,
+        "steps": steps, "eval_seed": config.eval_seed,
         "algorithm": config.algorithm, "transductive": config.transductive,
         "checkpoint": "best-validation" if best else "newest" if iteration in (None, -1) else "chosen",
         "metrics": {k: {s: np.asarray(v[s]).tolist() for s in STATS} for k, v in stats.items()},

@@ -1,7 +1,7 @@
 """The pieces of a run built from a Config: `Experiment` (sampler, network, optimizers, compiled steps) and the task stream."""
 
 import functools
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Sequence
 
 import keras
 import numpy as np
@@ -105,9 +105,12 @@ class Experiment:
         return Task(tf.TensorSpec((None, n_s) + x, tf.float32), tf.TensorSpec((None, n_s) + y, ydtype),
                     tf.TensorSpec((None, n_q) + x, tf.float32), tf.TensorSpec((None, n_q) + y, ydtype))
 
-    def curve_fn(self, shots: int, queries: int, inner_lr: float, steps: int):
-        """Compiled evaluation (`algorithms.adaptation_curve`) for one K, built once per setting."""
-        key = (shots, queries, inner_lr, steps)
+    def curve_fn(self, shots: int, queries: int, inner_lr: float, steps: int,
+                 record_steps: Optional[Sequence[int]] = None):
+        """Compiled evaluation (`algorithms.adaptation_curve`) for one K, built once per setting:
+        its arrays hold the `record_steps` (None: every step 0..steps) in increasing order."""
+        record = tuple(sorted(set(range(steps + 1) if record_steps is None else record_steps)))
+        key = (shots, queries, inner_lr, steps, record)
         if key not in self._curve_fns:
             c, learner, loss_fn = self.config, self.learner, self.loss(shots)
             reptile = c.algorithm == "reptile"
@@ -117,7 +120,8 @@ class Experiment:
                 return algorithms.adaptation_curve(
                     learner, loss_fn, learner.weights(), tasks, inner_lr, steps, self.metric_fns,
                     transductive=c.transductive, optimizer=c.inner_optimizer if reptile else None,
-                    batch_size=c.eval_inner_batch_size, moments=self.moments())
+                    batch_size=c.eval_inner_batch_size, moments=self.moments(),
+                    record_steps=list(record))
 
             self._curve_fns[key] = curve
         return self._curve_fns[key]

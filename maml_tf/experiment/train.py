@@ -9,7 +9,7 @@ from typing import Dict, Optional
 import keras
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import distribute, evaluate, model_file, rundir, snapshot
+from maml_tf.experiment import distribute, evaluate, model_file, recorded, rundir, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config, identity_diff
 from maml_tf.experiment.experiment import Experiment, task_batches
@@ -147,8 +147,10 @@ def summary(config: Config, workdir: str, start: int, end: int, seconds: float):
     rows = rundir.read_jsonl(os.path.join(workdir, "validation.jsonl"))
     if rows:
         row, post = rows[-1], _post_step(config)
-        shown = "  ".join(f"{k} {v[0]:.4g} -> {v[post]:.4g} ({v[-1]:.4g} after {len(v) - 1})"
-                          for k, v in row.items() if k != "iteration")
+        steps = recorded.steps_of(row, len(row["loss"]))
+        shown = "  ".join(f"{k} {recorded.at_step(v, steps, 0):.4g} -> "
+                          f"{recorded.at_step(v, steps, post):.4g} ({v[-1]:.4g} after {steps[-1]})"
+                          for k, v in row.items() if k not in ("iteration", "steps"))
         print(f"last meta-validation (iteration {row['iteration']}, {config.val_tasks} tasks, "
               f"before -> after {post} step{'s' * (post > 1)}): {shown}", flush=True)
 
@@ -165,13 +167,18 @@ def validate(exp: Experiment, workdir: str, iteration: int, log: ProgressLog) ->
     # training-time data setting, so it validates as it is evaluated.
     shots, queries, lr = ((c.eval_shots, c.eval_queries, c.eval_inner_lr) if c.algorithm == "reptile"
                           else (c.shots, c.queries, c.inner_lr))
-    result = evaluate.evaluate_learner(exp, "val", c.val_tasks, shots, queries, lr,
-                                       c.eval_inner_steps, c.eval_seed)
-    row = {"iteration": iteration, **{k: v["mean"].tolist() for k, v in result.items()}}
-    rundir.append_jsonl(os.path.join(workdir, "validation.jsonl"), row)
+    # Only the steps read below and by model selection (the last) are predicted.
     post = _post_step(c)
-    log.scalars(iteration, {f"val/{k}_step{s}": v["mean"][s] for k, v in result.items()
+    steps = recorded.validation_steps(c.eval_inner_steps, post)
+    result = evaluate.evaluate_learner(exp, "val", c.val_tasks, shots, queries, lr,
+                                       c.eval_inner_steps, c.eval_seed, record_steps=steps)
+    row = {"iteration": iteration, "steps": steps,
+           **{k: v["mean"].tolist() for k, v in result.items()}}
+    rundir.append_jsonl(os.path.join(workdir, "validation.jsonl"), row)
+    at = {s: steps.index(s) for s in (0, post)}
+    log.scalars(iteration, {f"val/{k}_step{s}": v["mean"][at[s]] for k, v in result.items()
                             for s in (0, post)})
-    shown = "  ".join(f"{k} {v['mean'][0]:.4g} -> {v['mean'][post]:.4g}" for k, v in result.items())
+    shown = "  ".join(f"{k} {v['mean'][at[0]]:.4g} -> {v['mean'][at[post]]:.4g}"
+                      for k, v in result.items())
     print(f"[val] iter {iteration}  (step 0 -> {post})  {shown}", flush=True)
     return row

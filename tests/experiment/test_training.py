@@ -64,6 +64,7 @@ def test_main_checkpoints_resumes_and_evaluates(tmp_path):
     assert "iter 30/30" in resumed.stdout and "iter 10/30" not in resumed.stdout
     rows = [json.loads(line) for line in open(rundir / "validation.jsonl")]
     assert [r["iteration"] for r in rows] == [10, 20, 30]
+    assert all(r["steps"] == [0, 1, 3] and len(r["loss"]) == 3 for r in rows)  # 0, train, last
     run_main(*toy_flags(tmp_path, 30), "--train=False", "--test_set=True")
     result = json.load(open(rundir / "eval_test_shots5_lr0.001_iter30.json"))
     assert result["num_tasks"] == 20 and result["steps"] == [0, 1, 2, 3]
@@ -90,6 +91,8 @@ def test_each_baseline_gets_its_own_run_directory(tmp_path):
     (["--num_updates=-1"], "inner_steps must be >= 0"),
     (["--norm=group"], "unknown norm 'group'"),
     (["--baseline=magic"], "unknown baseline 'magic'"),
+    (["--record_steps=0,11"], "record_steps must lie in 0..10 (the evaluation's inner steps)"),
+    (["--record_steps=ends"], "record_steps must be auto, all or steps like 0,5,50"),
 ])
 def test_bad_flags_give_one_clear_line(tmp_path, flags, message):
     proc = run_main(f"--logdir={tmp_path}", *flags, check=False)

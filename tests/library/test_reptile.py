@@ -188,11 +188,12 @@ def test_reptile_validates_with_the_evaluation_shots(tmp_path, monkeypatch):
     seen = []
     real = evaluate.evaluate_learner
     monkeypatch.setattr(evaluate, "evaluate_learner",
-                        lambda exp, split, n, shots, queries, lr, *a: seen.append((shots, lr))
-                        or real(exp, split, n, shots, queries, lr, *a))
+                        lambda exp, split, n, shots, queries, lr, *a, **k: seen.append((shots, lr))
+                        or real(exp, split, n, shots, queries, lr, *a, **k))
     config = Config(dataset="sinusoid", algorithm="reptile", shots=10, eval_shots=5,
                     inner_lr=0.01, eval_inner_lr=0.02, meta_batch_size=2, inner_steps=2,
                     metatrain_iterations=2, val_interval=2, val_tasks=4, eval_inner_steps=2,
                     checkpoint_interval=2, log=False)
     row = train.train_and_evaluate(config, str(tmp_path / "run"))
-    assert seen == [(5, 0.02)] and len(row["loss"]) == 3
+    # validation records step 0, the training steps (2) and the last (2): 0 and 2
+    assert seen == [(5, 0.02)] and row["steps"] == [0, 2] and len(row["loss"]) == 2
