@@ -16,6 +16,7 @@ import os
 import re
 from typing import Dict, List, Optional
 
+from maml_tf.experiment.recorded import at_step, nearest, steps_of
 from maml_tf.reports.writer import hardware, wall_time_hours, write_report
 
 # (run label, setting, K, transductive, steps reported, paper's accuracy %, paper's iterations)
@@ -78,11 +79,13 @@ def collect(runs: Dict[str, str], timing: Dict[str, Dict]) -> List[Dict]:
         evaluation = newest_eval(run_dir, shots, transductive) if run_dir else None
         if evaluation:
             acc = evaluation["metrics"]["accuracy"]
-            step = min(steps, len(acc["mean"]) - 1)
+            recorded = steps_of(evaluation, len(acc["mean"]))  # by value: a 50-step test is sparse
+            step = nearest(recorded, steps)
             row.update(status="cut short" if evaluation["iteration"] < paper_its else "complete",
                        run_dir=run_dir, iterations=evaluation["iteration"], paper_iterations=paper_its,
                        steps=step, num_tasks=evaluation["num_tasks"],
-                       accuracy={"mean": 100 * acc["mean"][step], "ci95": 100 * acc["ci95"][step]},
+                       accuracy={"mean": 100 * at_step(acc["mean"], recorded, step),
+                                 "ci95": 100 * at_step(acc["ci95"], recorded, step)},
                        wall_time_hours=wall_time_hours(run_dir, evaluation["iteration"]),
                        training_speed=training_speed(run_dir))
         rows.append(row)

@@ -6,6 +6,7 @@ import os
 import re
 from typing import Dict, List, Optional
 
+from maml_tf.experiment.recorded import at_step, nearest, steps_of
 from maml_tf.experiment.rundir import read_json, read_jsonl
 from maml_tf.experiment.selection import ModelSelection
 from maml_tf.reports.writer import wall_time_hours, write_report
@@ -43,10 +44,15 @@ def trained(run_dir: str) -> Dict:
 
 
 def accuracy_at(evaluation: Dict, step: int) -> Dict:
+    """Accuracy (%) after inner step `step` (by its value: an evaluation may record only some
+    steps; the last recorded before it if it is not there) and at every recorded step."""
     acc = evaluation["metrics"]["accuracy"]
+    steps = steps_of(evaluation, len(acc["mean"]))
     return {"iteration": evaluation["iteration"], "num_tasks": evaluation["num_tasks"],
-            "mean": 100 * acc["mean"][step], "ci95": 100 * acc["ci95"][step],
-            "by_step": {"mean": [100 * m for m in acc["mean"]], "ci95": [100 * c for c in acc["ci95"]]}}
+            "step": nearest(steps, step), "mean": 100 * at_step(acc["mean"], steps, step),
+            "ci95": 100 * at_step(acc["ci95"], steps, step),
+            "by_step": {"steps": steps, "mean": [100 * m for m in acc["mean"]],
+                        "ci95": [100 * c for c in acc["ci95"]]}}
 
 
 def status(iterations: Optional[int], target: int, history: List[Dict], patience: int) -> str:
@@ -82,11 +88,14 @@ def paper_row(logdirs: List[str], run: str, shots: int, step: int, target: int) 
     return row
 
 
-def cell(result: Optional[Dict]) -> str:
-    """'mean ± ci (iteration N)' of a row's evaluation, or a dash."""
+def cell(result: Optional[Dict], step: Optional[int] = None) -> str:
+    """'mean ± ci (iteration N)' of a row's evaluation, or a dash; the step it was read at
+    when that is not `step` (an evaluation that did not record the paper's step)."""
     if not result:
         return "–"
-    return f"{result['mean']:.1f} ± {result['ci95']:.1f} (it. {result['iteration']:,})"
+    read_at = result.get("step", step)
+    other = f", after {read_at} steps" if step is not None and read_at != step else ""
+    return f"{result['mean']:.1f} ± {result['ci95']:.1f} (it. {result['iteration']:,}{other})"
 
 
 def table(rows: List[Dict]) -> List[str]:
@@ -104,7 +113,8 @@ def table(rows: List[Dict]) -> List[str]:
             continue
         hours = f"{r['wall_time_hours']:.2f} h" if r.get("wall_time_hours") else "?"
         tasks = (r.get("newest") or r.get("best"))["num_tasks"]
-        lines.append(f"| {r['setting']} | {paper} | {cell(r.get('newest'))} | {cell(r.get('best'))} "
+        newest, best = cell(r.get("newest"), r["paper_steps"]), cell(r.get("best"), r["paper_steps"])
+        lines.append(f"| {r['setting']} | {paper} | {newest} | {best} "
                      f"| {r['paper_steps']} | {tasks} | {r['iterations']:,} | {hours} | {r['status']} |")
     lines += ["", "Accuracy (%) after each test-time step (0 = before adaptation), mean ± 95% CI:", ""]
     for r in rows:
@@ -112,6 +122,9 @@ def table(rows: List[Dict]) -> List[str]:
             if key in r:
                 curve = r[key]["by_step"]
                 steps = ", ".join(f"{m:.1f} ± {c:.1f}" for m, c in zip(curve["mean"], curve["ci95"]))
+                if curve.get("steps") not in (None, list(range(len(curve["mean"])))):  # sparse
+                    steps = ", ".join(f"step {s}: {m:.1f} ± {c:.1f}" for s, m, c in
+                                      zip(curve["steps"], curve["mean"], curve["ci95"]))
                 lines.append(f"- {r['setting']}, {key} (iteration {r[key]['iteration']:,}): {steps}")
     return lines
 
@@ -135,10 +148,13 @@ def plot_validation(rows: List[Dict], path: str, title: str):
         if not history:
             continue
         its = [h["iteration"] for h in history]
-        step = min(r["paper_steps"], len(history[0]["accuracy"]) - 1)
-        line, = ax.plot(its, [100 * h["accuracy"][step] for h in history], marker=".",
+        # By step value: a row records only the steps validation reads (0, the training steps,
+        # the last), older rows every step.
+        curves = [(h["accuracy"], steps_of(h, len(h["accuracy"]))) for h in history]
+        step = nearest(curves[-1][1], r["paper_steps"])
+        line, = ax.plot(its, [100 * at_step(a, s, step) for a, s in curves], marker=".",
                         label=f"{r['setting']}, after {step} steps")
-        ax.plot(its, [100 * h["accuracy"][0] for h in history], "--", color=line.get_color(),
+        ax.plot(its, [100 * at_step(a, s, 0) for a, s in curves], "--", color=line.get_color(),
                 alpha=0.6, label=f"{r['setting']}, before adaptation")
         ax.axhline(r["paper"]["mean"], color=line.get_color(), lw=0.8, ls=":")
     ax.set_xlabel("meta-training iteration")

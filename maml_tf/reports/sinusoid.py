@@ -102,11 +102,15 @@ def runinfo(run_dir):
         return json.load(f)
 
 
-def cell(m, step, num_tasks):
-    """mean ± 95% CI, the median, and how many tasks diverged when any did."""
-    text = f"{m['mean'][step]:.3f} ± {m['ci95'][step]:.3f} (median {m['median'][step]:.3f})"
-    if m["nonfinite"][step]:
-        text += f"; diverged on {m['nonfinite'][step]}/{num_tasks} tasks"
+def cell(m, steps, step, num_tasks):
+    """mean ± 95% CI, the median, and how many tasks diverged when any did, after inner step
+    `step` (by value in the evaluation's recorded `steps`; a dash if it is not among them)."""
+    if step not in steps:
+        return "–"
+    i = steps.index(step)
+    text = f"{m['mean'][i]:.3f} ± {m['ci95'][i]:.3f} (median {m['median'][i]:.3f})"
+    if m["nonfinite"][i]:
+        text += f"; diverged on {m['nonfinite'][i]}/{num_tasks} tasks"
     return text
 
 
@@ -117,7 +121,8 @@ def table(evals, infos):
     for name, per_run in evals.items():
         for (k, lr), r in sorted(per_run.items()):
             m = r["metrics"]["loss"]
-            cells = [cell(m, s, r["num_tasks"]) for s in STEPS_SHOWN]
+            steps = list(r.get("steps") or range(len(m["mean"])))
+            cells = [cell(m, steps, s, r["num_tasks"]) for s in STEPS_SHOWN]
             paper = " / ".join(f"{PAPER[name][s]}" for s in STEPS_SHOWN) if k == 10 else "—"
             info = infos[name]
             lines.append(f"| {LABELS[name]} | {k} | {lr:g} | " + " | ".join(cells) +

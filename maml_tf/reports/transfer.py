@@ -15,6 +15,7 @@ import os
 import re
 from typing import Dict, List, Optional
 
+from maml_tf.experiment.recorded import at_step, nearest, steps_of
 from maml_tf.reports.writer import write_report
 
 SETTINGS = {"omniglot": [(5, 1), (5, 5), (20, 1), (20, 5)], "miniimagenet": [(5, 1), (5, 5)]}
@@ -53,11 +54,11 @@ def choose(run_dir: str, method: str, ways: int, shots: int) -> Optional[Dict]:
     newest = max((ev["iteration"] for ev in found), default=None)
     for ev in (ev for ev in found if ev["iteration"] == newest):
         acc = ev["metrics"]["accuracy"]["mean"]
-        step = max(range(len(acc)), key=lambda i: acc[i])
-        if best is None or acc[step] > best["val_accuracy"]:
-            best = {"inner_lr": ev["inner_lr"], "finetune_bn": ev["finetune_bn"], "step": step,
-                    "val_accuracy": acc[step], "val_tasks": ev["num_tasks"], "file": ev["file"],
-                    "iteration": ev["iteration"]}
+        i = max(range(len(acc)), key=lambda j: acc[j])
+        if best is None or acc[i] > best["val_accuracy"]:  # the step by value, not position
+            best = {"inner_lr": ev["inner_lr"], "finetune_bn": ev["finetune_bn"],
+                    "step": steps_of(ev, len(acc))[i], "val_accuracy": acc[i],
+                    "val_tasks": ev["num_tasks"], "file": ev["file"], "iteration": ev["iteration"]}
     return best
 
 
@@ -72,11 +73,12 @@ def baseline_row(run_dir: str, method: str, ways: int, shots: int, label: str) -
         if (ev["inner_lr"], ev["finetune_bn"], ev["iteration"]) == \
                 (chosen["inner_lr"], chosen["finetune_bn"], chosen["iteration"]):
             acc = ev["metrics"]["accuracy"]
-            step = min(chosen["step"], len(acc["mean"]) - 1)
+            steps = steps_of(ev, len(acc["mean"]))
             row.update(status="measured", file=ev["file"], iteration=ev["iteration"],
-                       num_tasks=ev["num_tasks"], step=step,
-                       accuracy={"mean": 100 * acc["mean"][step], "ci95": 100 * acc["ci95"][step]},
-                       accuracy_by_step=[100 * a for a in acc["mean"]])
+                       num_tasks=ev["num_tasks"], step=nearest(steps, chosen["step"]),
+                       accuracy={"mean": 100 * at_step(acc["mean"], steps, chosen["step"]),
+                                 "ci95": 100 * at_step(acc["ci95"], steps, chosen["step"])},
+                       accuracy_by_step=[100 * a for a in acc["mean"]], steps=steps)
     return row
 
 
@@ -157,7 +159,7 @@ def plot(rows: List[Dict], dataset: str, out: str) -> Optional[str]:
             if len(acc) == 1:  # nearest neighbour: no steps, a level
                 ax.axhline(acc[0], linestyle="--", color="grey", label=m["method"])
             else:
-                ax.plot(range(len(acc)), acc, marker=".", label=m["method"])
+                ax.plot(m.get("steps") or range(len(acc)), acc, marker=".", label=m["method"])
         ax.set(title=f"{r['ways']}-way {r['shots']}-shot", xlabel="gradient steps on the support set",
                ylabel="test accuracy %")
         ax.grid(alpha=0.3)

@@ -39,3 +39,34 @@ def test_stored_runs_fill_in_and_the_patience_rule_is_named(tmp_path):
     rows = omniglot.collect([str(tmp_path / "live"), str(tmp_path / "store")])
     assert rows[2]["run_dir"] == str(stored)
     assert rows[2]["status"].startswith("stopped early at 30,000")
+
+
+def test_sparse_evaluations_and_validation_rows_are_read_by_step(tmp_path):
+    """An evaluation recording steps 0, 1, 3 and validation rows recording 0, 1, 3 (the run's
+    train and test steps): the paper's step 3 is the third value, not the fourth; a test that
+    did not record step 3 is read at its last step before it, and says so."""
+    run = tmp_path / "logs" / omniglot.SETTINGS[0][1]
+    os.makedirs(run)
+    for prefix, iteration, steps, acc in (("eval_", 3000, [0, 1, 3], [0.2, 0.9, 0.96]),
+                                          ("eval_best_", 2000, [0, 2], [0.2, 0.93])):
+        (run / f"{prefix}test_shots1_lr0.4_iter{iteration}.json").write_text(json.dumps(
+            {"iteration": iteration, "num_tasks": 600, "steps": steps,
+             "metrics": {"accuracy": {"mean": acc, "ci95": [0.01] * len(acc)}}}))
+    (run / "validation.jsonl").write_text(
+        json.dumps({"iteration": 1000, "accuracy": [0.2, 0.7, 0.75, 0.8]}) + "\n"  # an old full row
+        + json.dumps({"iteration": 2000, "steps": [0, 1, 3], "accuracy": [0.2, 0.8, 0.9]}) + "\n")
+    rows = omniglot.collect([str(tmp_path / "logs")])
+    assert rows[0]["newest"]["mean"] == 96.0 and rows[0]["newest"]["step"] == 3
+    assert rows[0]["best"]["mean"] == 93.0 and rows[0]["best"]["step"] == 2
+    text = omniglot.markdown(rows, "")
+    assert "| 96.0 ± 1.0 (it. 3,000) | 93.0 ± 1.0 (it. 2,000, after 2 steps) |" in text
+    assert "- 5-way 1-shot, newest (iteration 3,000): step 0: 20.0 ± 1.0, step 1: 90.0 ± 1.0, " \
+           "step 3: 96.0 ± 1.0" in text
+    plotted = []
+    real = runs.at_step
+    runs.at_step = lambda values, steps, step: plotted.append(real(values, steps, step)) or plotted[-1]
+    try:
+        runs.plot_validation(rows, str(tmp_path / "val.png"), "t")
+    finally:
+        runs.at_step = real
+    assert plotted == [0.8, 0.9, 0.2, 0.2]  # after step 3 for both rows, then before adaptation

@@ -23,3 +23,18 @@ def test_choice_uses_validation_and_reads_test_at_the_chosen_step(tmp_path):
     row = transfer.baseline_row(str(tmp_path), "all", 5, 1, "x")
     assert row["status"] == "measured" and abs(row["accuracy"]["mean"] - 75.0) < 1e-9
     assert transfer.choose(str(tmp_path), "head", 5, 1) is None  # other methods' files are not mixed in
+
+
+def test_choice_and_test_number_use_step_values_of_sparse_files(tmp_path):
+    """Files that recorded steps 0, 10, 20: the chosen step is 10 (its value), and the test
+    number is the one at step 10."""
+    for split, acc in (("val", [0.2, 0.8, 0.7]), ("test", [0.3, 0.6, 0.9])):
+        _write(tmp_path, split, 0.1, "batch", acc)
+        path = next(tmp_path.glob(f"eval_{split}_*.json"))
+        result = json.loads(path.read_text())
+        path.write_text(json.dumps({**result, "steps": [0, 10, 20]}))
+    chosen = transfer.choose(str(tmp_path), "all", 5, 1)
+    assert chosen["step"] == 10
+    row = transfer.baseline_row(str(tmp_path), "all", 5, 1, "x")
+    assert row["step"] == 10 and abs(row["accuracy"]["mean"] - 60.0) < 1e-9
+    assert row["steps"] == [0, 10, 20]

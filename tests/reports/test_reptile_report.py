@@ -1,0 +1,21 @@
+"""The Reptile report reads the 50-step test at step 50 by value, also when only steps 0, 10, ..., 50 were recorded."""
+
+import json
+
+from maml_tf.reports import reptile
+
+
+def _write(run, steps, acc, transductive=False):
+    name = "eval_test_shots1_lr0.001_iter100000" + ("" if transductive else "_nontransductive")
+    (run / f"{name}.json").write_text(json.dumps(
+        {"iteration": 100000, "num_tasks": 600, "steps": steps,
+         "metrics": {"accuracy": {"mean": acc, "ci95": [0.005] * len(acc)}}}))
+
+
+def test_fifty_step_accuracy_is_read_at_step_fifty(tmp_path):
+    _write(tmp_path, [0, 10, 20, 30, 40, 50], [0.2, 0.8, 0.9, 0.92, 0.94, 0.95])
+    _write(tmp_path, list(range(51)), [0.2] * 50 + [0.97], transductive=True)  # a full curve
+    rows = {(r["setting"], r["transductive"]): r for r in reptile.collect({"reptile": str(tmp_path)}, {})}
+    sparse, full = rows[("Reptile 5-way 1-shot", False)], rows[("Reptile 5-way 1-shot", True)]
+    assert sparse["steps"] == 50 and abs(sparse["accuracy"]["mean"] - 95.0) < 1e-9
+    assert full["steps"] == 50 and abs(full["accuracy"]["mean"] - 97.0) < 1e-9
