@@ -1,12 +1,13 @@
-"""`python -m maml_tf.bench.eval_cost`: seconds per evaluation task of `algorithms.adaptation_curve`.
+"""`python -m maml_tf.bench.eval_cost`: seconds per evaluation task of the compiled evaluation, `Experiment.curve_fn`.
 
-Times the compiled evaluation (as `Experiment.curve_fn` builds it) on synthetic tasks, each
-variant in its own process: the 600-task MiniImageNet test (5-way 1-shot, 10 steps, 75 query
-images) and Reptile's non-transductive Omniglot evaluation (50 Adam steps on batches of 5 or
-10, each query image predicted in a batch with the support set only). Variants: `record`
-(all: every step 0..steps is predicted, as evaluation does today; ends: steps 0 and the last
-only) and `vectorized` (non-transductive predictions in one tf.vectorized_map call, or the
-reference tf.map_fn loop over query images).
+Times the real evaluation path (`Experiment.curve_fn` -> `algorithms.adaptation_curve`, with the
+run's loss, inner optimizer and batch norm mode) on synthetic tasks, each variant in its own
+process: the 600-task MiniImageNet test (5-way 1-shot, 10 steps, 75 query images) and Reptile's
+non-transductive Omniglot evaluation (50 Adam steps on batches of 5 or 10, each query image
+predicted in a batch with the support set only). Variants: `record` (all: every step 0..steps
+is predicted, as evaluation did before issue 17; rule: the steps `recorded.eval_steps` names,
+as evaluation does now; ends: steps 0 and the last only) and `vectorized` (non-transductive
+predictions in one tf.vectorized_map call, or the reference tf.map_fn loop over query images).
 """
 
 import argparse
@@ -18,19 +19,28 @@ import subprocess
 import sys
 import time
 
+# Reptile's evaluation settings of run_experiments.sh, on the bench's network.
+_REPTILE = dict(algorithm="reptile", inner_optimizer="adam", transductive=False)
 SETTINGS = {
     # MAML's MiniImageNet test: 5-way 1-shot, 15 query images per class, 10 SGD steps of 0.01.
     "mini_5w1s_test": dict(bench="miniimagenet_5w1s_o2", shots=1, queries=15, steps=10, lr=0.01,
-                           transductive=True, optimizer=None, batch_size=0),
+                           transductive=True, config={}),
     # Reptile's Omniglot tests (run_experiments.sh): 50 Adam steps of 0.001 on batches of 5
     # (5-way) or 10 (20-way), 1 query image per class, non-transductive.
-    "reptile_5w1s_nontransductive": dict(bench="omniglot_5w1s_q1_o1", ways=5, shots=1, queries=1,
+    "reptile_5w1s_nontransductive": dict(bench="omniglot_5w1s_q1_o1", shots=1, queries=1,
                                          steps=50, lr=0.001, transductive=False,
-                                         optimizer="adam", batch_size=5),
-    "reptile_20w1s_nontransductive": dict(bench="omniglot_20w1s_q1_o1", ways=20, shots=1,
-                                          queries=1, steps=50, lr=0.0005, transductive=False,
-                                          optimizer="adam", batch_size=10),
+                                         config=dict(_REPTILE, ways=5, eval_inner_batch_size=5)),
+    "reptile_20w1s_nontransductive": dict(bench="omniglot_20w1s_q1_o1", shots=1, queries=1,
+                                          steps=50, lr=0.0005, transductive=False,
+                                          config=dict(_REPTILE, ways=20, eval_inner_batch_size=10)),
 }
+
+
+def record_steps(record: str, steps: int):
+    """The steps a variant predicts: all (None), the evaluation's rule, or 0 and the last."""
+    from maml_tf.experiment import recorded
+
+    return {"all": None, "rule": recorded.eval_steps(steps), "ends": [0, steps]}[record]
 
 
 def measure(setting: str, record: str, vectorized: bool, tasks: int, calls: int):
@@ -39,27 +49,18 @@ def measure(setting: str, record: str, vectorized: bool, tasks: int, calls: int)
     from maml_tf.bench import step
     from maml_tf.experiment import runtime
 
-    config = step.make_config(s["bench"], {"ways": s.get("ways", 5)})
+    config = step.make_config(s["bench"], s["config"])
     runtime.configure(config)
     import numpy as np
-    import tensorflow as tf
 
-    from maml_tf import algorithms, metrics
+    from maml_tf import algorithms
     from maml_tf.experiment import experiment
 
     algorithms.VECTORIZED_NONTRANSDUCTIVE = vectorized
     sampler = step.make_sampler(s["bench"], config)
     exp = experiment.Experiment(config, sampler=sampler)
-    loss_fn = experiment.loss_for(sampler.problem, s["shots"])
-    record_steps = None if record == "all" else [0, s["steps"]]
-
-    @tf.function(input_signature=[exp.task_signature(s["shots"], s["queries"])])
-    def curve(batch):
-        return algorithms.adaptation_curve(
-            exp.learner, loss_fn, exp.learner.weights(), batch, s["lr"], s["steps"],
-            metrics.make_metrics(sampler.problem), transductive=s["transductive"],
-            optimizer=s["optimizer"], batch_size=s["batch_size"], record_steps=record_steps)
-
+    steps = record_steps(record, s["steps"])
+    curve = exp.curve_fn(s["shots"], s["queries"], s["lr"], s["steps"], steps)
     batch = sampler.sample("test", tasks, s["shots"], s["queries"], np.random.default_rng(0))
     t0 = time.perf_counter()
     first = {k: v.numpy() for k, v in curve(batch).items()}
@@ -70,9 +71,11 @@ def measure(setting: str, record: str, vectorized: bool, tasks: int, calls: int)
         {k: v.numpy() for k, v in curve(batch).items()}
         times.append(time.perf_counter() - t)
     per_task = statistics.median(times) / tasks
-    return {"setting": setting, "record": record, "vectorized": vectorized, "tasks_per_call": tasks,
+    return {"setting": setting, "record": record, "recorded_steps": steps or "all",
+            "vectorized": vectorized, "tasks_per_call": tasks,
             "calls": calls, "call_s": statistics.median(times), "per_task_s": per_task,
             "600_tasks_s": 600 * per_task, "first_call_s": first_s,
+            "trace_s": first_s - statistics.median(times),  # the first call beyond a later one
             "cores_used": (sum(os.times()[:2]) - cpu0) / sum(times),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "final_accuracy_mean": float(first["accuracy"][:, -1].mean()),
@@ -82,8 +85,8 @@ def measure(setting: str, record: str, vectorized: bool, tasks: int, calls: int)
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--settings", default=",".join(SETTINGS))
-    p.add_argument("--variants", default="all/map,all/vec,ends/vec",
-                   help="record/predict pairs: record all|ends, predict map|vec (non-transductive)")
+    p.add_argument("--variants", default="all/vec,rule/vec,ends/vec",
+                   help="record/predict pairs: record all|rule|ends, predict map|vec (non-transductive)")
     p.add_argument("--tasks", type=int, default=4, help="tasks per compiled call")
     p.add_argument("--calls", type=int, default=3)
     p.add_argument("--out", default=None, help="append the JSON lines to this file")
