@@ -62,21 +62,25 @@ def measure(setting: str, record: str, vectorized: bool, tasks: int, calls: int)
     steps = record_steps(record, s["steps"])
     curve = exp.curve_fn(s["shots"], s["queries"], s["lr"], s["steps"], steps)
     batch = sampler.sample("test", tasks, s["shots"], s["queries"], np.random.default_rng(0))
-    t0 = time.perf_counter()
+    busy0, cpu_first, t0 = step._busy_jiffies(), sum(os.times()[:2]), time.perf_counter()
     first = {k: v.numpy() for k, v in curve(batch).items()}
     first_s = time.perf_counter() - t0
-    times, cpu0 = [], sum(os.times()[:2])
+    times, cpu0, busy1 = [], sum(os.times()[:2]), step._busy_jiffies()
     for _ in range(calls):
         t = time.perf_counter()
         {k: v.numpy() for k, v in curve(batch).items()}
         times.append(time.perf_counter() - t)
+    busy2, cpu2, tick = step._busy_jiffies(), sum(os.times()[:2]), os.sysconf("SC_CLK_TCK")
     per_task = statistics.median(times) / tasks
     return {"setting": setting, "record": record, "recorded_steps": steps or "all",
             "vectorized": vectorized, "tasks_per_call": tasks,
             "calls": calls, "call_s": statistics.median(times), "per_task_s": per_task,
             "600_tasks_s": 600 * per_task, "first_call_s": first_s,
             "trace_s": first_s - statistics.median(times),  # the first call beyond a later one
-            "cores_used": (sum(os.times()[:2]) - cpu0) / sum(times),
+            "cores_used": (cpu2 - cpu0) / sum(times),
+            # cores other processes used meanwhile (a quiet machine: ~0)
+            "others_cores_first": max(0.0, (busy1 - busy0) / tick - (cpu0 - cpu_first)) / first_s,
+            "others_cores": max(0.0, (busy2 - busy1) / tick - (cpu2 - cpu0)) / sum(times),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "final_accuracy_mean": float(first["accuracy"][:, -1].mean()),
             "loadavg": os.getloadavg()[0]}
