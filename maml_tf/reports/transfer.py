@@ -83,19 +83,29 @@ def baseline_row(run_dir: str, method: str, ways: int, shots: int, label: str) -
 
 
 def maml_row(dataset: str, ways: int, shots: int) -> Dict:
-    """This project's MAML from results/<dataset>.json (its best run, with its iterations)."""
+    """This project's MAML from results/<dataset>.json (its best run, with its iterations): the
+    best-validation model where it was tested, else the newest checkpoint."""
     path = os.path.join("results", f"{dataset}.json")
     row = {"method": "MAML (this project)", "status": "not measured here"}
-    if os.path.exists(path):
-        with open(path) as f:
-            rows = json.load(f)["rows"]
-        found = next((r for r in rows if r.get("setting") == f"{ways}-way {shots}-shot"
-                      and "accuracy" in r), None)
-        if found:
-            row.update(status=found["status"], iterations=found["iterations"], run=found["run"],
-                       step=found["paper_steps"], accuracy=found["accuracy"],
-                       accuracy_by_step=found["accuracy_by_step"]["mean"])
-    return row
+    if not os.path.exists(path):
+        return row
+    with open(path) as f:
+        rows = json.load(f)["rows"]
+    name = f"{ways}-way {shots}-shot"
+    found = next((r for r in rows if r.get("setting") in (name, name + ", MAML")
+                  and ("accuracy" in r or "best" in r or "newest" in r)), None)
+    if found is None:
+        return row
+    row.update(status=found["status"], run=found["run"], step=found["paper_steps"])
+    if "accuracy" in found:  # the report format before best-validation models
+        return dict(row, iterations=found["iterations"], accuracy=found["accuracy"],
+                    accuracy_by_step=found["accuracy_by_step"]["mean"])
+    model = "best" if "best" in found else "newest"
+    result = found[model]
+    return dict(row, iterations=result["iteration"], model=model,
+                accuracy={"mean": result["mean"], "ci95": result["ci95"]},
+                accuracy_by_step=result["by_step"]["mean"],
+                steps=result["by_step"].get("steps"))
 
 
 def collect(pretrained: Dict[str, str], scratch: Dict[str, str]) -> List[Dict]:
@@ -127,7 +137,8 @@ def _how(m: Dict) -> str:
         return (f"{lr}bn {c['finetune_bn']}, step {c['step']} (val {100 * c['val_accuracy']:.1f}% "
                 f"on {c['val_tasks']} tasks); checkpoint {c['iteration']}")
     if "iterations" in m:
-        return f"{m['run']}, {m['iterations']} iterations ({m['status']}), step {m['step']}"
+        model = {"best": "best-validation model, ", "newest": "newest checkpoint, "}.get(m.get("model"), "")
+        return f"{m['run']}, {model}{m['iterations']} iterations ({m['status']}), step {m['step']}"
     return ""
 
 

@@ -38,3 +38,29 @@ def test_choice_and_test_number_use_step_values_of_sparse_files(tmp_path):
     row = transfer.baseline_row(str(tmp_path), "all", 5, 1, "x")
     assert row["step"] == 10 and abs(row["accuracy"]["mean"] - 60.0) < 1e-9
     assert row["steps"] == [0, 10, 20]
+
+
+def test_maml_row_reads_both_report_formats(tmp_path, monkeypatch):
+    """MAML's row comes from results/<dataset>.json: the older rows (accuracy at the top) and the
+    newer ones (newest / best-validation results), the best-validation model preferred."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    old = {"setting": "5-way 1-shot", "status": "cut short", "run": "r", "paper_steps": 3,
+           "iterations": 900, "accuracy": {"mean": 90.0, "ci95": 1.0},
+           "accuracy_by_step": {"mean": [20.0, 90.0]}}
+    new = {"setting": "5-way 1-shot, MAML", "status": "cut short", "run": "m", "paper_steps": 10,
+           "newest": {"iteration": 1600, "mean": 34.0, "ci95": 1.7,
+                      "by_step": {"steps": [0, 10], "mean": [21.0, 34.0]}},
+           "best": {"iteration": 1000, "mean": 33.0, "ci95": 1.6,
+                    "by_step": {"steps": [0, 10], "mean": [20.0, 33.0]}}}
+    (tmp_path / "results" / "omniglot.json").write_text(json.dumps({"rows": [old]}))
+    (tmp_path / "results" / "miniimagenet.json").write_text(json.dumps({"rows": [new]}))
+    row = transfer.maml_row("omniglot", 5, 1)
+    assert (row["iterations"], row["accuracy"]["mean"], row["accuracy_by_step"]) == (900, 90.0, [20.0, 90.0])
+    row = transfer.maml_row("miniimagenet", 5, 1)
+    assert (row["model"], row["iterations"], row["accuracy"]["mean"]) == ("best", 1000, 33.0)
+    assert row["steps"] == [0, 10] and "best-validation" in transfer._how(row)
+    del new["best"]
+    (tmp_path / "results" / "miniimagenet.json").write_text(json.dumps({"rows": [new]}))
+    assert transfer.maml_row("miniimagenet", 5, 1)["iterations"] == 1600
+    assert transfer.maml_row("miniimagenet", 5, 5)["status"] == "not measured here"
