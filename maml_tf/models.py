@@ -214,19 +214,38 @@ class Conv2D(keras.layers.Conv2D):
     patch_matmul = True
 
     def convolution_op(self, inputs, kernel):
-        if not (self.patch_matmul and inputs.shape[-1] == 1 and self.data_format == "channels_last"
-                and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
-                and keras.backend.backend() == "tensorflow"):
+        if not (self.patch_matmul and inputs.shape[-1] == 1 and None not in inputs.shape[1:3]
+                and self.data_format == "channels_last" and tuple(self.dilation_rate) == (1, 1)
+                and self.groups == 1 and keras.backend.backend() == "tensorflow"):
             return super().convolution_op(inputs, kernel)
-        kh, kw = self.kernel_size
-        patches = tf.image.extract_patches(
-            inputs, sizes=[1, kh, kw, 1], strides=[1, *self.strides, 1], rates=[1, 1, 1, 1],
-            padding=self.padding.upper())  # [N, H', W', kh·kw], rows of the kernel's order
-        flat = tf.reshape(patches, [-1, kh * kw])
-        out = tf.matmul(flat, tf.reshape(kernel, [kh * kw, self.filters]))
-        height, width = (patches.shape[i] if patches.shape[i] is not None else tf.shape(patches)[i]
-                         for i in (1, 2))
+        columns, height, width = _patch_columns(inputs, self.kernel_size, self.strides,
+                                                self.padding)
+        out = tf.matmul(columns, tf.reshape(kernel, [-1, self.filters]), transpose_a=True)
         return tf.reshape(out, [-1, height, width, self.filters])
+
+
+def _patch_columns(x, kernel_size, strides, padding: str):
+    """([kh·kw, N·H'·W'] patches of a one-channel NHWC `x`, in the kernel's row order, H', W').
+
+    Built from kh·kw strided slices of the padded image stacked on a new first axis (each a
+    contiguous copy): measured ~4 ms per 100-image call for tf.image.extract_patches under load.
+    Padding as TensorFlow's convolution: "same" puts the odd extra row/column at the end.
+    """
+    pads, sizes = [], []
+    for size, k, stride in zip(x.shape[1:3], kernel_size, strides):
+        if padding == "same":
+            out = -(-size // stride)
+            total = max((out - 1) * stride + k - size, 0)
+            pads.append([total // 2, total - total // 2])
+        else:
+            out = -(-(size - k + 1) // stride)
+            pads.append([0, 0])
+        sizes.append(out)
+    x = tf.pad(x[..., 0], [[0, 0], *pads])
+    (kh, kw), (sh, sw), (oh, ow) = kernel_size, strides, sizes
+    columns = [tf.reshape(x[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw], [-1])
+               for i in range(kh) for j in range(kw)]
+    return tf.stack(columns), oh, ow
 
 
 @keras.saving.register_keras_serializable(package="maml_tf")
