@@ -147,11 +147,19 @@ def _reference_batch_norm():
     models.BatchNorm.closed_form_gradients = False
 
 
+def _reference_convolution():
+    from maml_tf import models
+
+    models.Conv2D.patch_matmul = False
+
+
 # Code paths that are not Config settings, for A-B runs (`benchmark --compare switch=NAME`):
 # each restores a reference implementation that a speed change replaced.
 SWITCHES = {
     # autodiff through the batch moments, as before batch_norm_train's closed-form derivatives
     "bn_autodiff": _reference_batch_norm,
+    # Keras' convolution on one-channel inputs too, as before models.Conv2D's patches @ kernel
+    "conv_direct": _reference_convolution,
 }
 
 

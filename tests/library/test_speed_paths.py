@@ -172,6 +172,53 @@ def test_closed_form_batch_norm_gives_the_autodiff_meta_gradient(max_pool, first
     assert np.abs(grads[True] - ref).max() <= 1e-9 * np.abs(ref).max()
 
 
+@pytest.mark.parametrize("first_order", [False, True])
+def test_patch_matmul_convolution_gives_the_keras_meta_gradient(first_order):
+    """models.Conv2D's patches @ kernel on the one-channel first layer against Keras' own
+    convolution (Conv2D.patch_matmul = False): the float64 meta-gradient at 1e-9 relative,
+    stride 2 as Omniglot's (odd and even input sizes) and stride 1."""
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    from maml_tf import algorithms, metrics
+
+    for shape, max_pool in (((8, 8, 1), False), ((7, 7, 1), False), ((8, 8, 1), True)):
+        model = models.conv_net(shape, 3, filters=4, blocks=2, seed=3, max_pool=max_pool)
+        learner = models.Learner(model)
+        sampler = bench_step.SyntheticImages(3, shape, classes=6, per_class=4)
+        task = sampler.sample("train", 2, 1, 2, np.random.default_rng(5))
+        task = task._replace(support_x=task.support_x.astype(np.float64),
+                             query_x=task.query_x.astype(np.float64))
+        grads = {}
+        for patch_matmul in (False, True):
+            models.Conv2D.patch_matmul = patch_matmul
+            try:
+                fn = tf.function(lambda: algorithms.maml_meta_grads(
+                    learner, metrics.make_xent_over_k(1), learner.weights(), task, 0.4, 2,
+                    first_order=first_order)[0], autograph=False)
+                grads[patch_matmul] = np.concatenate([g.numpy().ravel() for g in fn()])
+            finally:
+                models.Conv2D.patch_matmul = True
+        ref = grads[False]
+        assert np.abs(ref).max() > 0
+        assert np.abs(grads[True] - ref).max() <= 1e-9 * np.abs(ref).max()
+
+
+def test_patch_matmul_convolution_equals_keras_forward():
+    """The patches @ kernel path gives Keras' outputs for 'same' and 'valid', strides 1-3."""
+    x = tf.constant(np.random.default_rng(1).normal(size=(3, 9, 10, 1)), tf.float32)
+    for padding in ("same", "valid"):
+        for strides in (1, 2, 3):
+            layer = models.Conv2D(5, 3, strides=strides, padding=padding)
+            fast = layer(x)
+            models.Conv2D.patch_matmul = False
+            try:
+                ref = layer(x)
+            finally:
+                models.Conv2D.patch_matmul = True
+            assert fast.shape == ref.shape
+            np.testing.assert_allclose(fast.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_closed_form_batch_norm_second_derivative_of_a_dense_batch_norm():
     """The second derivative of batch_norm_train alone, on a [N, C] input (fc nets), against
     autodiff through the moments: d/dx <u, d/dx <g, BN(x)>> for a random g, u (float64)."""
