@@ -129,7 +129,7 @@ report reptile-report "$PY" -m maml_tf.reports.reptile --out "$RESULTS" \
   --run "fomaml=${O5DIR}1shot.maml_fo.mbs32.steps1.lr0.4.conv64" \
   $(for L in reptile maml maml5 fomaml; do [ -e "$LOGDIR/timing_$L.jsonl" ] && echo "--timing $L=$LOGDIR/timing_$L.jsonl"; done) \
   --commands "$(sed -n '/^# BEGIN reptile/,/^# END reptile/p' "$0")" \
-  --notes "$(cat "$LOGDIR/reptile_notes.md" 2>/dev/null)"
+  --notes "$(cat "$LOGDIR/reptile_notes.md" "$MAML_TF_RUN_STORE/reptile_notes.md" 2>/dev/null || true)"
 
 # BEGIN miniimagenet (needs the real images: data/README.md; 60k iterations; 600 test tasks)
 # Model selection as the paper: 600 fixed meta-validation tasks every 2,000 iterations.
@@ -204,7 +204,7 @@ report transfer-report "$PY" -m maml_tf.reports.transfer --out "$RESULTS" \
   --pretrained "omniglot=$OPRE_DIR" --scratch "omniglot=$OSCR_DIR" \
   --pretrained "miniimagenet=$MPRE_DIR" --scratch "miniimagenet=$MSCR_DIR" \
   --commands "$(sed -n '/^# BEGIN transfer/,/^# END transfer/p' "$0")" \
-  --notes "$(cat "$LOGDIR/transfer_notes.md" 2>/dev/null)"
+  --notes "$(cat "$LOGDIR/transfer_notes.md" "$MAML_TF_RUN_STORE/transfer_notes.md" 2>/dev/null || true)"
 
 # BEGIN 2dnavigation (Section 5.3, Figure 4: TRPO meta-optimizer, 20 goals x 20 paths, alpha 0.1, 500 iterations)
 NAV="--datasource=2dnavigation --logdir=$LOGDIR/rl"
