@@ -167,10 +167,13 @@ def plot(rows: List[Dict], dataset: str, out: str) -> Optional[str]:
     for ax, r, ms in zip(axes[0], mine, curves):
         for m in ms:
             acc = m["accuracy_by_step"]
+            # One colour per method in every panel, whichever rows a panel lacks.
+            color = f"C{[x['method'] for x in r['methods']].index(m['method'])}"
             if len(acc) == 1:  # nearest neighbour: no steps, a level
                 ax.axhline(acc[0], linestyle="--", color="grey", label=m["method"])
             else:
-                ax.plot(m.get("steps") or range(len(acc)), acc, marker=".", label=m["method"])
+                ax.plot(m.get("steps") or range(len(acc)), acc, marker=".", color=color,
+                        label=m["method"])
         ax.set(title=f"{r['ways']}-way {r['shots']}-shot", xlabel="gradient steps on the support set",
                ylabel="test accuracy %")
         ax.grid(alpha=0.3)
