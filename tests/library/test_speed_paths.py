@@ -141,16 +141,13 @@ def test_new_benches_match_the_peers_configurations(bench, peers_gflop):
     assert b.peer_config in ("mini_5w1s", "mini_5w5s", "20w5s_q5")
 
 
-@pytest.mark.parametrize("max_pool", [False, True])
-@pytest.mark.parametrize("first_order", [False, True])
-def test_closed_form_batch_norm_gives_the_autodiff_meta_gradient(max_pool, first_order):
-    """models.batch_norm_train's hand-derived first and second derivatives against autodiff
-    through the moments (BatchNorm.closed_form_gradients = False), float64, 1e-9 relative."""
+def _assert_same_meta_gradient(layer_cls, switch: str, shape, max_pool: bool, first_order: bool):
+    """The float64 meta-gradient of a small conv net with `layer_cls.switch` off (the reference
+    path) and on agree at 1e-9 relative."""
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
     from maml_tf import algorithms, metrics
 
-    shape = (12, 12, 3) if max_pool else (8, 8, 1)
     model = models.conv_net(shape, 3, filters=4, blocks=2, seed=3, max_pool=max_pool)
     learner = models.Learner(model)
     sampler = bench_step.SyntheticImages(3, shape, classes=6, per_class=4)
@@ -158,18 +155,28 @@ def test_closed_form_batch_norm_gives_the_autodiff_meta_gradient(max_pool, first
     task = task._replace(support_x=task.support_x.astype(np.float64),
                          query_x=task.query_x.astype(np.float64))
     grads = {}
-    for closed_form in (False, True):
-        models.BatchNorm.closed_form_gradients = closed_form
+    for on in (False, True):
+        setattr(layer_cls, switch, on)
         try:
             fn = tf.function(lambda: algorithms.maml_meta_grads(
                 learner, metrics.make_xent_over_k(1), learner.weights(), task, 0.4, 2,
                 first_order=first_order)[0], autograph=False)
-            grads[closed_form] = np.concatenate([g.numpy().ravel() for g in fn()])
+            grads[on] = np.concatenate([g.numpy().ravel() for g in fn()])
         finally:
-            models.BatchNorm.closed_form_gradients = True
+            setattr(layer_cls, switch, True)
     ref = grads[False]
     assert np.abs(ref).max() > 0
     assert np.abs(grads[True] - ref).max() <= 1e-9 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("max_pool", [False, True])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_closed_form_batch_norm_gives_the_autodiff_meta_gradient(max_pool, first_order):
+    """models.batch_norm_train's hand-derived first and second derivatives against autodiff
+    through the moments (BatchNorm.closed_form_gradients = False), float64, 1e-9 relative."""
+    shape = (12, 12, 3) if max_pool else (8, 8, 1)
+    _assert_same_meta_gradient(models.BatchNorm, "closed_form_gradients", shape, max_pool,
+                               first_order)
 
 
 @pytest.mark.parametrize("first_order", [False, True])
@@ -177,30 +184,8 @@ def test_patch_matmul_convolution_gives_the_keras_meta_gradient(first_order):
     """models.Conv2D's patches @ kernel on the one-channel first layer against Keras' own
     convolution (Conv2D.patch_matmul = False): the float64 meta-gradient at 1e-9 relative,
     stride 2 as Omniglot's (odd and even input sizes) and stride 1."""
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    from maml_tf import algorithms, metrics
-
     for shape, max_pool in (((8, 8, 1), False), ((7, 7, 1), False), ((8, 8, 1), True)):
-        model = models.conv_net(shape, 3, filters=4, blocks=2, seed=3, max_pool=max_pool)
-        learner = models.Learner(model)
-        sampler = bench_step.SyntheticImages(3, shape, classes=6, per_class=4)
-        task = sampler.sample("train", 2, 1, 2, np.random.default_rng(5))
-        task = task._replace(support_x=task.support_x.astype(np.float64),
-                             query_x=task.query_x.astype(np.float64))
-        grads = {}
-        for patch_matmul in (False, True):
-            models.Conv2D.patch_matmul = patch_matmul
-            try:
-                fn = tf.function(lambda: algorithms.maml_meta_grads(
-                    learner, metrics.make_xent_over_k(1), learner.weights(), task, 0.4, 2,
-                    first_order=first_order)[0], autograph=False)
-                grads[patch_matmul] = np.concatenate([g.numpy().ravel() for g in fn()])
-            finally:
-                models.Conv2D.patch_matmul = True
-        ref = grads[False]
-        assert np.abs(ref).max() > 0
-        assert np.abs(grads[True] - ref).max() <= 1e-9 * np.abs(ref).max()
+        _assert_same_meta_gradient(models.Conv2D, "patch_matmul", shape, max_pool, first_order)
 
 
 def test_patch_matmul_convolution_equals_keras_forward():
