@@ -18,7 +18,7 @@ _API = {
     "load": "maml_tf.deploy.loading",
     "MetaModel": "maml_tf.deploy.meta",
 }
-_SUBMODULES = ("algorithms", "models", "metrics", "inner_opt", "types")
+_SUBMODULES = ("algorithms", "models", "layers", "kernels", "metrics", "inner_opt", "types")
 
 __all__ = [*_API, *_SUBMODULES]
 

@@ -142,15 +142,27 @@ def _summary(values):
 
 
 def _reference_batch_norm():
-    from maml_tf import models
+    from maml_tf import layers
 
-    models.BatchNorm.closed_form_gradients = False
+    layers.BatchNorm.closed_form_gradients = False
 
 
 def _reference_convolution():
-    from maml_tf import models
+    from maml_tf import layers
 
-    models.Conv2D.patch_matmul = False
+    layers.Conv2D.patch_matmul = False
+
+
+def _one_channel_patches():
+    from maml_tf import layers
+
+    layers.Conv2D.max_patch_channels = 1
+
+
+def _unfolded_batch_norm():
+    from maml_tf import layers
+
+    layers.BatchNorm.fold_patch_conv = False
 
 
 # Code paths that are not Config settings, for A-B runs (`benchmark --compare switch=NAME`):
@@ -158,8 +170,12 @@ def _reference_convolution():
 SWITCHES = {
     # autodiff through the batch moments, as before batch_norm_train's closed-form derivatives
     "bn_autodiff": _reference_batch_norm,
-    # Keras' convolution on one-channel inputs too, as before models.Conv2D's patches @ kernel
+    # Keras' convolution on every input, as before layers.Conv2D's patches @ kernel
     "conv_direct": _reference_convolution,
+    # patches @ kernel on one-channel inputs only (Omniglot), as before RGB inputs took it too
+    "patches_1ch": _one_channel_patches,
+    # the patch convolution and its batch norm apart, as before the fold
+    "bn_unfolded": _unfolded_batch_norm,
 }
 
 

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from maml_tf import algorithms, models
+from maml_tf import algorithms, layers, models
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import loss_for
@@ -116,10 +116,10 @@ class MetaModel:
         return self._compiled[key]
 
     def _keras_model(self, trainable) -> keras.Model:
-        """A copy of the network (batch norm: `models.BatchStatsNorm`) holding `trainable`."""
+        """A copy of the network (batch norm: `layers.BatchStatsNorm`) holding `trainable`."""
         def clone(layer):
             if isinstance(layer, keras.layers.BatchNormalization):
-                return models.BatchStatsNorm.from_config(layer.get_config())
+                return layers.BatchStatsNorm.from_config(layer.get_config())
             return layer.__class__.from_config(layer.get_config())
 
         copy = keras.models.clone_model(self.model, clone_function=clone, recursive=True)

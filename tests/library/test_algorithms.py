@@ -125,8 +125,15 @@ def test_batch_norm_offsets_are_outer_loop_only():
     x, y = rng.normal(size=(6, 8, 8, 1)).astype("float32"), np.arange(6, dtype="int32") % 3
     loss = metrics.make_xent_over_k(2)
     fast = algorithms.adapt(learner, loss, learner.weights(), x, y, 0.5, 2)
-    for w, f, m in zip(learner.weights(), fast, learner.inner_mask):
-        assert np.array_equal(w.numpy(), f.numpy()) != m
+    for v, w, f, m in zip(learner.variables, learner.weights(), fast, learner.inner_mask):
+        if not m:
+            np.testing.assert_array_equal(w.numpy(), f.numpy())
+        elif "conv" in v.path and v.path.endswith("bias"):
+            # A bias right before a batch norm cancels in it: its gradient is zero (exactly on
+            # the first layer, where the norm folds into the convolution; to rounding elsewhere).
+            np.testing.assert_allclose(w.numpy(), f.numpy(), atol=1e-5)
+        else:
+            assert not np.array_equal(w.numpy(), f.numpy())
     # ...yet the meta-gradient does reach them (they are learned by the outer loop).
     tasks = Task(*[tf.constant(a[None]) for a in (x, y, x, y)])
     grads, *_ = algorithms.maml_meta_grads(learner, loss, learner.weights(), tasks, 0.5, 1)

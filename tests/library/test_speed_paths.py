@@ -1,5 +1,6 @@
 """The speed options leave the meta-gradient unchanged (float64), and the benchmark's own pieces."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from maml_tf import models
+from maml_tf import kernels, layers, models
 from maml_tf.bench import step as bench_step
 from maml_tf.experiment import runtime
 
@@ -172,34 +173,72 @@ def _assert_same_meta_gradient(layer_cls, switch: str, shape, max_pool: bool, fi
 @pytest.mark.parametrize("max_pool", [False, True])
 @pytest.mark.parametrize("first_order", [False, True])
 def test_closed_form_batch_norm_gives_the_autodiff_meta_gradient(max_pool, first_order):
-    """models.batch_norm_train's hand-derived first and second derivatives against autodiff
+    """kernels.batch_norm_train's hand-derived first and second derivatives against autodiff
     through the moments (BatchNorm.closed_form_gradients = False), float64, 1e-9 relative."""
     shape = (12, 12, 3) if max_pool else (8, 8, 1)
-    _assert_same_meta_gradient(models.BatchNorm, "closed_form_gradients", shape, max_pool,
+    _assert_same_meta_gradient(layers.BatchNorm, "closed_form_gradients", shape, max_pool,
                                first_order)
 
 
 @pytest.mark.parametrize("first_order", [False, True])
 def test_patch_matmul_convolution_gives_the_keras_meta_gradient(first_order):
-    """models.Conv2D's patches @ kernel on the one-channel first layer against Keras' own
-    convolution (Conv2D.patch_matmul = False): the float64 meta-gradient at 1e-9 relative,
-    stride 2 as Omniglot's (odd and even input sizes) and stride 1."""
-    for shape, max_pool in (((8, 8, 1), False), ((7, 7, 1), False), ((8, 8, 1), True)):
-        _assert_same_meta_gradient(models.Conv2D, "patch_matmul", shape, max_pool, first_order)
+    """layers.Conv2D's patches @ kernel on the one- and three-channel first layer (and the batch
+    norm folded into it) against Keras' own convolution (Conv2D.patch_matmul = False): the
+    float64 meta-gradient at 1e-9 relative, stride 2 as Omniglot's (odd and even input sizes)
+    and stride 1 with max-pool as MiniImageNet's."""
+    for shape, max_pool in (((8, 8, 1), False), ((7, 7, 1), False), ((8, 8, 1), True),
+                            ((12, 12, 3), True)):
+        _assert_same_meta_gradient(layers.Conv2D, "patch_matmul", shape, max_pool, first_order)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_batch_norm_folded_into_the_patch_convolution_gives_the_same_meta_gradient(
+        first_order, monkeypatch):
+    """BatchNorm.fold_patch_conv on against off (the patch convolution, then the closed-form
+    batch norm over its maps): the float64 meta-gradient at 1e-9 relative, and the fold runs."""
+    calls = []
+    folded = kernels.folded_batch_norm_train
+    monkeypatch.setattr(kernels, "folded_batch_norm_train",
+                        lambda *a: calls.append(1) or folded(*a))
+    for shape, max_pool in (((8, 8, 1), False), ((7, 7, 1), False), ((12, 12, 3), True)):
+        _assert_same_meta_gradient(layers.BatchNorm, "fold_patch_conv", shape, max_pool,
+                                   first_order)
+    assert calls
+
+
+def test_folded_batch_norm_keeps_the_same_moving_statistics():
+    """The fold's batch mean (bias included) and variance update the moving statistics as the
+    unfolded batch norm's do (float64, 1e-9); its output is the unfolded output."""
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    model = models.conv_net((9, 9, 3), 3, filters=4, blocks=1, seed=2, max_pool=True)
+    learner = models.Learner(model)
+    weights = [w + 0.1 for w in learner.weights()]  # a non-zero conv bias
+    x = tf.constant(np.random.default_rng(3).normal(size=(5, 9, 9, 3)) + 0.5)
+    out = {}
+    for on in (False, True):
+        layers.BatchNorm.fold_patch_conv = on
+        try:
+            out[on] = learner.apply(weights, learner.state(), x)
+        finally:
+            layers.BatchNorm.fold_patch_conv = True
+    np.testing.assert_allclose(out[True][0], out[False][0], rtol=1e-9, atol=1e-12)
+    for a, b in zip(out[True][1], out[False][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
 def test_patch_matmul_convolution_equals_keras_forward():
     """The patches @ kernel path gives Keras' outputs for 'same' and 'valid', strides 1-3."""
-    x = tf.constant(np.random.default_rng(1).normal(size=(3, 9, 10, 1)), tf.float32)
-    for padding in ("same", "valid"):
-        for strides in (1, 2, 3):
-            layer = models.Conv2D(5, 3, strides=strides, padding=padding)
+    for channels in (1, 3):
+        x = tf.constant(np.random.default_rng(1).normal(size=(3, 9, 10, channels)), tf.float32)
+        for padding, strides in itertools.product(("same", "valid"), (1, 2, 3)):
+            layer = layers.Conv2D(5, 3, strides=strides, padding=padding)
             fast = layer(x)
-            models.Conv2D.patch_matmul = False
+            layers.Conv2D.patch_matmul = False
             try:
                 ref = layer(x)
             finally:
-                models.Conv2D.patch_matmul = True
+                layers.Conv2D.patch_matmul = True
             assert fast.shape == ref.shape
             np.testing.assert_allclose(fast.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
 
@@ -220,7 +259,7 @@ def test_closed_form_batch_norm_second_derivative_of_a_dense_batch_norm():
 
     out = {}
     for name, fn in (("ref", reference),
-                     ("closed", lambda x: models.batch_norm_train(x, beta, 1e-3, [0]))):
+                     ("closed", lambda x: kernels.batch_norm_train(x, beta, 1e-3, [0]))):
         with tf.GradientTape() as outer:
             outer.watch(x)
             with tf.GradientTape() as inner:
