@@ -122,11 +122,13 @@ if [ "$QUICK" = 0 ]; then
   report reptile-timing $BENCH --benches omniglot_5w1s_q1_o2 --set shots=5 --set queries=5 --out "$LOGDIR/timing_maml5.jsonl"
   report reptile-timing $BENCH --benches omniglot_5w1s_q1_o1 --out "$LOGDIR/timing_fomaml.jsonl"
 fi
-O5DIR=$LOGDIR/omniglot5way/omniglot.5way
+# A run's directory under $LOGDIR, else its committed copy in the run store (a fresh machine).
+rundir() { if [ -d "$LOGDIR/$1" ]; then echo "$LOGDIR/$1"; else echo "$MAML_TF_RUN_STORE/$1"; fi; }
+O5RUN=omniglot5way/omniglot.5way
 report reptile-report "$PY" -m maml_tf.reports.reptile --out "$RESULTS" \
-  --run "reptile=$LOGDIR/omniglot_reptile/omniglot.5way10shot.reptile.mbs5.steps5.lr0.001.adam.ib10.eps1-0.conv64" \
-  --run "maml=${O5DIR}1shot.maml.mbs32.steps1.lr0.4.conv64" --run "maml5=${O5DIR}5shot.maml.mbs32.steps1.lr0.4.conv64" \
-  --run "fomaml=${O5DIR}1shot.maml_fo.mbs32.steps1.lr0.4.conv64" \
+  --run "reptile=$(rundir omniglot_reptile/omniglot.5way10shot.reptile.mbs5.steps5.lr0.001.adam.ib10.eps1-0.conv64)" \
+  --run "maml=$(rundir ${O5RUN}1shot.maml.mbs32.steps1.lr0.4.conv64)" --run "maml5=$(rundir ${O5RUN}5shot.maml.mbs32.steps1.lr0.4.conv64)" \
+  --run "fomaml=$(rundir ${O5RUN}1shot.maml_fo.mbs32.steps1.lr0.4.conv64)" \
   $(for L in reptile maml maml5 fomaml; do [ -e "$LOGDIR/timing_$L.jsonl" ] && echo "--timing $L=$LOGDIR/timing_$L.jsonl"; done) \
   --commands "$(sed -n '/^# BEGIN reptile/,/^# END reptile/p' "$0")" \
   --notes "$(cat "$LOGDIR/reptile_notes.md" "$MAML_TF_RUN_STORE/reptile_notes.md" 2>/dev/null || true)"
@@ -135,12 +137,14 @@ report reptile-report "$PY" -m maml_tf.reports.reptile --out "$RESULTS" \
 # Model selection as the paper: 600 fixed meta-validation tasks every 2,000 iterations.
 MINI="--datasource=miniimagenet --metatrain_iterations=60000 --update_lr=0.01 --num_updates=5 --num_classes=5 --num_filters=32 --max_pool=True --val_interval=2000 --num_val_tasks=600 --checkpoint_interval=500 --patience=20000"
 for FO in False True; do
-  run miniimagenet-1shot      $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO
-  run miniimagenet-1shot-test $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO --train=False --test_set=True
-  run miniimagenet-1shot-test $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO --train=False --test_set=True --test_best=True
-  run miniimagenet-5shot      $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO
-  run miniimagenet-5shot-test $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO --train=False --test_set=True
-  run miniimagenet-5shot-test $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO --train=False --test_set=True --test_best=True
+  # First order: miniimagenet-fo-*, so that `miniimagenet-1shot` runs (and tests) MAML alone.
+  if [ "$FO" = True ]; then N=miniimagenet-fo; else N=miniimagenet; fi
+  run $N-1shot      $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO
+  run $N-1shot-test $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO --train=False --test_set=True
+  run $N-1shot-test $MINI --meta_batch_size=4 --update_batch_size=1 --logdir=$LOGDIR/miniimagenet1shot --stop_grad=$FO --train=False --test_set=True --test_best=True
+  run $N-5shot      $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO
+  run $N-5shot-test $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO --train=False --test_set=True
+  run $N-5shot-test $MINI --meta_batch_size=2 --update_batch_size=5 --logdir=$LOGDIR/miniimagenet5shot --stop_grad=$FO --train=False --test_set=True --test_best=True
 done
 # END miniimagenet
 report miniimagenet-report "$PY" -m maml_tf.reports.miniimagenet --out "$RESULTS" \
