@@ -68,6 +68,25 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True,
 
 def _train(exp: Experiment, workdir: str, outdir: str, resume: bool, stop: Interrupts) -> Dict:
     config, chief = exp.config, outdir == workdir
+    ckpt, start = _open(exp, workdir, outdir, resume, chief)
+    selection = ModelSelection(rundir.read_jsonl(os.path.join(outdir, "validation.jsonl")),
+                               config.patience)
+    if selection.exhausted(start):
+        print(f"{workdir} stopped early at iteration {start}: meta-validation has not improved "
+              f"since iteration {selection.best_iteration}", flush=True)
+        return {}
+    t0 = time.time()
+    last_val, iteration = _loop(exp, ckpt, selection, start, outdir, chief, stop)
+    if stop.signum:  # arrived while a finished run started up: it stays finished
+        raise stop.stop(f"the run had already finished at iteration {iteration}")
+    summary(config, workdir, start, iteration, time.time() - t0)
+    return last_val
+
+
+def _open(exp: Experiment, workdir: str, outdir: str, resume: bool, chief: bool):
+    """(Checkpointer, start iteration): the run directory restored (from the run store if it has
+    no checkpoint) and its histories cut back to the checkpoint it resumes from."""
+    config = exp.config
     stored = snapshot.restore(config.run_store, outdir) if chief and resume else None
     if stored:
         print(f"continuing {workdir} from its stored state in {stored}", flush=True)
@@ -82,27 +101,28 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool, stop: Inter
               f"each{'' if chief else ' (not the chief: writes nothing)'}", flush=True)
     trim_history(os.path.join(outdir, "validation.jsonl"), start)
     trim_events(outdir, start)
-    selection = ModelSelection(rundir.read_jsonl(os.path.join(outdir, "validation.jsonl")),
-                               config.patience)
-    if selection.exhausted(start):
-        print(f"{workdir} stopped early at iteration {start}: meta-validation has not improved "
-              f"since iteration {selection.best_iteration}", flush=True)
-        return {}
+    return ckpt, start
+
+
+def _loop(exp: Experiment, ckpt: Checkpointer, selection: ModelSelection, start: int,
+          outdir: str, chief: bool, stop: Interrupts):
+    """(last validation, last iteration): meta-training from `start` to the end, an early stop
+    by `selection` or a signal, validating, selecting and checkpointing on schedule."""
+    config = exp.config
     steps = {0: exp.make_train_step(0), config.inner_steps: exp.make_train_step(config.inner_steps)}
     log = ProgressLog(config, outdir, good_checkpoint=ckpt.describe_newest)
     segments = SegmentLog(outdir, start, settings=dataclasses.asdict(config))
     batches = task_batches(exp.sampler, "train", config.meta_batch_size, config.shots,
                            config.queries, config.seed, start)
-    last_val, t0, iteration = {}, time.time(), start
+    last_val, iteration = {}, start
     need_best = ckpt.best_iteration() is None  # a resumed run lacking one keeps its next
     for iteration in range(start + 1, config.total_iterations + 1):
         if stop.signum:  # arrived before the first iteration: nothing new to save
             raise stop.stop(f"stopped before iteration {iteration}; run the same command to resume")
         pretraining = iteration <= config.pretrain_iterations
         log.add(iteration, steps[0 if pretraining else config.inner_steps](next(batches)))
-        phase = "pretrain" if pretraining else "metatrain"
         if iteration % config.print_interval == 0:
-            log.flush(iteration, phase)
+            log.flush(iteration, "pretrain" if pretraining else "metatrain")
         if chief and config.val_interval and iteration % config.val_interval == 0:
             last_val = validate(exp, outdir, iteration, log)
             if selection.offer(last_val) or need_best:
@@ -120,10 +140,7 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool, stop: Inter
             print(f"stopping early at iteration {iteration}: meta-validation has not improved for "
                   f"{config.patience} iterations (best at {selection.best_iteration})", flush=True)
             break
-    if stop.signum:  # arrived while a finished run started up: it stays finished
-        raise stop.stop(f"the run had already finished at iteration {iteration}")
-    summary(config, workdir, start, iteration, time.time() - t0)
-    return last_val
+    return last_val, iteration
 
 
 def _save(exp, ckpt: Checkpointer, segments: SegmentLog, iteration: int, stop: Interrupts,
