@@ -14,11 +14,11 @@ _API = {
     "adapt": "maml_tf.algorithms",
     "maml_meta_grads": "maml_tf.algorithms",
     "reptile_meta_grads": "maml_tf.algorithms",
-    "adaptation_curve": "maml_tf.algorithms",
+    "adaptation_curve": "maml_tf.evaluation",
     "load": "maml_tf.deploy.loading",
     "MetaModel": "maml_tf.deploy.meta",
 }
-_SUBMODULES = ("algorithms", "models", "layers", "kernels", "metrics", "inner_opt", "types")
+_SUBMODULES = ("algorithms", "evaluation", "models", "layers", "kernels", "metrics", "inner_opt", "types")
 
 __all__ = [*_API, *_SUBMODULES]
 

@@ -1,4 +1,4 @@
-"""Pure functions over lists of weight tensors: adapt, the MAML and Reptile meta-gradients, evaluation.
+"""Pure functions over lists of weight tensors: adapt, and the MAML and Reptile meta-gradients.
 
 Every algorithm returns a `MetaResult`: a meta-gradient (one tensor per trainable variable,
 averaged over the tasks of the meta-batch) that a single outer optimizer applies, its metrics,
@@ -80,7 +80,7 @@ def _task_metrics(prefix, loss, outputs, y, metric_fns: MetricFns) -> Dict[str, 
     return out
 
 
-def _indexed(tasks: Task):
+def indexed_tasks(tasks: Task):
     """(tasks, their indices 0..n-1): map_fn's elements, so each task can fold in its index."""
     return tasks, tf.range(tf.shape(tasks.support_x)[0])
 
@@ -145,7 +145,7 @@ def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, in
             **(pre or _task_metrics("pre", query_loss, outputs, task.query_y, metric_fns)), **post}
 
     shapes = list(weights) + learner.averaged(start)
-    out, mean_metrics = _mean_over_tasks(*map_tasks(per_task, _indexed(tasks), shapes,
+    out, mean_metrics = _mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
                                                     _metric_names(metric_fns)))
     grads, state = _split_state(learner, start, out, len(weights))
     return MetaResult(grads, mean_metrics, state, [])
@@ -180,7 +180,7 @@ def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
 
     n = len(weights) * (2 if keep_v else 1)
     shapes = list(weights) * (2 if keep_v else 1) + learner.averaged(start)
-    out, mean_metrics = _mean_over_tasks(*map_tasks(per_task, _indexed(tasks), shapes,
+    out, mean_metrics = _mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
                                                     _metric_names(metric_fns)))
     mean, state = _split_state(learner, start, out, n)
     carry = []
@@ -216,77 +216,3 @@ def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner
         pre = _task_metrics("pre", loss_fn(task.support_y, outputs), outputs, task.support_y,
                             metric_fns)
     return state, pre
-
-
-# Non-transductive predictions of all query examples in one vectorised call (tf.vectorized_map:
-# one convolution over Q x (support + 1) images, batch norm per group); False: a tf.map_fn
-# loop, one small forward pass per query example (the reference; the same numbers).
-VECTORIZED_NONTRANSDUCTIVE = True
-
-
-def predict(learner: Learner, weights: Weights, task: Task, transductive: bool = True,
-            state=None):
-    """Query predictions: all query examples in one batch (transductive: batch norm shares their
-    statistics, as MAML), or each in a batch with the support set only (its last row).
-    `state`: the model state to predict with (default the model's); its updates are dropped."""
-    state = learner.state() if state is None else state
-    if transductive:
-        return learner.apply(weights, state, task.query_x)[0]
-
-    def one(x):
-        return learner.apply(weights, state, tf.concat([task.support_x, x[None]], axis=0))[0][-1]
-
-    if VECTORIZED_NONTRANSDUCTIVE:
-        return tf.vectorized_map(one, task.query_x, fallback_to_while_loop=True, warn=False)
-    out = learner(weights, task.query_x[:1])  # only for the output's shape and dtype
-    return tf.map_fn(one, task.query_x, fn_output_signature=tf.TensorSpec(out.shape[1:], out.dtype))
-
-
-def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
-                     steps: int, metric_fns: Optional[MetricFns] = None, transductive: bool = True,
-                     optimizer: Optional[str] = None, batch_size: int = 0,
-                     moments: Optional[AdamMoments] = None,
-                     record_steps: Optional[Sequence[int]] = None) -> Dict[str, tf.Tensor]:
-    """Query loss (and metrics) of every task before adaptation and after each of 1..steps steps.
-
-    `record_steps`: only these steps (in 0..steps) are predicted and returned, in this order
-    (None: all). The query forward passes are most of an evaluation's work (MiniImageNet: 75
-    query images against 5 support images per step), so recording only the steps a result
-    reports costs up to (steps + 1) / len(record_steps) times less.
-
-    `optimizer` None: MAML's SGD steps on the whole support set (norm offsets fixed); "sgd" or
-    "adam": Reptile's steps of every weight on support batches of `batch_size` (0: all), Adam
-    starting from `moments` (read only: every task starts from the same). The model state is
-    threaded through each task's steps (task i: seed stream i) and never written back.
-    Returns {name: [meta_batch, len(record_steps) or steps + 1]}; used by evaluation, so no
-    meta-gradient is built.
-    """
-    metric_fns, loss_fn, start = metric_fns or {}, get_loss(loss_fn), learner.state()
-    names = ["loss", *metric_fns]
-    record = list(range(steps + 1)) if record_steps is None else [int(s) for s in record_steps]
-    if not record or min(record) < 0 or max(record) > steps:
-        raise ValueError(f"record_steps must lie in 0..{steps}, got {record_steps}")
-    last = max(record)
-
-    def per_task(args):
-        task, index = args
-        state = initial_state(weights, moments, learner.task_state(start, index))
-        at = {}
-        for step in range(last + 1):
-            if step in record:
-                outputs = predict(learner, state.weights, task, transductive, state.model_state)
-                at[step] = {"loss": loss_fn(task.query_y, outputs),
-                            **{name: fn(task.query_y, outputs) for name, fn in metric_fns.items()}}
-            if step == last:
-                break
-            if optimizer is None:
-                fast, _, _, ms = inner_step(learner, loss_fn, state.weights, task.support_x,
-                                            task.support_y, inner_lr, True, state=state.model_state)
-                state = state._replace(weights=fast, model_state=ms)
-            else:
-                x, y = support_batch(task, step, batch_size)
-                state, _, _ = first_order_step(learner, loss_fn, state, x, y, inner_lr, optimizer)
-        return {name: tf.stack([at[step][name] for step in record]) for name in names}
-
-    signature = {name: tf.TensorSpec((len(record),), weights[0].dtype) for name in names}
-    return tf.map_fn(per_task, _indexed(tasks), fn_output_signature=signature)

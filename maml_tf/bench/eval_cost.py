@@ -1,6 +1,6 @@
 """`python -m maml_tf.bench.eval_cost`: seconds per evaluation task of the compiled evaluation, `Experiment.curve_fn`.
 
-Times the real evaluation path (`Experiment.curve_fn` -> `algorithms.adaptation_curve`, with the
+Times the real evaluation path (`Experiment.curve_fn` -> `evaluation.adaptation_curve`, with the
 run's loss, inner optimizer and batch norm mode) on synthetic tasks, each variant in its own
 process: the 600-task MiniImageNet test (5-way 1-shot, 10 steps, 75 query images) and Reptile's
 non-transductive Omniglot evaluation (50 Adam steps on batches of 5 or 10, each query image
@@ -53,10 +53,10 @@ def measure(setting: str, record: str, vectorized: bool, tasks: int, calls: int)
     runtime.configure(config)
     import numpy as np
 
-    from maml_tf import algorithms
+    from maml_tf import evaluation
     from maml_tf.experiment import experiment
 
-    algorithms.VECTORIZED_NONTRANSDUCTIVE = vectorized
+    evaluation.VECTORIZED_NONTRANSDUCTIVE = vectorized
     sampler = step.make_sampler(s["bench"], config)
     exp = experiment.Experiment(config, sampler=sampler)
     steps = record_steps(record, s["steps"])

@@ -2,7 +2,7 @@
 
 Usage: [THREADS=inter,intra] [TF_ENABLE_ONEDNN_OPTS=0|1] python -m maml_tf.bench.probe BENCH base,vm,pi1,pi32,unroll,xla ITERS
 """
-import os, sys, time, statistics, json
+import os, sys, time, statistics
 import numpy as np, tensorflow as tf
 from maml_tf import algorithms
 from maml_tf.bench import step as benchmark

@@ -1,11 +1,10 @@
 """Exploratory op-type profile of the train step (results/performance.md): python -m maml_tf.bench.prof BENCH [SWITCH...]."""
-import os, sys, glob, collections, time
+import os, sys, glob, collections
 from maml_tf.bench import step as benchmark
 from maml_tf.experiment import runtime
 runtime.configure(benchmark.make_config(sys.argv[1], {}))  # the kernels and threads main would use
 import numpy as np, tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
-from maml_tf import algorithms
 from maml_tf.experiment.experiment import Experiment
 bench = sys.argv[1]
 for switch in sys.argv[2:]:  # reference code paths (bench.step.SWITCHES), for A-B profiles

@@ -8,7 +8,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from maml_tf import models  # noqa: F401  (registers maml_tf's layers for keras.models.load_model)
+from maml_tf import layers  # noqa: F401  (registers maml_tf's layers for keras.models.load_model)
 from maml_tf.datasets import DATASETS, miniimagenet_io, omniglot_data, sinusoid
 from maml_tf.deploy.meta import MetaModel
 from maml_tf.errors import UserError

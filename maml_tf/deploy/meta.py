@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from maml_tf import algorithms, layers, models
+from maml_tf import algorithms, evaluation, layers, models
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import loss_for
@@ -84,7 +84,7 @@ class MetaModel:
         (what the SavedModel export traces)."""
         def adapt_and_predict(x, y, q):
             fast = self.adapted_weights(x, y, shots, steps, inner_lr)
-            out = algorithms.predict(self.learner, fast, Task(x, y, q, None), self.settings.transductive)
+            out = evaluation.predict(self.learner, fast, Task(x, y, q, None), self.settings.transductive)
             return tf.nn.softmax(out) if self.problem == "classification" else out
         return adapt_and_predict
 
@@ -99,7 +99,7 @@ class MetaModel:
             return algorithms.adapt(self.learner, loss_fn, self.learner.weights(), x, y, lr, steps,
                                     first_order=True)
         state, task = initial_state(self.learner.weights(), self.moments), Task(x, y, None, None)
-        for step in range(steps):  # as algorithms.adaptation_curve evaluates Reptile
+        for step in range(steps):  # as evaluation.adaptation_curve evaluates Reptile
             bx, by = support_batch(task, step, s.batch_size)
             state, _, _ = first_order_step(self.learner, loss_fn, state, bx, by, lr, s.optimizer)
         return state.weights

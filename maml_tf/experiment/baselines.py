@@ -7,7 +7,7 @@ from typing import Dict, Optional
 import keras
 import tensorflow as tf
 
-from maml_tf import algorithms, metrics, models
+from maml_tf import evaluation, metrics, models
 from maml_tf.datasets import get_sampler
 from maml_tf.experiment import evaluate
 from maml_tf.experiment.checkpoints import Checkpointer
@@ -141,7 +141,7 @@ class TransferEval:
             if method == "cosine":  # a cheap head: every step is computed, the recorded kept
                 out = feature_curve(learner, loss_fn, tasks, ways, inner_lr, steps, method)
                 return {k: tf.gather(v, record, axis=1) for k, v in out.items()}
-            return algorithms.adaptation_curve(learner, loss_fn, learner.weights(), tasks,
+            return evaluation.adaptation_curve(learner, loss_fn, learner.weights(), tasks,
                                                inner_lr, steps, self.metric_fns,
                                                record_steps=record)
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from maml_tf import algorithms, datasets, metrics, models
+from maml_tf import algorithms, datasets, evaluation, metrics, models
 from maml_tf.errors import UserError
 from maml_tf.experiment import distribute
 from maml_tf.experiment.config import Config
@@ -107,7 +107,7 @@ class Experiment:
 
     def curve_fn(self, shots: int, queries: int, inner_lr: float, steps: int,
                  record_steps: Optional[Sequence[int]] = None):
-        """Compiled evaluation (`algorithms.adaptation_curve`) for one K, built once per setting:
+        """Compiled evaluation (`evaluation.adaptation_curve`) for one K, built once per setting:
         its arrays hold the `record_steps` (None: every step 0..steps) in increasing order."""
         record = tuple(sorted(set(range(steps + 1) if record_steps is None else record_steps)))
         key = (shots, queries, inner_lr, steps, record)
@@ -117,7 +117,7 @@ class Experiment:
 
             @tf.function(input_signature=[self.task_signature(shots, queries)])
             def curve(tasks):
-                return algorithms.adaptation_curve(
+                return evaluation.adaptation_curve(
                     learner, loss_fn, learner.weights(), tasks, inner_lr, steps, self.metric_fns,
                     transductive=c.transductive, optimizer=c.inner_optimizer if reptile else None,
                     batch_size=c.eval_inner_batch_size, moments=self.moments(),

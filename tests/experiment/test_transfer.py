@@ -8,10 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from maml_tf import algorithms
-from maml_tf.experiment import baselines, evaluate, pretrain, train
+from maml_tf.experiment import baselines, evaluate, pretrain
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import loss_for
 from maml_tf.types import Task

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from maml_tf import algorithms, metrics, models
+from maml_tf import algorithms, evaluation, metrics, models
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import Experiment
@@ -136,7 +136,7 @@ def _curves(norm: str, transductive: bool):
     learner = Learner(models.fc_net(2, 1, (8, 8), norm, seed=3))
     tasks = regression_tasks(num_tasks=2)
     tasks = type(tasks)(*[tf.cast(x, tf.float32) for x in tasks])
-    return algorithms.adaptation_curve(learner, metrics.mse, learner.weights(), tasks, 0.1, 3,
+    return evaluation.adaptation_curve(learner, metrics.mse, learner.weights(), tasks, 0.1, 3,
                                        transductive=transductive, optimizer="adam",
                                        batch_size=2)["loss"].numpy()
 
@@ -150,7 +150,7 @@ def test_evaluation_curve_ends_at_reptile_adapted_weights():
     """The Reptile evaluation curve's last point is the query loss of reptile_adapt's W."""
     learner = Learner(unseen_model())
     tasks = regression_tasks(num_tasks=1)
-    curve = algorithms.adaptation_curve(learner, metrics.mse, learner.weights(), tasks, 0.01, 4,
+    curve = evaluation.adaptation_curve(learner, metrics.mse, learner.weights(), tasks, 0.01, 4,
                                         optimizer="adam", batch_size=2)["loss"].numpy()
     one = type(tasks)(*[x[0] for x in tasks])
     end, _ = algorithms.reptile_adapt(learner, metrics.mse, learner.weights(), one, 0.01, 4,

@@ -279,7 +279,7 @@ def test_evaluation_paths_give_the_reference_curve(transductive):
     the full curve's columns; vectorised non-transductive predictions equal the map_fn loop."""
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
-    from maml_tf import algorithms, metrics
+    from maml_tf import evaluation, metrics
 
     model = models.conv_net((8, 8, 1), 3, filters=4, blocks=2, seed=3)
     learner = models.Learner(model)
@@ -289,15 +289,15 @@ def test_evaluation_paths_give_the_reference_curve(transductive):
                          query_x=task.query_x.astype(np.float64))
 
     def curve(vectorized, record_steps=None, optimizer=None):
-        algorithms.VECTORIZED_NONTRANSDUCTIVE = vectorized
+        evaluation.VECTORIZED_NONTRANSDUCTIVE = vectorized
         try:
-            fn = tf.function(lambda: algorithms.adaptation_curve(
+            fn = tf.function(lambda: evaluation.adaptation_curve(
                 learner, metrics.make_xent_over_k(1), learner.weights(), task, 0.3, 3,
                 metrics.make_metrics("classification"), transductive=transductive,
                 optimizer=optimizer, record_steps=record_steps), autograph=False)
             return {k: v.numpy() for k, v in fn().items()}
         finally:
-            algorithms.VECTORIZED_NONTRANSDUCTIVE = True
+            evaluation.VECTORIZED_NONTRANSDUCTIVE = True
 
     for optimizer in (None, "adam"):
         ref = curve(False, optimizer=optimizer)

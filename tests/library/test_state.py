@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from maml_tf import algorithms, metrics, models
+from maml_tf import algorithms, evaluation, metrics, models
 from maml_tf.types import Task
 
 
@@ -80,11 +80,11 @@ def test_non_transductive_prediction_is_a_per_query_batch_with_the_support_set()
     task = Task(*[tf.constant(rng.normal(size=s).astype("float32"))
                   for s in ((4, 3), (4, 2), (5, 3), (5, 2))])
     w = learner.weights()
-    got = algorithms.predict(learner, w, task, transductive=False).numpy()
+    got = evaluation.predict(learner, w, task, transductive=False).numpy()
     for i in range(5):
         batch = np.concatenate([task.support_x.numpy(), task.query_x.numpy()[i:i + 1]])
         np.testing.assert_allclose(got[i], learner(w, batch).numpy()[-1], rtol=1e-5, atol=1e-6)
-    assert not np.allclose(got, algorithms.predict(learner, w, task).numpy(), atol=1e-3)
+    assert not np.allclose(got, evaluation.predict(learner, w, task).numpy(), atol=1e-3)
 
 
 @pytest.mark.parametrize("builder", [lambda s: models.conv_net((8, 8, 1), 3, 4, seed=s),
