@@ -14,7 +14,8 @@ import sys
 from typing import List, Optional
 
 from maml_tf.errors import UserError
-from maml_tf.experiment.rundir import read_json
+from maml_tf.experiment.rundir import read_json, read_jsonl
+from maml_tf.experiment.selection import ModelSelection
 
 SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json")
 EVAL_PREFIX = "eval_"  # evaluation results (JSON + CSV), small and what the reports read
@@ -61,12 +62,16 @@ def _copy_checkpoint(src_dir: str, dst_dir: str) -> Optional[str]:
 
 
 def _finished(workdir: str) -> bool:
-    """True once the run reached its iteration target (runinfo.json against config.json)."""
+    """True once the run reached its iteration target (runinfo.json against config.json) or
+    stopped early by the patience rule (its validation.jsonl): training would not go on."""
     config = read_json(os.path.join(workdir, "config.json")) or {}
     done = (read_json(os.path.join(workdir, "runinfo.json")) or {}).get("iterations", 0)
     if not config:
         return False
-    return done >= config.get("pretrain_iterations", 0) + config.get("metatrain_iterations", 0)
+    if done >= config.get("pretrain_iterations", 0) + config.get("metatrain_iterations", 0):
+        return True
+    history = read_jsonl(os.path.join(workdir, "validation.jsonl"))
+    return ModelSelection(history, config.get("patience", 0)).exhausted(done)
 
 
 def save(workdir: str, store: str) -> str:

@@ -82,3 +82,19 @@ def test_run_stops_when_validation_has_not_improved_for_patience_iterations(tmp_
     assert "stopping early at iteration 20" in capsys.readouterr().out
     train.train_and_evaluate(config, run)  # started again: it stays stopped
     assert "stopped early at iteration 20" in capsys.readouterr().out
+    # Finished by the rule: its snapshot ships the models, as a run that reached its target does.
+    kept = snapshot.save(run, str(tmp_path / "store"))
+    assert {"model.keras", "best.keras"} <= set(os.listdir(kept))
+
+
+def test_snapshot_of_an_unfinished_run_keeps_the_checkpoint_without_models(tmp_path):
+    run = str(tmp_path / "logs" / "run")
+    train.train_and_evaluate(Config(metatrain_iterations=10, **TOY), run)
+    with open(os.path.join(run, "config.json")) as f:
+        config = json.load(f)
+    config["metatrain_iterations"] = 1000  # as if cut short
+    with open(os.path.join(run, "config.json"), "w") as f:
+        json.dump(config, f)
+    kept = snapshot.save(run, str(tmp_path / "store"))
+    assert not [name for name in os.listdir(kept) if name.endswith(".keras")]
+    assert "checkpoint" in os.listdir(os.path.join(kept, "checkpoints"))
