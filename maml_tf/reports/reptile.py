@@ -17,6 +17,8 @@ import re
 from typing import Dict, List, Optional
 
 from maml_tf.experiment.recorded import at_step, nearest, steps_of
+from maml_tf.experiment.rundir import read_json, read_jsonl
+from maml_tf.reports.runs import status as run_status
 from maml_tf.reports.writer import hardware, wall_time_hours, write_report
 
 # (run label, setting, K, transductive, steps reported, paper's accuracy %, paper's iterations)
@@ -81,7 +83,9 @@ def collect(runs: Dict[str, str], timing: Dict[str, Dict]) -> List[Dict]:
             acc = evaluation["metrics"]["accuracy"]
             recorded = steps_of(evaluation, len(acc["mean"]))  # by value: a 50-step test is sparse
             step = nearest(recorded, steps)
-            row.update(status="cut short" if evaluation["iteration"] < paper_its else "complete",
+            history = read_jsonl(os.path.join(run_dir, "validation.jsonl"))
+            patience = (read_json(os.path.join(run_dir, "config.json")) or {}).get("patience", 0)
+            row.update(status=run_status(evaluation["iteration"], paper_its, history, patience),
                        run_dir=run_dir, iterations=evaluation["iteration"], paper_iterations=paper_its,
                        steps=step, num_tasks=evaluation["num_tasks"],
                        accuracy={"mean": 100 * at_step(acc["mean"], recorded, step),
@@ -101,8 +105,7 @@ def _row_line(r: Dict) -> str:
     speed = r.get("training_speed")
     trained = f"{speed['s_per_iter']:.3f} (load {speed['mean_loadavg']:.1f})" if speed else "?"
     hours = f"{r['wall_time_hours']:.2f} h" if r.get("wall_time_hours") else "?"
-    status = (f"**cut short** at {r['iterations']:,} of {r['paper_iterations']:,}"
-              if r["status"] == "cut short" else "complete")
+    status = r["status"]
     return (f"| {r['setting']} | {mode} | {r['paper']} | {r['accuracy']['mean']:.2f} ± "
             f"{r['accuracy']['ci95']:.2f} (after {r['steps']} steps, {r['num_tasks']} tasks) | "
             f"{r['iterations']:,} | {status} | {quiet} | {trained} | {hours} |")
