@@ -76,10 +76,13 @@ def folded_batch_norm_train(conv: ConvPatches, beta, epsilon: float):
     covariance = tf.matmul(centred, centred, transpose_b=True) / count  # [D, D]
     variance = tf.reduce_sum(conv.kernel * tf.matmul(covariance, conv.kernel), 0)  # [F]
     scale = tf.math.rsqrt(variance + epsilon)
-    y = tf.matmul(centred, conv.kernel * scale, transpose_a=True) + beta
     mean = tf.matmul(center, conv.kernel, transpose_a=True)[0]
     if conv.bias is not None:
         mean = mean + conv.bias
+        # The bias stays connected to the output with its true gradient, 0, rather than none
+        # (tape.gradient would give None and Keras' optimizers warn about the variable).
+        beta = beta + 0.0 * conv.bias
+    y = tf.matmul(centred, conv.kernel * scale, transpose_a=True) + beta
     return y, mean, variance
 
 
