@@ -8,7 +8,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 from maml_tf.experiment.experiment import Experiment
 bench = sys.argv[1]
 for switch in sys.argv[2:]:  # reference code paths (bench.step.SWITCHES), for A-B profiles
-    benchmark.SWITCHES[switch]()
+    benchmark.apply_switch(switch)
 config = benchmark.make_config(bench, {})
 sampler = benchmark.make_sampler(bench, config)
 exp = Experiment(config, sampler=sampler)

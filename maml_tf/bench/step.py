@@ -141,42 +141,27 @@ def _summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def _reference_batch_norm():
-    from maml_tf import layers
-
-    layers.BatchNorm.closed_form_gradients = False
-
-
-def _reference_convolution():
-    from maml_tf import layers
-
-    layers.Conv2D.patch_matmul = False
-
-
-def _one_channel_patches():
-    from maml_tf import layers
-
-    layers.Conv2D.max_patch_channels = 1
-
-
-def _unfolded_batch_norm():
-    from maml_tf import layers
-
-    layers.BatchNorm.fold_patch_conv = False
-
-
 # Code paths that are not Config settings, for A-B runs (`benchmark --compare switch=NAME`):
-# each restores a reference implementation that a speed change replaced.
+# each restores a reference implementation that a speed change replaced, as (layer class of
+# maml_tf.layers, class attribute, value).
 SWITCHES = {
     # autodiff through the batch moments, as before batch_norm_train's closed-form derivatives
-    "bn_autodiff": _reference_batch_norm,
+    "bn_autodiff": ("BatchNorm", "closed_form_gradients", False),
     # Keras' convolution on every input, as before layers.Conv2D's patches @ kernel
-    "conv_direct": _reference_convolution,
+    "conv_direct": ("Conv2D", "patch_matmul", False),
     # patches @ kernel on one-channel inputs only (Omniglot), as before RGB inputs took it too
-    "patches_1ch": _one_channel_patches,
+    "patches_1ch": ("Conv2D", "max_patch_channels", 1),
     # the patch convolution and its batch norm apart, as before the fold
-    "bn_unfolded": _unfolded_batch_norm,
+    "bn_unfolded": ("BatchNorm", "fold_patch_conv", False),
 }
+
+
+def apply_switch(name: str):
+    """Sets the reference path `name` of SWITCHES (imports TensorFlow: after runtime.configure)."""
+    from maml_tf import layers
+
+    layer, attribute, value = SWITCHES[name]
+    setattr(getattr(layers, layer), attribute, value)
 
 
 def measure(name: str, overrides: Dict, warmup: int, iters: int, max_seconds: float,
@@ -189,7 +174,7 @@ def measure(name: str, overrides: Dict, warmup: int, iters: int, max_seconds: fl
 
     runtime.configure(config)  # as main does, before TensorFlow loads
     for switch in switches:
-        SWITCHES[switch]()
+        apply_switch(switch)
     from maml_tf.experiment import experiment
 
     sampler = make_sampler(name, config)
