@@ -94,12 +94,14 @@ def list_class_folders(split_dir: str) -> dict:
     return groups
 
 
-def _fingerprint(paths: Sequence[str]) -> str:
+def _fingerprint(paths: Sequence[str], source: str) -> str:
     """Changes whenever a file is added, removed, renamed, resized or rewritten."""
     digest = hashlib.sha1()
     for path in paths:
         st = os.stat(path)
-        digest.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        # Relative to the source, so "../data" and "/abs/data" share one cache instead of evicting each other.
+        name = os.path.relpath(path, source)
+        digest.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -126,7 +128,7 @@ def load_images_cached(paths: Sequence[str], source: str, cache_dir: Optional[st
     if not cache_dir:
         return decode_images(paths, source)
     folder = os.path.join(cache_dir, "miniimagenet")
-    path = os.path.join(folder, f"{cache_name}-{_fingerprint(paths)}.npy")
+    path = os.path.join(folder, f"{cache_name}-{_fingerprint(paths, source)}.npy")
     if os.path.exists(path):
         try:
             images = np.load(path)

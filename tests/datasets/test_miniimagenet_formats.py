@@ -160,3 +160,21 @@ def test_loading_keeps_uint8_at_realistic_image_size(tmp_path):
     fresh = mi.load_split(data_dir, "val", cache_dir=str(tmp_path / "cache"))
     assert not np.array_equal(fresh.images[0], data.images[0])
     assert len(os.listdir(tmp_path / "cache" / "miniimagenet")) == 1
+
+
+def test_one_cache_serves_every_spelling_of_the_data_directory(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "data" / "miniimagenet" / "val"
+    rows = subset("val", 2)
+    for filename, label in rows:
+        os.makedirs(root / label, exist_ok=True)
+        synthetic_image(filename).save(root / label / filename)
+    write_csv(str(tmp_path / "data" / "miniimagenet"), "val", rows)
+    cache = str(tmp_path / "cache")
+    first = mi.load_split(str(tmp_path / "data"), "val", cache_dir=cache)
+    assert "decoded" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path / "data" / "miniimagenet")
+    # relative, and with a "..": the same files, so the same cache file, read rather than decoded again
+    again = mi.load_split(os.path.join("..", "..", "data"), "val", cache_dir=cache)
+    assert "decoded" not in capsys.readouterr().out
+    np.testing.assert_array_equal(again.images, first.images)
+    assert len(os.listdir(os.path.join(cache, "miniimagenet"))) == 1
