@@ -16,8 +16,7 @@ import os
 import re
 from typing import Dict, List, Optional
 
-from maml_tf.experiment.recorded import at_step, nearest, steps_of
-from maml_tf.experiment.rundir import read_json, read_jsonl
+from maml_tf.reports.runs import accuracy_at, validation_of
 from maml_tf.reports.runs import status as run_status
 from maml_tf.reports.writer import hardware, wall_time_hours, write_report
 
@@ -80,16 +79,12 @@ def collect(runs: Dict[str, str], timing: Dict[str, Dict]) -> List[Dict]:
         run_dir = runs.get(label)
         evaluation = newest_eval(run_dir, shots, transductive) if run_dir else None
         if evaluation:
-            acc = evaluation["metrics"]["accuracy"]
-            recorded = steps_of(evaluation, len(acc["mean"]))  # by value: a 50-step test is sparse
-            step = nearest(recorded, steps)
-            history = read_jsonl(os.path.join(run_dir, "validation.jsonl"))
-            patience = (read_json(os.path.join(run_dir, "config.json")) or {}).get("patience", 0)
+            acc = accuracy_at(evaluation, steps)  # by step value: a 50-step test is sparse
+            history, patience = validation_of(run_dir)
             row.update(status=run_status(evaluation["iteration"], paper_its, history, patience),
                        run_dir=run_dir, iterations=evaluation["iteration"], paper_iterations=paper_its,
-                       steps=step, num_tasks=evaluation["num_tasks"],
-                       accuracy={"mean": 100 * at_step(acc["mean"], recorded, step),
-                                 "ci95": 100 * at_step(acc["ci95"], recorded, step)},
+                       steps=acc["step"], num_tasks=evaluation["num_tasks"],
+                       accuracy={"mean": acc["mean"], "ci95": acc["ci95"]},
                        wall_time_hours=wall_time_hours(run_dir, evaluation["iteration"]),
                        training_speed=training_speed(run_dir))
         rows.append(row)

@@ -68,14 +68,19 @@ def status(iterations: Optional[int], target: int, history: List[Dict], patience
     return f"**cut short** at {iterations:,} of {target:,} iterations"
 
 
+def validation_of(run_dir: str):
+    """(validation history, patience) of a run directory: what its status and model selection read."""
+    history = read_jsonl(os.path.join(run_dir, "validation.jsonl"))
+    return history, (read_json(os.path.join(run_dir, "config.json")) or {}).get("patience", 0)
+
+
 def paper_row(logdirs: List[str], run: str, shots: int, step: int, target: int) -> Dict:
     """Everything a report row shows of one run (empty of results if it has not run)."""
     run_dir = find_run(logdirs, run)
     row = {"run": run, "status": "not run yet"}
     if run_dir is None:
         return row
-    history = read_jsonl(os.path.join(run_dir, "validation.jsonl"))
-    config = read_json(os.path.join(run_dir, "config.json")) or {}
+    history, patience = validation_of(run_dir)
     for key, best in (("newest", False), ("best", True)):
         evaluation = test_eval(run_dir, shots, best)
         if evaluation:
@@ -84,7 +89,7 @@ def paper_row(logdirs: List[str], run: str, shots: int, step: int, target: int) 
     if done["iterations"] is None and "newest" in row:  # a run directory without its runinfo
         done["iterations"] = row["newest"]["iteration"]
     row.update(run_dir=run_dir, validation=history, **done,
-               status=status(done["iterations"], target, history, config.get("patience", 0)))
+               status=status(done["iterations"], target, history, patience))
     return row
 
 
