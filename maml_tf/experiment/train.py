@@ -17,7 +17,7 @@ from maml_tf.experiment.interrupts import Interrupts
 from maml_tf.experiment.progress import ProgressLog, trim_events, trim_history
 from maml_tf.experiment.runinfo import SegmentLog
 from maml_tf.experiment.runlock import RunLock
-from maml_tf.experiment.selection import ModelSelection
+from maml_tf.experiment.selection import ModelSelection, score
 
 BEST_MODEL_FILE = "best.keras"  # the best-validation model, beside model.keras (the newest)
 
@@ -125,7 +125,9 @@ def _loop(exp: Experiment, ckpt: Checkpointer, selection: ModelSelection, start:
             log.flush(iteration, "pretrain" if pretraining else "metatrain")
         if chief and config.val_interval and iteration % config.val_interval == 0:
             last_val = validate(exp, outdir, iteration, log)
-            if selection.offer(last_val) or need_best:
+            better = selection.offer(last_val)
+            _print_selection(iteration, last_val, selection, better)
+            if better or need_best:
                 ckpt.save_best(iteration)
                 model_file.save_run_model(exp, outdir, iteration, BEST_MODEL_FILE)
                 need_best = False
@@ -141,6 +143,13 @@ def _loop(exp: Experiment, ckpt: Checkpointer, selection: ModelSelection, start:
                   f"{config.patience} iterations (best at {selection.best_iteration})", flush=True)
             break
     return last_val, iteration
+
+
+def _print_selection(iteration: int, row: Dict, selection: ModelSelection, better: bool):
+    """The score model selection reads (after the last step; `validate` prints training's)."""
+    print(f"[val] iter {iteration}  selection score (after {row['steps'][-1]} steps) "
+          f"{score(row):.4g}{'  new best' if better else ''}  best {selection.best_score:.4g} "
+          f"at {selection.best_iteration}", flush=True)
 
 
 def _save(exp, ckpt: Checkpointer, segments: SegmentLog, iteration: int, stop: Interrupts,

@@ -44,6 +44,11 @@ def test_main_trains_and_evaluates_on_synthetic_images(full, tmp_path, capsys):
     main.main(["main"])
     out = capsys.readouterr().out
     assert "[metatrain] iter 2/2" in out and "[val] iter 2" in out
+    # the log names the score model selection reads: accuracy after the last validation step (3),
+    # not only after the training step count (1)
+    (row,) = [json.loads(line) for p in tmp_path.rglob("validation.jsonl") for line in p.open()]
+    assert row["steps"] == [0, 1, 3]
+    assert f"selection score (after 3 steps) {row['accuracy'][-1]:.4g}  new best" in out
     parse_flags(argv + ["--train=False", "--test_set=True", "--num_test_tasks=8"])
     main.main(["main"])
     main.FLAGS.unparse_flags()
