@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The paper's experiments, one `run` line per result; each run resumes from its checkpoint.
-# Usage: ./run_experiments.sh [--quick] [--save] [PATTERN]
+# Usage: ./run_experiments.sh [--quick] [--save | --autosave=SECONDS] [PATTERN]
 #   --quick   every line at toy size (20 iterations, 20 test tasks) into $LOGDIR/quick: a smoke test
-#   --save    keep every run's newest checkpoint and small files in results/runs (then commit them)
+#   --save    keep every run's newest checkpoint and small files in results/runs (then commit them);
+#             a run training meanwhile is held for the moment of the copy
+#   --autosave=SECONDS  --save, and commit results/runs, every SECONDS until stopped (beside the queue)
 #   PATTERN   only the lines whose name contains PATTERN (e.g. sinusoid, omniglot)
 # Env: LOGDIR (default ~/maml_tf_runs), PYTHON (default python), MAML_TF_DATA_DIR for the images.
 # A run whose directory has no checkpoint continues from its copy in results/runs, if there is one
@@ -12,12 +14,14 @@
 set -euo pipefail
 QUICK=0
 SAVE=0
+AUTOSAVE=""
 ONLY=""
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
     --save) SAVE=1 ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
+    --autosave=*) SAVE=1 AUTOSAVE=${arg#*=} ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
     *) ONLY=$arg ;;
   esac
 done
@@ -29,12 +33,22 @@ STORE=$(cd "$(dirname "$0")" && pwd)/results/runs
 if [ "$QUICK" = 1 ]; then STORE=$LOGDIR/store; fi  # toy runs never start from the paper runs' state
 export MAML_TF_RUN_STORE=${MAML_TF_RUN_STORE:-$STORE}
 
-if [ "$SAVE" = 1 ]; then  # every supervised run under $LOGDIR (not the toy or RL ones)
-  mapfile -t RUNS < <(find "$LOGDIR" -mindepth 3 -maxdepth 3 -name checkpoints -type d \
+save_runs() {  # every supervised run under $LOGDIR (not the toy or RL ones)
+  local runs
+  mapfile -t runs < <(find "$LOGDIR" -mindepth 3 -maxdepth 3 -name checkpoints -type d \
     -not -path "$LOGDIR/quick/*" -not -path "$LOGDIR/rl/*" -printf '%h\n' | sort)
-  [ "${#RUNS[@]}" -gt 0 ] || { echo "no runs with checkpoints under $LOGDIR"; exit 1; }
-  exec "$PY" -m maml_tf.experiment.snapshot save --store "$MAML_TF_RUN_STORE" "${RUNS[@]}"
+  [ "${#runs[@]}" -gt 0 ] || { echo "no runs with checkpoints under $LOGDIR"; return 1; }
+  "$PY" -m maml_tf.experiment.snapshot save --store "$MAML_TF_RUN_STORE" "${runs[@]}"
+}
+if [ -n "$AUTOSAVE" ]; then
+  [[ $AUTOSAVE =~ ^[1-9][0-9]*$ ]] || { echo "error: --autosave takes a number of seconds, got '$AUTOSAVE'"; exit 1; }
+  # A machine that ends mid-session loses at most SECONDS of training beyond the newest checkpoint.
+  while sleep "$AUTOSAVE"; do
+    save_runs && git -C "$MAML_TF_RUN_STORE" add -A . && git -C "$MAML_TF_RUN_STORE" commit -q \
+      -m "Periodic save of the training runs' state ($(date -u '+%Y-%m-%d %H:%M') UTC)" -- . || true
+  done
 fi
+if [ "$SAVE" = 1 ]; then save_runs; exit; fi
 
 # run NAME FLAGS...: python -m maml_tf.main FLAGS (shrunk to toy size with --quick).
 run() {

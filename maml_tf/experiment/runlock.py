@@ -133,3 +133,17 @@ def _parse(text: str) -> dict:
         return json.loads(text)
     except ValueError:
         return {}
+
+
+def live_holder(workdir: str) -> Optional[int]:
+    """The pid of the live process on this host that holds `workdir`'s lock, or None."""
+    path = os.path.join(workdir, LOCK_NAME)
+    try:
+        with open(path) as f:
+            holder = _parse(f.read())
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        return None
+    if not holder or holder.get("host") != socket.gethostname() or _is_dead(holder, age):
+        return None
+    return holder["pid"]

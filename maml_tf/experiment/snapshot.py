@@ -3,23 +3,29 @@ kept in the project so the run continues, or is evaluated, on another machine.
 
     python -m maml_tf.experiment.snapshot save --store results/runs RUN_DIR [RUN_DIR ...]
 
-A stored run lives at `<store>/<logdir name>/<run name>/`, mirroring `<logdir>/<run name>/`.
+A run that is training meanwhile is held (SIGSTOP) while it is copied, at a moment when its state
+files are quiet, and goes on afterwards. A stored run lives at `<store>/<logdir name>/<run name>/`, mirroring `<logdir>/<run name>/`.
 Training and evaluation (`Config.run_store`) copy it into a run directory that has no checkpoint.
 """
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import sys
+import time
 from typing import List, Optional
 
 from maml_tf.errors import UserError
 from maml_tf.experiment.rundir import read_json, read_jsonl
+from maml_tf.experiment.runlock import live_holder
 from maml_tf.experiment.selection import ModelSelection
 
 SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json")
 EVAL_PREFIX = "eval_"  # evaluation results (JSON + CSV), small and what the reports read
 MODEL_SUFFIX = ".keras"
+QUIET_SECONDS = 30.0  # a checkpoint is written in well under this: files untouched this long are whole
 
 
 def store_dir(store: str, workdir: str) -> str:
@@ -74,12 +80,64 @@ def _finished(workdir: str) -> bool:
     return ModelSelection(history, config.get("patience", 0)).exhausted(done)
 
 
-def save(workdir: str, store: str) -> str:
+def _last_write(workdir: str) -> float:
+    """When any file that a save copies was last written (TensorBoard's and the lock's don't count)."""
+    paths = [os.path.join(workdir, name) for name in os.listdir(workdir)
+             if name in SMALL_FILES or name.startswith(EVAL_PREFIX) or name.endswith(MODEL_SUFFIX)]
+    for root, _, files in os.walk(os.path.join(workdir, "checkpoints")):
+        paths += [os.path.join(root, name) for name in files]
+    newest = 0.0
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile: the holder is writing
+            newest = max(newest, os.path.getmtime(path))
+    return newest
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in "Tt"
+    except (OSError, IndexError):
+        return True  # no /proc to look in (or the process is gone): nothing left to wait for
+
+
+@contextlib.contextmanager
+def _held(workdir: str, quiet: float, tries: int = 10):
+    """Holds the process training in `workdir` (SIGSTOP) at a moment when its state files have
+    been quiet for `quiet` seconds, so that what is copied is one state; it goes on afterwards."""
+    pid = live_holder(workdir)
+    if pid is None:
+        yield
+        return
+    for _ in range(tries):
+        os.kill(pid, signal.SIGSTOP)
+        for _ in range(100):  # the stop lands asynchronously
+            if _stopped(pid):
+                break
+            time.sleep(0.01)
+        if time.time() - _last_write(workdir) >= quiet:
+            break
+        os.kill(pid, signal.SIGCONT)  # caught writing: let it finish
+        time.sleep(quiet)
+    else:
+        raise UserError(f"{workdir}: its training process {pid} never stopped writing for {quiet:g} s")
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def save(workdir: str, store: str, quiet: float = QUIET_SECONDS) -> str:
     """Replaces `store`'s copy of the run with its current state; returns the copy's path."""
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if newest_checkpoint(ckpt_dir) is None:
         raise UserError(f"{workdir} has no checkpoint to keep")
-    dest = store_dir(store, workdir)
+    with _held(workdir, quiet):
+        return _save(workdir, ckpt_dir, store_dir(store, workdir))
+
+
+def _save(workdir: str, ckpt_dir: str, dest: str) -> str:
+    """Copies the run's state to `dest` through a temporary folder swapped in whole."""
     tmp, old = dest + ".tmp", dest + ".old"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -94,7 +152,7 @@ def save(workdir: str, store: str) -> str:
             shutil.copy2(path, os.path.join(tmp, name))
     _copy_checkpoint(ckpt_dir, os.path.join(tmp, "checkpoints"))
     _copy_checkpoint(os.path.join(ckpt_dir, "best"), os.path.join(tmp, "checkpoints", "best"))
-    # Swap in whole, so an interrupted save leaves the previous copy intact.
+    # An interrupted save leaves the previous copy intact.
     shutil.rmtree(old, ignore_errors=True)
     if os.path.exists(dest):
         os.replace(dest, old)

@@ -3,11 +3,15 @@
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import tensorflow as tf
 
-from maml_tf.experiment import evaluate, snapshot, train
+from maml_tf.experiment import evaluate, runlock, snapshot, train
 from maml_tf.experiment.config import Config
 
 TOY = dict(dataset="sinusoid", shots=5, queries=5, eval_shots=5, eval_queries=5, norm="None",
@@ -98,3 +102,34 @@ def test_snapshot_of_an_unfinished_run_keeps_the_checkpoint_without_models(tmp_p
     kept = snapshot.save(run, str(tmp_path / "store"))
     assert not [name for name in os.listdir(kept) if name.endswith(".keras")]
     assert "checkpoint" in os.listdir(os.path.join(kept, "checkpoints"))
+
+
+def _state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_save_holds_a_training_process_until_its_state_is_quiet_and_copied(tmp_path, monkeypatch):
+    run = str(tmp_path / "logs" / "run")
+    train.train_and_evaluate(Config(metatrain_iterations=10, **TOY), run)
+    # A stand-in for the process training in `run`: it holds the run's lock.
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with open(os.path.join(run, runlock.LOCK_NAME), "w") as f:
+            json.dump({"pid": holder.pid, "host": socket.gethostname(),
+                       "start": runlock._process_start(holder.pid)}, f)
+        seen = []
+        copy = snapshot._copy_checkpoint
+        monkeypatch.setattr(snapshot, "_copy_checkpoint",
+                            lambda src, dst: (seen.append(_state(holder.pid)), copy(src, dst))[1])
+        os.utime(os.path.join(run, "runinfo.json"))  # written just now: the save waits it out
+        start = time.time()
+        kept = snapshot.save(run, str(tmp_path / "store"), quiet=1.0)
+        assert time.time() - start >= 1.0
+        assert seen == ["T", "T"]  # stopped through both copies (newest and best)...
+        assert _state(holder.pid) != "T"  # ...and going on after them
+        assert runlock.LOCK_NAME not in os.listdir(kept)
+        assert weights(kept).keys() == weights(run).keys()
+    finally:
+        holder.kill()
+        holder.wait()
