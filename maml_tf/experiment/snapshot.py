@@ -182,6 +182,8 @@ def main(argv: List[str]) -> int:
     keep.add_argument("--store", required=True, help="e.g. results/runs")
     keep.add_argument("runs", nargs="+", help="run directories")
     args = parser.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a run held when this is stopped must go on
+        signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
     try:
         for run in args.runs:
             print(f"kept {run} in {save(run, args.store)}")
