@@ -105,6 +105,11 @@ for K in 1 5; do
   run omniglot-20way-${K}shot-test $O20 --train=False --test_set=True --test_best=True
 done
 # END omniglot
+# The trained 20-way model's second-order meta-gradient at full size (5 inner steps) in float64:
+# fast paths against the reference ones and against finite differences (results/runs/omniglot_notes.md)
+[ "$QUICK" = 1 ] || report omniglot-gradcheck "$PY" -m maml_tf.bench.gradcheck \
+  "$STORE/omniglot20way/omniglot.20way1shot.maml.mbs16.steps5.lr0.1.conv64" \
+  "${MAML_TF_DATA_DIR:-data}" "${MAML_TF_CACHE_DIR:-$HOME/.cache/maml_tf}"
 report omniglot-report "$PY" -m maml_tf.reports.omniglot --out "$RESULTS" \
   --logdir "$LOGDIR/omniglot5way" --logdir "$LOGDIR/omniglot20way" \
   --logdir "$MAML_TF_RUN_STORE/omniglot5way" --logdir "$MAML_TF_RUN_STORE/omniglot20way" \
