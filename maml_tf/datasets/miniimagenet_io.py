@@ -1,5 +1,6 @@
 """Readers for the miniImageNet formats (split CSVs, JPEG folders, pickled caches) into uint8 arrays."""
 
+import contextlib
 import csv
 import hashlib
 import glob
@@ -122,6 +123,16 @@ def decode_images(paths: Sequence[str], source: str) -> np.ndarray:
     return out
 
 
+def temp_path(path: str, pid: int) -> str:
+    """Where process `pid` writes `path` before renaming it: a dot file, outside the stale-cache glob.
+
+    Two runs started together (one per core) decode the same split; neither may delete the other's
+    half-written cache as stale.
+    """
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{pid}.tmp.npy")
+
+
 def load_images_cached(paths: Sequence[str], source: str, cache_dir: Optional[str],
                        cache_name: str) -> np.ndarray:
     """decode_images, through a .npy cache keyed by the files' fingerprint (stale caches are replaced)."""
@@ -143,8 +154,9 @@ def load_images_cached(paths: Sequence[str], source: str, cache_dir: Optional[st
     try:
         os.makedirs(folder, exist_ok=True)
         for stale in glob.glob(os.path.join(folder, f"{cache_name}-*.npy")):
-            os.remove(stale)
-        tmp = path + f".tmp{os.getpid()}.npy"
+            with contextlib.suppress(FileNotFoundError):  # another run may clean up beside us
+                os.remove(stale)
+        tmp = temp_path(path, os.getpid())
         np.save(tmp, images)
         os.replace(tmp, path)
     except OSError as err:  # an unwritable cache only costs decoding time next run

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from maml_tf.datasets import miniimagenet as mi
+from maml_tf.datasets import miniimagenet_io as io
 from maml_tf.errors import UserError
 from miniimagenet_helpers import REPO, SPLIT_SIZES, assert_same, subset, synthetic_image, write_csv
 
@@ -178,3 +179,23 @@ def test_one_cache_serves_every_spelling_of_the_data_directory(tmp_path, capsys,
     assert "decoded" not in capsys.readouterr().out
     np.testing.assert_array_equal(again.images, first.images)
     assert len(os.listdir(os.path.join(cache, "miniimagenet"))) == 1
+
+
+def test_a_cache_another_run_is_writing_is_not_removed_as_stale(tmp_path):
+    # Two runs started together (one per core) decode the same split and write its cache side by side.
+    root = tmp_path / "data" / "miniimagenet" / "val"
+    rows = subset("val", 2)
+    for filename, label in rows:
+        os.makedirs(root / label, exist_ok=True)
+        synthetic_image(filename).save(root / label / filename)
+    write_csv(str(tmp_path / "data" / "miniimagenet"), "val", rows)
+    cache, folder = str(tmp_path / "cache"), tmp_path / "cache" / "miniimagenet"
+    mi.load_split(str(tmp_path / "data"), "val", cache_dir=cache)
+    (old,) = os.listdir(folder)
+    other = io.temp_path(str(folder / (old.rsplit("-", 1)[0] + "-ffff.npy")), os.getpid() + 1)
+    np.save(other, np.zeros(1, np.uint8))  # the other run, halfway through its write
+    synthetic_image("other").save(root / rows[0][1] / rows[0][0])  # the old cache is stale now
+    data = mi.load_split(str(tmp_path / "data"), "val", cache_dir=cache)
+    cached = [f for f in os.listdir(folder) if not f.startswith(".")]
+    assert os.path.exists(other) and len(cached) == 1 and cached[0] != old
+    np.testing.assert_array_equal(np.load(folder / cached[0]), data.images)
