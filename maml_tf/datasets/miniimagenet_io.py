@@ -133,6 +133,17 @@ def temp_path(path: str, pid: int) -> str:
     return os.path.join(folder, f".{name}.{pid}.tmp.npy")
 
 
+def _writer_alive(tmp: str) -> bool:
+    """Whether the process that names `tmp` (see `temp_path`) still runs: a killed run's file is junk."""
+    try:
+        os.kill(int(os.path.basename(tmp).split(".")[-3]), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass  # someone else's process: alive
+    return True
+
+
 def load_images_cached(paths: Sequence[str], source: str, cache_dir: Optional[str],
                        cache_name: str) -> np.ndarray:
     """decode_images, through a .npy cache keyed by the files' fingerprint (stale caches are replaced)."""
@@ -153,7 +164,8 @@ def load_images_cached(paths: Sequence[str], source: str, cache_dir: Optional[st
           flush=True)
     try:
         os.makedirs(folder, exist_ok=True)
-        for stale in glob.glob(os.path.join(folder, f"{cache_name}-*.npy")):
+        junk = [t for t in glob.glob(os.path.join(folder, f".{cache_name}-*.tmp.npy")) if not _writer_alive(t)]
+        for stale in glob.glob(os.path.join(folder, f"{cache_name}-*.npy")) + junk:
             with contextlib.suppress(FileNotFoundError):  # another run may clean up beside us
                 os.remove(stale)
         tmp = temp_path(path, os.getpid())

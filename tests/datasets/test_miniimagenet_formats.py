@@ -4,6 +4,7 @@ import importlib.util
 import os
 import pickle
 import shutil
+import subprocess
 import tracemalloc
 
 import numpy as np
@@ -181,7 +182,7 @@ def test_one_cache_serves_every_spelling_of_the_data_directory(tmp_path, capsys,
     assert len(os.listdir(os.path.join(cache, "miniimagenet"))) == 1
 
 
-def test_a_cache_another_run_is_writing_is_not_removed_as_stale(tmp_path):
+def test_a_live_runs_half_written_cache_is_kept_and_a_killed_runs_is_removed(tmp_path):
     # Two runs started together (one per core) decode the same split and write its cache side by side.
     root = tmp_path / "data" / "miniimagenet" / "val"
     rows = subset("val", 2)
@@ -192,10 +193,14 @@ def test_a_cache_another_run_is_writing_is_not_removed_as_stale(tmp_path):
     cache, folder = str(tmp_path / "cache"), tmp_path / "cache" / "miniimagenet"
     mi.load_split(str(tmp_path / "data"), "val", cache_dir=cache)
     (old,) = os.listdir(folder)
-    other = io.temp_path(str(folder / (old.rsplit("-", 1)[0] + "-ffff.npy")), os.getpid() + 1)
-    np.save(other, np.zeros(1, np.uint8))  # the other run, halfway through its write
+    other = io.temp_path(str(folder / (old.rsplit("-", 1)[0] + "-ffff.npy")), os.getppid())
+    np.save(other, np.zeros(1, np.uint8))  # another live run (our parent), halfway through its write
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a run killed in the middle of its write left this one behind
+    killed = io.temp_path(str(folder / (old.rsplit("-", 1)[0] + "-eeee.npy")), gone.pid)
+    np.save(killed, np.zeros(1, np.uint8))
     synthetic_image("other").save(root / rows[0][1] / rows[0][0])  # the old cache is stale now
     data = mi.load_split(str(tmp_path / "data"), "val", cache_dir=cache)
     cached = [f for f in os.listdir(folder) if not f.startswith(".")]
-    assert os.path.exists(other) and len(cached) == 1 and cached[0] != old
+    assert os.path.exists(other) and not os.path.exists(killed) and len(cached) == 1 and cached[0] != old
     np.testing.assert_array_equal(np.load(folder / cached[0]), data.images)
