@@ -17,6 +17,16 @@ from maml_tf.errors import UserError
 from miniimagenet_helpers import REPO, SPLIT_SIZES, assert_same, subset, synthetic_image, write_csv
 
 
+def write_val_images(data_dir, per_class):
+    """The processed layout's val folder (synthetic JPEGs, per_class of each class) and its CSV."""
+    root = data_dir / "miniimagenet" / "val"
+    rows = subset("val", per_class)
+    for filename, label in rows:
+        os.makedirs(root / label, exist_ok=True)
+        synthetic_image(filename).save(root / label / filename)
+    write_csv(str(data_dir / "miniimagenet"), "val", rows)
+    return root, rows
+
 def test_processed_layout_matches_csvs_and_splits_are_disjoint(small):
     loaded = {s: mi.load_split(small, s) for s in mi.SPLITS}
     for split, data in loaded.items():
@@ -141,12 +151,7 @@ def test_errors_name_what_is_wrong(small, tmp_path):
 
 def test_loading_keeps_uint8_at_realistic_image_size(tmp_path):
     data_dir = str(tmp_path)
-    root = os.path.join(data_dir, "miniimagenet", "val")
-    rows = subset("val", 30)
-    for filename, label in rows:
-        os.makedirs(os.path.join(root, label), exist_ok=True)
-        synthetic_image(filename).save(os.path.join(root, label, filename))
-    write_csv(os.path.join(data_dir, "miniimagenet"), "val", rows)
+    root, rows = write_val_images(tmp_path, 30)
     tracemalloc.start()
     data = mi.load_split(data_dir, "val", cache_dir=str(tmp_path / "cache"))
     _, peak = tracemalloc.get_traced_memory()
@@ -165,12 +170,7 @@ def test_loading_keeps_uint8_at_realistic_image_size(tmp_path):
 
 
 def test_one_cache_serves_every_spelling_of_the_data_directory(tmp_path, capsys, monkeypatch):
-    root = tmp_path / "data" / "miniimagenet" / "val"
-    rows = subset("val", 2)
-    for filename, label in rows:
-        os.makedirs(root / label, exist_ok=True)
-        synthetic_image(filename).save(root / label / filename)
-    write_csv(str(tmp_path / "data" / "miniimagenet"), "val", rows)
+    root, rows = write_val_images(tmp_path / "data", 2)
     cache = str(tmp_path / "cache")
     first = mi.load_split(str(tmp_path / "data"), "val", cache_dir=cache)
     assert "decoded" in capsys.readouterr().out
@@ -184,12 +184,7 @@ def test_one_cache_serves_every_spelling_of_the_data_directory(tmp_path, capsys,
 
 def test_a_live_runs_half_written_cache_is_kept_and_a_killed_runs_is_removed(tmp_path):
     # Two runs started together (one per core) decode the same split and write its cache side by side.
-    root = tmp_path / "data" / "miniimagenet" / "val"
-    rows = subset("val", 2)
-    for filename, label in rows:
-        os.makedirs(root / label, exist_ok=True)
-        synthetic_image(filename).save(root / label / filename)
-    write_csv(str(tmp_path / "data" / "miniimagenet"), "val", rows)
+    root, rows = write_val_images(tmp_path / "data", 2)
     cache, folder = str(tmp_path / "cache"), tmp_path / "cache" / "miniimagenet"
     mi.load_split(str(tmp_path / "data"), "val", cache_dir=cache)
     (old,) = os.listdir(folder)
