@@ -16,12 +16,11 @@ SPLIT_SIZES = {"train": 64, "val": 16, "test": 20}
 
 @functools.lru_cache(maxsize=None)
 def real_csv_rows(split):
-    """The real split CSV rows if the shared data is beside the checkout, else rows of the same form."""
-    for base in (os.environ.get("MAML_TF_DATA_DIR", ""), os.path.join(REPO, "..", "shared", "data"),
-                 "/work/shared/data"):
-        path = os.path.join(base, "miniimagenet", f"{split}.csv")
-        if base and os.path.isfile(path):
-            return mio.read_csv(path)
+    """The real split CSV rows if the data directory `$MAML_TF_DATA_DIR` has them, else rows of the same form."""
+    base = os.environ.get("MAML_TF_DATA_DIR", "")
+    path = os.path.join(base, "miniimagenet", f"{split}.csv")
+    if base and os.path.isfile(path):
+        return mio.read_csv(path)
     offset = {"train": 1000000, "val": 2000000, "test": 3000000}[split]
     return [(f"n{offset + c:08d}{i:08d}.jpg", f"n{offset + c:08d}")
             for c in range(SPLIT_SIZES[split]) for i in range(1, 601)]
