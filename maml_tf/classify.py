@@ -9,12 +9,10 @@ image's predicted class and its probability.
 import argparse
 import csv
 import io
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from maml_tf.errors import UserError  # noqa: E402
+from maml_tf import quiet  # noqa: F401  (before TensorFlow loads: its start-up lines held back)
+from maml_tf.errors import UserError
 
 
 def parse(argv):

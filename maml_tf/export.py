@@ -1,13 +1,11 @@
 """`python -m maml_tf.export --run DIR --out DIR`: a run's meta-learned model as a TensorFlow SavedModel that adapts and predicts."""
 
 import argparse
-import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from maml_tf.errors import UserError  # noqa: E402
+from maml_tf import quiet  # noqa: F401  (before TensorFlow loads: its start-up lines held back)
+from maml_tf.errors import UserError
 
 
 def parse(argv):

@@ -4,8 +4,7 @@ import os
 import shlex
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ info lines out of the log
-
+from maml_tf import quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
 from absl import app, flags, logging  # noqa: E402
 
 from maml_tf.experiment import runtime  # noqa: E402
@@ -131,11 +130,10 @@ def config_from_flags(f) -> Config:
 
 
 def _load_tensorflow():
-    """Imports TensorFlow (only once the flags are known to be good) with its info logs quiet."""
-    with runtime.without_cuda_probe_lines():
-        import tensorflow as tf
+    """Imports TensorFlow (only once the flags are known to be good; `quiet` holds back its
+    start-up lines) with its Python info logs quiet."""
+    import tensorflow as tf
 
-        tf.config.list_physical_devices()  # where the CUDA probe runs
     tf.get_logger().setLevel("WARNING")
     logging.set_verbosity(logging.WARNING)
 

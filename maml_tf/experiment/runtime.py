@@ -1,10 +1,7 @@
 """Process-wide TensorFlow settings taken from the Config; they must be set before TensorFlow loads."""
 
-import contextlib
-import glob
 import os
 import sys
-import tempfile
 from typing import Dict
 
 SMALL_BATCH = 10  # images per convolution call up to which Eigen beats oneDNN (measured)
@@ -50,37 +47,3 @@ def configure(config) -> bool:
     os.environ.update(environment(config))
     return True
 
-
-# What TensorFlow's CUDA build prints on every start on a machine without an NVIDIA driver
-# (an "E0000 ... failed call to cuInit" error line among them): true, and of no use there.
-NO_DRIVER_LINES = ("failed call to cuInit", "Could not find cuda drivers")
-
-
-def has_nvidia_driver() -> bool:
-    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/proc/driver/nvidia")
-
-
-@contextlib.contextmanager
-def without_cuda_probe_lines():
-    """Holds back the CUDA probe's lines while TensorFlow loads and lists its devices, on a
-    machine without an NVIDIA driver; every other line written meanwhile is passed on after.
-
-    They come from C++ (stderr, file descriptor 2) and ignore TF_CPP_MIN_LOG_LEVEL=2, hence the
-    descriptor-level capture; CUDA_VISIBLE_DEVICES does not prevent them (measured)."""
-    if has_nvidia_driver():
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            lines = held.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(l for l in lines if not any(p in l for p in NO_DRIVER_LINES)))
-            sys.stderr.flush()

@@ -4,18 +4,40 @@ Usage: python -m maml_tf.reports.fits RUN_DIR
 """
 
 import argparse
+import json
 import os
+import sys
 
+from maml_tf import quiet  # noqa: F401  (before TensorFlow loads: its start-up lines held back)
+from maml_tf.errors import UserError
 from maml_tf.reports.sinusoid import figure_curves, restore
 
 
-def main():
+def check_run(run_dir: str):
+    """UserError unless `run_dir` holds a sinusoid run (read before TensorFlow loads)."""
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            dataset = json.load(f).get("dataset")
+    except OSError as err:
+        raise UserError(f"{run_dir} is not a run directory: no readable config.json ({err.strerror})") from None
+    except ValueError:
+        raise UserError(f"{os.path.join(run_dir, 'config.json')} is damaged (not JSON)") from None
+    if dataset != "sinusoid":
+        raise UserError(f"{run_dir} is a {dataset} run: fits are drawn for sinusoid runs")
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     path = os.path.join(args.run_dir, "fits.png")
-    exp = restore(args.run_dir)
-    figure_curves({"maml": exp}, path, shots=exp.config.eval_shots, inner_lr=exp.config.eval_inner_lr)
+    try:
+        check_run(args.run_dir)
+        exp = restore(args.run_dir)
+        figure_curves({"maml": exp}, path, shots=exp.config.eval_shots, inner_lr=exp.config.eval_inner_lr)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     print(f"wrote {path}")
 
 
