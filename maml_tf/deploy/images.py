@@ -6,6 +6,7 @@ MiniImageNet (84x84x3): RGB, resized to 84x84 with Lanczos as data/prepare_minii
 """
 
 import os
+import sys
 from typing import List, Tuple
 
 import numpy as np
@@ -40,10 +41,43 @@ def read(path: str, dataset: str, omniglot_resize: str = "original") -> np.ndarr
         raise UserError(f"cannot read image {path}: {err}") from None
 
 
-def _files(directory: str) -> List[str]:
-    """The visible files of `directory`, sorted."""
-    return sorted(os.path.join(directory, n) for n in os.listdir(directory)
-                  if not n.startswith(".") and os.path.isfile(os.path.join(directory, n)))
+# Extensions of the formats Pillow reads: such a file that does not decode is an error, not skipped.
+IMAGE_EXTENSIONS = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def _is_image(path: str) -> bool:
+    """Named as an image, or (any other name) a file Pillow recognises as one."""
+    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+        return True
+    try:
+        with Image.open(path):
+            return True
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def _files(directory: str, skipped: List[str], prefix: str = "") -> List[str]:
+    """The image files of `directory`, sorted; hidden and non-image files' names (after
+    `prefix`) are added to `skipped` instead (a stray notes.txt or .DS_Store is no reason to stop)."""
+    files = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            continue
+        if not name.startswith(".") and _is_image(path):
+            files.append(path)
+        else:
+            skipped.append(prefix + name)
+    return files
+
+
+def _say_skipped(directory: str, skipped: List[str], shown: int = 5):
+    """One line on stderr naming the files of `directory` left out."""
+    if not skipped:
+        return
+    names = ", ".join(skipped[:shown]) + (f" ... ({len(skipped)} in all)" if len(skipped) > shown else "")
+    what = "file that is not an image" if len(skipped) == 1 else "files that are not images"
+    print(f"skipped {len(skipped)} {what} in {directory}: {names}", file=sys.stderr, flush=True)
 
 
 def _check_dir(directory: str, what: str):
@@ -62,13 +96,14 @@ def support_folder(directory: str, num_classes: int, dataset: str, omniglot_resi
     if len(classes) > num_classes:
         raise UserError(f"support folder {directory} has {len(classes)} classes but the model's head "
                         f"has {num_classes}: give at most {num_classes} class folders")
-    x, y = [], []
+    x, y, skipped = [], [], []
     for label, name in enumerate(classes):
-        files = _files(os.path.join(directory, name))
+        files = _files(os.path.join(directory, name), skipped, prefix=name + "/")
         if not files:
             raise UserError(f"class folder {os.path.join(directory, name)} has no images")
         x += [read(f, dataset, omniglot_resize) for f in files]
         y += [label] * len(files)
+    _say_skipped(directory, skipped)
     return np.stack(x), np.asarray(y, np.int32), classes
 
 
@@ -76,7 +111,9 @@ def query_folder(directory: str, dataset: str, omniglot_resize: str = "original"
                  ) -> Tuple[np.ndarray, List[str]]:
     """(images, file names) of the images to classify."""
     _check_dir(directory, "query")
-    files = _files(directory)
+    skipped = []
+    files = _files(directory, skipped)
+    _say_skipped(directory, skipped)
     if not files:
         raise UserError(f"query folder {directory} has no images")
     return np.stack([read(f, dataset, omniglot_resize) for f in files]), [os.path.basename(f) for f in files]
