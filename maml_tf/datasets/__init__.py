@@ -8,6 +8,9 @@ import numpy as np
 from maml_tf.errors import UserError
 from maml_tf.types import Task
 
+# Where the data directory comes from (maml_tf.main), for the errors that find no data in it.
+DATA_DIR_SOURCES = "the data directory is --data_dir, else $MAML_TF_DATA_DIR, else ./data"
+
 # name -> module defining `make_sampler(config) -> TaskSampler`; imported on first use so a
 # run on one dataset never loads another's dependencies.
 DATASETS = {

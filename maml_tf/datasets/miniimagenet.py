@@ -17,6 +17,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from maml_tf.datasets import DATA_DIR_SOURCES
 from maml_tf.datasets import miniimagenet_files as files
 from maml_tf.datasets import miniimagenet_io as io
 from maml_tf.errors import UserError
@@ -56,9 +57,15 @@ def load_split(data_dir: str, split: str, cache_dir: Optional[str] = None) -> io
             if os.path.isdir(root) else None
         if data is not None:
             return data
-    raise UserError(f"no miniImageNet images for split '{split}' under {data_dir}/miniimagenet "
-                    f"(looked for mini-imagenet-cache-{split}.pkl, {split}/<wnid>/*.jpg, "
-                    f"images/*.jpg with {split}.csv, a prepared tfds mini_imagenet); {GET_IMAGES}")
+    raise missing_split(data_dir, split)
+
+
+def missing_split(data_dir: str, split: str) -> UserError:
+    """The error for a split found in none of the roots and layouts."""
+    return UserError(f"no miniImageNet images for split '{split}' under "
+                     f"{os.path.abspath(os.path.join(data_dir, 'miniimagenet'))} ({DATA_DIR_SOURCES}; "
+                     f"looked for mini-imagenet-cache-{split}.pkl, {split}/<wnid>/*.jpg, "
+                     f"images/*.jpg with {split}.csv, a prepared tfds mini_imagenet); {GET_IMAGES}")
 
 
 def gather_tasks(data: io.SplitImages, meta_batch_size: int, ways: int, per_class: int,

@@ -25,6 +25,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
+from maml_tf.datasets import DATA_DIR_SOURCES
 from maml_tf.errors import UserError
 
 ZIPS = ("images_background.zip", "images_evaluation.zip")  # background = the authors' training set
@@ -157,7 +158,8 @@ def check_files(directory: str):
     directory: cheap to see). Damage inside a zip shows up when the images are read."""
     missing = [name for name in ZIPS if not os.path.isfile(os.path.join(directory, name))]
     if missing:
-        raise UserError(f"no {' or '.join(missing)} in {directory}: {WHERE}")
+        raise UserError(f"no {' or '.join(missing)} in {os.path.abspath(directory)} "
+                        f"({DATA_DIR_SOURCES}): {WHERE}")
     for name in ZIPS:
         _open_zip(os.path.join(directory, name)).close()
 
