@@ -45,7 +45,10 @@ class MetaModel:
     """A meta-learned model: `adapt(support_x, support_y)` -> keras.Model, or `predict` in one go.
 
     `support_x` / `query_x`: arrays [examples, *input_shape] (e.g. [5, 28, 28, 1] for 5-way 1-shot
-    Omniglot); `support_y`: integer class ids in [0, num_classes) (regression: targets [examples, outputs]).
+    Omniglot); `support_y`: integer class ids 0..n-1, each at least once (regression: targets
+    [examples, outputs]). A task of n < num_classes classes adapts and predicts over the head's
+    first n outputs only: the head's slots are interchangeable across tasks, and a slot no support
+    example names would otherwise take probability from the real classes.
     """
 
     def __init__(self, model: keras.Model, config: Config, moments: Optional[AdamMoments] = None,
@@ -66,35 +69,44 @@ class MetaModel:
         Its batch-norm layers normalise with the statistics of the batch they are given, as in
         training: call it on the whole query set at once (`model.predict(q, batch_size=len(q))`).
         """
-        x, y = self._check_support(support_x, support_y)
-        fast = self._fn("weights", self._shots(y), steps, inner_lr)(x, y)
-        return self._keras_model([w.numpy() for w in fast])
+        x, y, ways = self._check_support(support_x, support_y)
+        fast = self._fn("weights", self._shots(y), steps, inner_lr, ways)(x, y)
+        return self._keras_model([w.numpy() for w in fast], ways)
 
     def predict(self, support_x, support_y, query_x, steps: Optional[int] = None,
                 inner_lr: Optional[float] = None) -> np.ndarray:
         """Adapts to the support set and returns the query set's class probabilities
-        [queries, num_classes] (regression: outputs), with the run's batch-norm rule."""
-        x, y = self._check_support(support_x, support_y)
+        [queries, n] over the support set's n classes (regression: outputs), with the run's
+        batch-norm rule."""
+        x, y, ways = self._check_support(support_x, support_y)
         q = self._check_inputs(query_x, "query_x")
-        return self._fn("predict", self._shots(y), steps, inner_lr)(x, y, q).numpy()
+        return self._fn("predict", self._shots(y), steps, inner_lr, ways)(x, y, q).numpy()
 
     def graph_function(self, shots: float, steps: Optional[int] = None,
-                       inner_lr: Optional[float] = None):
-        """fn(support_x, support_y, query_x) -> probabilities, the inner loop in TensorFlow ops
-        (what the SavedModel export traces)."""
+                       inner_lr: Optional[float] = None, ways: Optional[int] = None):
+        """fn(support_x, support_y, query_x) -> probabilities over the first `ways` classes
+        (None: all), the inner loop in TensorFlow ops (what the SavedModel export traces)."""
         def adapt_and_predict(x, y, q):
-            fast = self.adapted_weights(x, y, shots, steps, inner_lr)
+            fast = self.adapted_weights(x, y, shots, steps, inner_lr, ways)
             out = evaluation.predict(self.learner, fast, Task(x, y, q, None), self.settings.transductive)
-            return tf.nn.softmax(out) if self.problem == "classification" else out
+            return tf.nn.softmax(out[..., :ways]) if self.problem == "classification" else out
         return adapt_and_predict
 
+    def inner_loss(self, shots: float, ways: Optional[int] = None):
+        """The run's own inner loss (its algorithm's, as training and evaluation), over the head's
+        first `ways` outputs (None: all)."""
+        loss_fn = loss_for(self.problem, shots, self.config.algorithm)
+        if self.problem == "regression" or ways is None or ways == self.num_classes:
+            return loss_fn
+        return lambda labels, logits: loss_fn(labels, logits[..., :ways])
+
     def adapted_weights(self, x, y, shots: float, steps: Optional[int] = None,
-                        inner_lr: Optional[float] = None):
+                        inner_lr: Optional[float] = None, ways: Optional[int] = None):
         """The trainable weights after the inner loop on (x, y), as tensors (traceable)."""
         s = self.settings
         steps = s.steps if steps is None else int(steps)
         lr = s.inner_lr if inner_lr is None else float(inner_lr)
-        loss_fn = loss_for(self.problem, shots)
+        loss_fn = self.inner_loss(shots, ways)
         if s.optimizer is None:
             return algorithms.adapt(self.learner, loss_fn, self.learner.weights(), x, y, lr, steps,
                                     first_order=True)
@@ -104,19 +116,20 @@ class MetaModel:
             state, _, _ = first_order_step(self.learner, loss_fn, state, bx, by, lr, s.optimizer)
         return state.weights
 
-    def _fn(self, kind, shots, steps, inner_lr):
-        """One compiled function per (kind, K, steps, step size); TensorFlow retraces per shape."""
-        key = (kind, shots, steps, inner_lr)
+    def _fn(self, kind, shots, steps, inner_lr, ways):
+        """One compiled function per (kind, K, steps, step size, ways); TensorFlow retraces per shape."""
+        key = (kind, shots, steps, inner_lr, ways)
         if key not in self._compiled:
             if kind == "weights":
-                fn = lambda x, y: self.adapted_weights(x, y, shots, steps, inner_lr)  # noqa: E731
+                fn = lambda x, y: self.adapted_weights(x, y, shots, steps, inner_lr, ways)  # noqa: E731
             else:
-                fn = self.graph_function(shots, steps, inner_lr)
+                fn = self.graph_function(shots, steps, inner_lr, ways)
             self._compiled[key] = tf.function(fn)
         return self._compiled[key]
 
-    def _keras_model(self, trainable) -> keras.Model:
-        """A copy of the network (batch norm: `layers.BatchStatsNorm`) holding `trainable`."""
+    def _keras_model(self, trainable, ways: Optional[int] = None) -> keras.Model:
+        """A copy of the network (batch norm: `layers.BatchStatsNorm`) holding `trainable`; for
+        `ways` < the head's width, its output is the first `ways` logits."""
         def clone(layer):
             if isinstance(layer, keras.layers.BatchNormalization):
                 return layers.BatchStatsNorm.from_config(layer.get_config())
@@ -127,7 +140,10 @@ class MetaModel:
             var.assign(value)
         for var, src in zip(copy.non_trainable_variables, self.model.non_trainable_variables):
             var.assign(src)
-        return copy
+        if ways is None or ways == self.num_classes:
+            return copy
+        inputs = keras.Input(self.input_shape)
+        return keras.Model(inputs, layers.FirstOutputs(ways)(copy(inputs)), name=f"{copy.name}_{ways}way")
 
     def _shots(self, y) -> float:
         """K, support examples per class: the loss is divided by it, as in training."""
@@ -148,7 +164,7 @@ class MetaModel:
         x = self._check_inputs(support_x, "support_x")
         if self.problem == "regression":
             y = np.asarray(support_y, dtype=np.float32).reshape(len(x), -1)
-            return x, y
+            return x, y, None
         y = np.asarray(support_y)
         if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
             raise InputError(f"support_y must be {len(x)} integer class ids (one per support "
@@ -156,4 +172,9 @@ class MetaModel:
         if y.min() < 0 or y.max() >= self.num_classes:
             raise InputError(f"support_y has class ids {y.min()}..{y.max()} but the model's head "
                              f"has {self.num_classes} classes (ids 0..{self.num_classes - 1})")
-        return x, y.astype(np.int32)
+        ways = int(y.max()) + 1
+        missing = sorted(set(range(ways)) - set(y.tolist()))
+        if missing:
+            raise InputError(f"support_y has no example of class ids {missing}: a task of n classes "
+                             f"uses ids 0..n-1, each at least once")
+        return x, y.astype(np.int32), ways

@@ -128,7 +128,7 @@ class TransferEval:
     def _make_curve(self, shots, queries, inner_lr, steps, record):
         x = tuple(self.sampler.input_shape)
         ways, method, learner = self.config.ways, self.config.finetune, self.learner
-        loss_fn = loss_for("classification", shots)  # MAML's loss: step sizes mean the same
+        loss_fn = loss_for("classification", shots, "maml")  # MAML's loss: step sizes mean the same
         spec = Task(tf.TensorSpec((None, ways * shots) + x, tf.float32),
                     tf.TensorSpec((None, ways * shots), tf.int32),
                     tf.TensorSpec((None, ways * queries) + x, tf.float32),

@@ -187,8 +187,11 @@ def outer_optimizer(config: Config) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(config.meta_lr, epsilon=1e-8)
 
 
-def loss_for(problem: str, shots: int, algorithm: str = "maml"):
-    """MSE for regression; for classification MAML's cross-entropy summed and divided by K (as
+def loss_for(problem: str, shots: float, algorithm: str):
+    """The one place that picks a run's inner loss (training, evaluation and `MetaModel` call it;
+    `algorithm` has no default, so no caller can fall back to MAML's loss for a Reptile run).
+
+    MSE for regression; for classification MAML's cross-entropy summed and divided by K (as
     the original) and Reptile's summed cross-entropy of the batch (as its paper's code), so a
     Reptile step means the same at training and evaluation whatever their K."""
     if problem == "regression":

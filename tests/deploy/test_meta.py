@@ -24,14 +24,17 @@ RUNS = {
     "reptile": dict(algorithm="reptile", inner_optimizer="adam", inner_lr=0.01, eval_inner_lr=0.01,
                     inner_steps=2, eval_inner_steps=4, eval_inner_batch_size=2, transductive=False),
 }
+# K = 5: Reptile's summed loss and MAML's loss / K differ by a factor of 5 (at K = 1 they agree).
+RUNS["reptile5"] = {**RUNS["reptile"], "shots": 5, "eval_shots": 5, "eval_inner_batch_size": 5}
 
 
 @pytest.fixture(scope="module")
-def runs(small, tmp_path_factory):
-    """{name: (Config, run directory)} of the two toy runs, trained once for this module."""
+def runs(small, full, tmp_path_factory):
+    """{name: (Config, run directory)} of the toy runs, trained once for this module."""
     out = {}
     for name, changes in RUNS.items():
-        config = Config(**{**TOY, **changes, "data_dir": small,
+        data = full if changes.get("shots", 1) > 1 else small  # `small` has 2 images a class
+        config = Config(**{**TOY, **changes, "data_dir": data,
                            "cache_dir": str(tmp_path_factory.mktemp("cache"))})
         workdir = str(tmp_path_factory.mktemp(name))
         train.train_and_evaluate(config, workdir)
@@ -62,24 +65,24 @@ def reference_weights(exp, task):
 
 
 def _reference_weights(exp, task):
-    c, learner = exp.config, exp.learner
+    c, learner, loss_fn = exp.config, exp.learner, exp.loss(exp.config.eval_shots)
     lr = c.eval_inner_lr if c.algorithm == "reptile" else c.inner_lr
     if c.algorithm == "maml":
-        return algorithms.adapt(learner, exp.loss_fn, learner.weights(), task.support_x,
+        return algorithms.adapt(learner, loss_fn, learner.weights(), task.support_x,
                                 task.support_y, lr, c.eval_inner_steps)
     state = initial_state(learner.weights(), exp.moments())
     for step in range(c.eval_inner_steps):
         x, y = support_batch(task, step, c.eval_inner_batch_size)
-        state, _, _ = first_order_step(learner, exp.loss_fn, state, x, y, lr, c.inner_optimizer)
+        state, _, _ = first_order_step(learner, loss_fn, state, x, y, lr, c.inner_optimizer)
     return state.weights
 
 
-@pytest.mark.parametrize("name", ["maml", "reptile"])
+@pytest.mark.parametrize("name", ["maml", "reptile", "reptile5"])
 def test_adapt_and_predict_equal_maml_tf_evaluation(runs, name):
     config, workdir = runs[name]
     meta = maml_tf.load(workdir)
     exp, task, tasks = reference(config, workdir)
-    assert meta.iteration == 3 and (meta.moments is not None) == (name == "reptile")
+    assert meta.iteration == 3 and (meta.moments is not None) == (config.algorithm == "reptile")
     adapted = meta.adapt(task.support_x, task.support_y)
     want = reference_weights(exp, task)
     for got, ref in zip(adapted.trainable_variables, want):
@@ -89,10 +92,13 @@ def test_adapt_and_predict_equal_maml_tf_evaluation(runs, name):
                for a, b in zip(want, exp.learner.weights())) > 1e-4
     probs = meta.predict(task.support_x, task.support_y, task.query_x)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
-    # the evaluation's query loss after the last step = cross-entropy of these probabilities / K
+    # the evaluation's query loss after the last step = the run's loss of these probabilities
+    # (cross-entropy / K for MAML, summed for Reptile)
     curve = exp.curve_fn(config.eval_shots, config.eval_queries, meta.settings.inner_lr,
                          config.eval_inner_steps)(tasks)
-    xent = -np.log(probs[np.arange(len(task.query_y)), task.query_y]).sum() / config.eval_shots
+    xent = -np.log(probs[np.arange(len(task.query_y)), task.query_y]).sum()
+    if config.algorithm == "maml":
+        xent /= config.eval_shots
     np.testing.assert_allclose(xent, curve["loss"].numpy()[0, -1], rtol=1e-4)
     if config.transductive:  # the plain Keras model, given the query set as one batch
         np.testing.assert_allclose(keras.ops.softmax(adapted(task.query_x)).numpy(), probs,

@@ -126,7 +126,7 @@ def test_head_only_leaves_the_backbone_unchanged(pretrained_dir):
     ev, _, sampler = _pretrained_eval(pretrained_dir, finetune="head")
     task = sampler.sample("test", 1, 1, 2, np.random.default_rng(0))
     learner, theta = ev.learner, ev.learner.weights()
-    fast = algorithms.adapt(learner, loss_for("classification", 1), theta, task.support_x[0],
+    fast = algorithms.adapt(learner, loss_for("classification", 1, "maml"), theta, task.support_x[0],
                             task.support_y[0], 0.5, 3)
     changed = [not np.array_equal(a, b) for a, b in zip(theta, fast)]
     assert changed == list(learner.inner_mask) and sum(changed) == 2  # head kernel and bias only
