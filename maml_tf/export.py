@@ -14,6 +14,8 @@ def parse(argv):
     parser.add_argument("--out", required=True, help="new directory for the SavedModel")
     parser.add_argument("--shots", type=int, default=None,
                         help="support examples per class the signature takes (default: the run's evaluation K)")
+    parser.add_argument("--ways", type=int, default=None,
+                        help="classes per task the signature takes, at most the head's (default: all of them)")
     parser.add_argument("--steps", type=int, default=None, help="inner steps (default: the run's)")
     parser.add_argument("--inner_lr", type=float, default=None, help="inner step size (default: the run's)")
     parser.add_argument("--iteration", type=int, default=None, help="checkpoint of a run directory (default: newest)")
@@ -30,11 +32,12 @@ def main(argv=None):
         meta = loading.load(args.run, args.iteration)
         shots = meta.config.eval_shots if args.shots is None else args.shots
         start = time.perf_counter()
-        savedmodel.export(meta, args.out, shots, args.steps, args.inner_lr)
+        ways = meta.num_classes if args.ways is None else args.ways
+        savedmodel.export(meta, args.out, shots, args.steps, args.inner_lr, ways)
         size = savedmodel.size_on_disk(args.out)
         print(f"wrote {args.out}: signature {savedmodel.SIGNATURE}(support_x "
-              f"[{meta.num_classes * shots}, {', '.join(map(str, meta.input_shape))}], support_y, query_x) "
-              f"for {meta.num_classes}-way {shots}-shot, {size / 1e6:.2f} MB, "
+              f"[{ways * shots}, {', '.join(map(str, meta.input_shape))}], support_y, query_x) "
+              f"for {ways}-way {shots}-shot, {size / 1e6:.2f} MB, "
               f"{time.perf_counter() - start:.1f} s")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

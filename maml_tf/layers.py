@@ -126,3 +126,21 @@ class LayerNorm(keras.layers.LayerNormalization):
         if self.beta is not None:
             outputs = outputs + keras.ops.cast(self.beta, outputs.dtype)
         return keras.ops.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="maml_tf")
+class FirstOutputs(keras.layers.Layer):
+    """The first `ways` outputs of a wider head: an N-way model adapted to a task of n < N classes."""
+
+    def __init__(self, ways: int, **kwargs):
+        super().__init__(**kwargs)
+        self.ways = int(ways)
+
+    def call(self, logits):
+        return logits[..., :self.ways]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.ways)
+
+    def get_config(self):
+        return {**super().get_config(), "ways": self.ways}
