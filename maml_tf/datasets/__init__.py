@@ -1,7 +1,7 @@
 """Registry of task distributions: `get_sampler(config)` returns the dataset's TaskSampler."""
 
 import importlib
-from typing import Protocol, Tuple
+from typing import Iterable, NamedTuple, Protocol, Tuple
 
 import numpy as np
 
@@ -34,6 +34,39 @@ class TaskSampler(Protocol):
         `split` is "train", "val" or "test"; shots and queries count examples per class
         (per task for regression).
         """
+
+
+class SplitSize(NamedTuple):
+    """What one split offers a task, read from its listing (file names, not images)."""
+
+    classes: int  # classes one task may draw from
+    images: int  # images of the split in all
+    fewest: int  # images of its smallest class
+    note: str = ""  # what `classes` counts, when not the whole split (" in its largest alphabet")
+
+
+def check_task_sizes(config, tasks: Iterable[Tuple[str, int, int]]):
+    """UserError unless every (split, shots, queries) of `tasks` can give `config.ways` classes
+    of shots + queries images each: one line naming the split and its counts.
+
+    A dataset module tells a split's size by `split_size(config, split)` from its listing, so
+    this runs before anything is decoded; None (or no such function) means it cannot know
+    before loading, and its sampler checks then."""
+    module = importlib.import_module(DATASETS[config.dataset])
+    if not hasattr(module, "split_size"):  # sinusoid: tasks of any size
+        return
+    for split, shots, queries in tasks:
+        size = module.split_size(config, split)
+        if size is None:
+            continue
+        counts = f"{size.classes} classes{size.note} ({size.images:,} images)"
+        if config.ways > size.classes:
+            raise UserError(f"{config.dataset} {split} split has {counts}; {config.ways}-way tasks "
+                            f"need {config.ways}")
+        if shots + queries > size.fewest:
+            raise UserError(f"{config.dataset} {split} split has {counts}, {size.fewest} in its "
+                            f"smallest class; {shots}-shot tasks with {queries} queries need "
+                            f"{shots + queries} per class")
 
 
 def get_sampler(config) -> TaskSampler:

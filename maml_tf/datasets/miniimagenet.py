@@ -17,7 +17,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from maml_tf.datasets import DATA_DIR_SOURCES
+from maml_tf.datasets import DATA_DIR_SOURCES, SplitSize
 from maml_tf.datasets import miniimagenet_files as files
 from maml_tf.datasets import miniimagenet_io as io
 from maml_tf.errors import UserError
@@ -66,6 +66,32 @@ def missing_split(data_dir: str, split: str) -> UserError:
                      f"{os.path.abspath(os.path.join(data_dir, 'miniimagenet'))} ({DATA_DIR_SOURCES}; "
                      f"looked for mini-imagenet-cache-{split}.pkl, {split}/<wnid>/*.jpg, "
                      f"images/*.jpg with {split}.csv, a prepared tfds mini_imagenet); {GET_IMAGES}")
+
+
+def listed_counts(root: str, split: str, csv_dir: str):
+    """(found, {class: images} or None) of the layout `load_from_root` reads in `root`, from
+    file names or the split CSV (which every layout must match); None where only a pickle or a
+    tfds dataset without a CSV could tell."""
+    csv_path, rows = files.split_csv(root, csv_dir, split)
+    from_csv = {c: len(f) for c, f in io.csv_groups(rows).items()} if rows is not None else None
+    pkl = os.path.isfile(os.path.join(root, f"mini-imagenet-cache-{split}.pkl"))
+    if not pkl and os.path.isdir(os.path.join(root, split)):
+        return True, {c: len(f) for c, f in io.list_class_folders(os.path.join(root, split)).items()}
+    raw = rows is not None and os.path.isdir(os.path.join(root, "images"))
+    found = pkl or raw or os.path.isdir(os.path.join(root, "mini_imagenet"))
+    return found, from_csv if found else None
+
+
+def split_size(config, split: str) -> Optional[SplitSize]:
+    """The split's classes and images from its listing, without decoding (None: not known
+    before loading); the missing-data error if no root holds the split."""
+    for root in roots(config.data_dir):
+        found, counts = listed_counts(root, split, roots(config.data_dir)[0]) \
+            if os.path.isdir(root) else (False, None)
+        if found:
+            return None if counts is None else SplitSize(
+                len(counts), sum(counts.values()), min(counts.values(), default=0))
+    raise missing_split(config.data_dir, split)
 
 
 def gather_tasks(data: io.SplitImages, meta_batch_size: int, ways: int, per_class: int,

@@ -5,11 +5,11 @@ vectorised NumPy gathers, so sampling costs a small fraction of a meta-step.
 """
 
 import os
-from typing import Dict, List, NamedTuple
+from typing import Dict, List, NamedTuple, Optional
 
 import numpy as np
 
-from maml_tf.datasets import omniglot_data
+from maml_tf.datasets import SplitSize, omniglot_data
 from maml_tf.datasets.omniglot_data import DRAWINGS, NUM_CHARACTERS, SIZE
 from maml_tf.errors import UserError
 from maml_tf.types import Task
@@ -142,6 +142,24 @@ def check_config(config):
         check_ways({s: [np.empty(n)] for s, n in SPLIT_SIZES.items()}, config.ways, "random")
     if config.data_source == "files":
         omniglot_data.check_files(os.path.join(config.data_dir, "omniglot"))
+
+
+def split_size(config, split: str) -> Optional[SplitSize]:
+    """The characters a task of `split` draws from and their drawings, without decoding: the
+    random split's sizes are fixed, the others' come from the zips' file names (tfds: None,
+    `make_sampler` checks once loaded). Rotations do not add classes: a task's classes are
+    distinct characters, each turned by its own random multiple of 90 degrees."""
+    if config.omniglot_split == "random":
+        n = SPLIT_SIZES[split]
+        return SplitSize(n, n * DRAWINGS, DRAWINGS)
+    if config.data_source != "files":
+        return None
+    found = omniglot_data.listing(os.path.abspath(os.path.join(config.data_dir, "omniglot")))
+    pools = make_groups(found, config.omniglot_split)[split]
+    members = np.concatenate(pools)
+    note = " in its largest alphabet" if len(pools) > 1 else ""
+    return SplitSize(max(len(p) for p in pools), int(found.drawings[members].sum()),
+                     int(found.drawings[members].min(initial=DRAWINGS)), note)
 
 
 def make_sampler(config) -> OmniglotSampler:

@@ -12,6 +12,7 @@ were obtained on. `resize="lanczos"` converts to "L" first and gives a real, ant
 Lanczos resize (grey levels), which is what the original's code says but not what it did.
 """
 
+import functools
 import hashlib
 import io
 import json
@@ -136,6 +137,32 @@ def read_tfds() -> Dict[int, Tuple[str, bool, List[np.ndarray]]]:
             entry = characters.setdefault(int(example["label"]) + 1, (alphabet, is_background, []))
             entry[2].append(image[..., 0] > 127)
     return characters
+
+
+class Listing(NamedTuple):
+    """What the zips' file names tell without decoding, in the prepared array's character order."""
+
+    alphabet: np.ndarray  # [characters] int32, as Omniglot.alphabet
+    background: np.ndarray  # [characters] bool, as Omniglot.background
+    drawings: np.ndarray  # [characters] int, PNGs per character
+
+
+@functools.lru_cache(maxsize=4)
+def listing(directory: str) -> Listing:
+    """The characters of `directory`'s zips from their central directories (no image is read)."""
+    check_files(directory)
+    characters = {}
+    for name in ZIPS:
+        with _open_zip(os.path.join(directory, name)) as archive:
+            for match in filter(None, map(_PNG.match, archive.namelist())):
+                subset, alphabet, _, char_id, _ = match.groups()
+                entry = characters.setdefault(int(char_id), [alphabet, subset == "background", 0])
+                entry[2] += 1
+    ids = sorted(characters)
+    names = sorted({characters[i][0] for i in ids})  # as `assemble` numbers the alphabets
+    return Listing(np.asarray([names.index(characters[i][0]) for i in ids], np.int32),
+                   np.asarray([characters[i][1] for i in ids], bool),
+                   np.asarray([characters[i][2] for i in ids], np.int64))
 
 
 def _sha256_file(path: str) -> str:

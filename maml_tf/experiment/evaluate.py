@@ -8,6 +8,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from maml_tf import datasets
 from maml_tf.errors import UserError
 from maml_tf.experiment import recorded, rundir, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
@@ -50,6 +51,7 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
     paper's network)."""
     config.validate()
     rundir.check_writable(workdir)  # before the work, not after it
+    datasets.check_task_sizes(config, [(config.eval_split, config.eval_shots, config.eval_queries)])
     exp = Experiment(config.replace(strategy="default"), model=model)  # not distributed
     stored = snapshot.restore(config.run_store, workdir)
     if stored:

@@ -4,10 +4,11 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import keras
 
+from maml_tf import datasets
 from maml_tf.errors import UserError
 from maml_tf.experiment import distribute, evaluate, model_file, recorded, rundir, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
@@ -57,6 +58,7 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True,
                         "(the pretrained baseline: --pretrain_iterations=N --metatrain_iterations=0)")
     rundir.check_writable(workdir)
     _check_same_run(config, workdir)  # before the data loads: a refusal should be quick
+    datasets.check_task_sizes(config, tasks_read(config))  # not at the first validation
     with Interrupts() as stop:
         # loads the data first: a run that cannot start leaves no directory
         exp = Experiment(config, model=model)
@@ -186,13 +188,26 @@ def _post_step(c: Config) -> int:
     return min(max(c.inner_steps, 1), c.eval_inner_steps)
 
 
+def validation_setting(c: Config) -> Tuple[int, int, float]:
+    """(shots, queries, inner_lr) of meta-validation. MAML validates with its training K (as the
+    original); Reptile's train shots are only a training-time data setting, so it validates as
+    it is evaluated."""
+    return ((c.eval_shots, c.eval_queries, c.eval_inner_lr) if c.algorithm == "reptile"
+            else (c.shots, c.queries, c.inner_lr))
+
+
+def tasks_read(c: Config) -> List[Tuple[str, int, int]]:
+    """(split, shots, queries) of the tasks training draws: meta-training's and meta-validation's."""
+    tasks = [("train", c.shots, c.queries)]
+    if c.val_interval and c.val_interval <= c.total_iterations:
+        tasks.append(("val", *validation_setting(c)[:2]))
+    return tasks
+
+
 def validate(exp: Experiment, workdir: str, iteration: int, log: ProgressLog) -> Dict:
     """Meta-validation on a fixed set of validation tasks; appended to validation.jsonl."""
     c = exp.config
-    # MAML validates with its training K (as the original); Reptile's train shots are only a
-    # training-time data setting, so it validates as it is evaluated.
-    shots, queries, lr = ((c.eval_shots, c.eval_queries, c.eval_inner_lr) if c.algorithm == "reptile"
-                          else (c.shots, c.queries, c.inner_lr))
+    shots, queries, lr = validation_setting(c)
     # Only the steps read below and by model selection (the last) are predicted.
     post = _post_step(c)
     steps = recorded.validation_steps(c.eval_inner_steps, post)
