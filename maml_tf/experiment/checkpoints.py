@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.errors import UserError
+from maml_tf.experiment import ckpt_index
 from maml_tf.experiment.rundir import warn
 
 
@@ -15,12 +16,16 @@ class Checkpointer:
     """Wraps tf.train.CheckpointManager over `state` (e.g. {"model", "optimizer"}) and the
     iteration in `workdir/checkpoints`; never saves non-finite weights; skips unreadable ones."""
 
-    def __init__(self, workdir: str, state: Dict, keep: int = 3, restore_from: Optional[str] = None):
+    def __init__(self, workdir: str, state: Dict, keep: int = 3, restore_from: Optional[str] = None,
+                 repair: bool = True):
+        self.directory = os.path.join(workdir, "checkpoints")
+        if repair:  # before the managers read the index: a damaged one would hide every checkpoint
+            for directory in (self.directory, os.path.join(self.directory, "best")):
+                ckpt_index.repair(directory)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.checkpoint = tf.train.Checkpoint(**state, iteration=self.iteration)
         self.variables = [v for obj in state.values() for v in _variables(obj)]
         self.model_variables = _variables(state.get("model"))
-        self.directory = os.path.join(workdir, "checkpoints")
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
         # The model chosen by meta-validation (the paper's model selection): weights only.
         self.best_checkpoint = tf.train.Checkpoint(model=state["model"], iteration=self.iteration)
@@ -44,7 +49,7 @@ class Checkpointer:
         if iteration is None or iteration < 0:
             self._restore_newest(self.manager, required=True)
             return int(self.iteration.numpy())
-        path = next((p for p in self.manager.checkpoints if p.endswith(f"ckpt-{iteration}")), None)
+        path = next((p for p in _paths(self.manager) if p.endswith(f"ckpt-{iteration}")), None)
         if not path:
             self._missing(f"iteration {iteration}")
         self._restore(path)
@@ -52,15 +57,16 @@ class Checkpointer:
 
     def best_iteration(self) -> Optional[int]:
         """The iteration of the kept best-validation model, or None."""
-        path = self.best.latest_checkpoint
-        return int(path.rsplit("-", 1)[1]) if path else None
+        paths = _paths(self.best)
+        return int(paths[-1].rsplit("-", 1)[1]) if paths else None
 
     def restore_best(self) -> int:
         """Restores the best-validation model; UserError if the run has none."""
-        if not self.best.latest_checkpoint:
+        paths = _paths(self.best)
+        if not paths:
             raise UserError(f"no best-validation checkpoint in {self.best.directory}: the run has "
                             "not meta-validated since it kept one (see --val_interval)")
-        self._restore(self.best.latest_checkpoint, self.best_checkpoint)
+        self._restore(paths[-1], self.best_checkpoint)
         return int(self.iteration.numpy())
 
     def save_best(self, iteration: int) -> str:
@@ -69,7 +75,7 @@ class Checkpointer:
         return self.best.save(checkpoint_number=iteration)
 
     def _restore_newest(self, manager, required: bool):
-        paths = list(reversed(manager.checkpoints))
+        paths = list(reversed(_paths(manager)))
         for i, path in enumerate(paths):
             try:
                 return self._restore(path)
@@ -83,7 +89,7 @@ class Checkpointer:
             self._missing("any iteration")
 
     def _missing(self, wanted: str):
-        have = ", ".join(p.rsplit("-", 1)[-1] for p in self.manager.checkpoints) or "none"
+        have = ", ".join(p.rsplit("-", 1)[-1] for p in _paths(self.manager)) or "none"
         raise UserError(f"no checkpoint for {wanted} in {self.directory} (have: {have}); "
                         "train first or check --logdir/--test_iter")
 
@@ -120,6 +126,13 @@ class Checkpointer:
         iteration, largest = self.newest
         text = f"the newest checkpoint, iteration {iteration}, holds finite weights (largest |w| {largest:.3g})"
         return text + (", which may be diverged too" if largest > 1e6 else "")
+
+
+def _paths(manager) -> list:
+    """The manager's checkpoints and any others on disk (an index that could not be rebuilt),
+    oldest first."""
+    paths = set(manager.checkpoints) | set(ckpt_index.on_disk(manager.directory))
+    return sorted(paths, key=lambda p: int(p.rsplit("-", 1)[1]))
 
 
 def _variables(obj) -> list:

@@ -18,6 +18,7 @@ import time
 from typing import List, Optional
 
 from maml_tf.errors import UserError
+from maml_tf.experiment import ckpt_index
 from maml_tf.experiment.rundir import read_json, read_jsonl
 from maml_tf.experiment.runlock import live_holder
 from maml_tf.experiment.selection import ModelSelection
@@ -35,16 +36,9 @@ def store_dir(store: str, workdir: str) -> str:
 
 
 def newest_checkpoint(directory: str) -> Optional[str]:
-    """The checkpoint prefix named by `directory/checkpoint` (TensorFlow's index), or None."""
-    index = os.path.join(directory, "checkpoint")
-    if not os.path.isfile(index):
-        return None
-    with open(index) as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key.strip() == "model_checkpoint_path":
-                return os.path.join(directory, os.path.basename(value.strip().strip('"')))
-    return None
+    """The newest checkpoint prefix in `directory` (by TensorFlow's index, else by the files:
+    a damaged index must not make a run look empty, or a restore would copy over it), or None."""
+    return ckpt_index.newest(directory)
 
 
 def _copy_checkpoint(src_dir: str, dst_dir: str) -> Optional[str]:

@@ -1,0 +1,63 @@
+"""A damaged or missing `checkpoints/checkpoint` index loses nothing: the checkpoints on disk are found, the index rebuilt."""
+
+import json
+import os
+
+import pytest
+
+from maml_tf.experiment import ckpt_index, evaluate, snapshot, train
+from maml_tf.experiment.config import Config
+from test_rundir import TOY
+
+DAMAGE = {
+    "garbage": lambda text: "this is not an index\n",
+    "cut_line": lambda text: text[:text.index("all_model_checkpoint_paths") + 12],
+    "first_line_only": lambda text: text.splitlines()[0] + "\n",
+    "empty": lambda text: "",
+    "binary": lambda text: b"\x00\xff\xfe\x81".decode("latin-1"),
+    "deleted": None,
+}
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A finished 20-iteration run (checkpoints 10 and 20, validations at 10 and 20)."""
+    config = Config(**TOY)
+    train.train_and_evaluate(config, str(tmp_path))
+    return config, str(tmp_path)
+
+
+def damage(workdir, how):
+    index = os.path.join(workdir, "checkpoints", "checkpoint")
+    if DAMAGE[how] is None:
+        os.remove(index)
+        return
+    text = open(index).read()
+    with open(index, "w", encoding="latin-1") as f:
+        f.write(DAMAGE[how](text))
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_resume_continues_from_the_newest_checkpoint_on_disk(run, how, capsys):
+    config, workdir = run
+    damage(workdir, how)
+    capsys.readouterr()
+    train.train_and_evaluate(config.replace(metatrain_iterations=30), workdir)
+    assert "checkpoints on disk (ckpt-10, ckpt-20)" in capsys.readouterr().err
+    segments = json.load(open(os.path.join(workdir, "runinfo.json")))["segments"]
+    assert [(s["start_iteration"], s["end_iteration"]) for s in segments] == [(0, 20), (20, 30)]
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "validation.jsonl"))]
+    assert [r["iteration"] for r in rows] == [10, 20, 30]  # the history before the damage is kept
+    assert ckpt_index.listed(os.path.join(workdir, "checkpoints"))[-1].endswith("ckpt-30")
+
+
+@pytest.mark.parametrize("how", ["garbage", "deleted", "binary"])
+def test_evaluation_and_the_run_store_see_the_checkpoints(run, how, tmp_path_factory):
+    config, workdir = run
+    store = str(tmp_path_factory.mktemp("store"))
+    snapshot.save(workdir, store, quiet=0)
+    damage(workdir, how)
+    # a run store's older copy is never copied over a run whose index is damaged
+    assert snapshot.restore(store, workdir) is None
+    result = evaluate.evaluate_checkpoint(config.replace(eval_tasks=4), workdir)
+    assert result["iteration"] == 20
