@@ -202,11 +202,14 @@ def identity_fields(config: Config) -> tuple:
     return IDENTITY_FIELDS + (REPTILE_IDENTITY_FIELDS if config.algorithm == "reptile" else ())
 
 
-def identity_diff(saved: dict, config: Config) -> list:
-    """`saved` (a config.json) against `config`: 'name saved -> new' for each changed identity field."""
-    now = dataclasses.asdict(config)
-    return [f"{k} {saved[k]!r} -> {now[k]!r}" for k in identity_fields(config)
-            if k in saved and saved[k] != now[k]]
+# What an evaluation may choose for itself; every other identity field defines the network and
+# the weights it is given, so an evaluation with another value would load a different model.
+EVALUATION_FREE_FIELDS = ("eval_seed", "val_tasks", "eval_inner_steps")
+
+
+def evaluation_fields(config: Config) -> tuple:
+    """The fields an evaluation of `config`'s run must share with its training."""
+    return tuple(k for k in IDENTITY_FIELDS if k not in EVALUATION_FREE_FIELDS)
 
 
 def run_name(config: Config) -> str:

@@ -10,8 +10,9 @@ import numpy as np
 
 from maml_tf import datasets
 from maml_tf.errors import UserError
-from maml_tf.experiment import recorded, rundir, snapshot
+from maml_tf.experiment import identity, recorded, rundir, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.experiment.config import evaluation_fields
 from maml_tf.experiment.experiment import Experiment
 from maml_tf.metrics import mean_and_ci95
 from maml_tf.types import Task
@@ -56,6 +57,7 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
     stored = snapshot.restore(config.run_store, workdir)
     if stored:
         print(f"evaluating the stored state of the run, {stored}", flush=True)
+    identity.check(workdir, identity.as_dict(config), evaluation_fields(config), "evaluate")
     ckpt = Checkpointer(workdir, exp.state())
     restored = ckpt.restore_best() if best else ckpt.restore_iteration(iteration)
     steps = recorded.eval_steps(config.eval_inner_steps, config.eval_record_steps)

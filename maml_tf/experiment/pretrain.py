@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.datasets import get_sampler
-from maml_tf.experiment import baselines
+from maml_tf.experiment import baselines, identity
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import IDENTITY_FIELDS, Config
 from maml_tf.experiment.progress import ProgressLog, trim_history
@@ -155,17 +155,8 @@ def check_same_run(config: Config, workdir: str):
     """Refuses a run directory holding another pretraining; a longer --pretrain_iterations is
     allowed (the learning rate is constant and batch i depends on i only, so 2,000 steps
     extended to 4,000 are the same steps as 4,000 from the start)."""
-    path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
-        diff = [k for k in IDENTITY_FIELDS + ("seed",) if k != "pretrain_iterations"
-                and k in saved and saved[k] != getattr(config, k)]
-        if diff:
-            raise UserError(f"{workdir} holds a run with other settings ({', '.join(diff)}); "
-                            "use another --logdir or --run_name")
-    with open(path, "w") as f:
-        f.write(config.to_json())
+    fields = [k for k in IDENTITY_FIELDS if k != "pretrain_iterations"]
+    identity.check(workdir, identity.as_dict(config), fields, write=config.to_json())
 
 
 def validate(evaluator, model, workdir: str, iteration: int) -> Dict:

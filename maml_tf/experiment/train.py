@@ -10,9 +10,9 @@ import keras
 
 from maml_tf import datasets
 from maml_tf.errors import UserError
-from maml_tf.experiment import distribute, evaluate, model_file, recorded, rundir, snapshot
+from maml_tf.experiment import distribute, evaluate, identity, model_file, recorded, rundir, snapshot
 from maml_tf.experiment.checkpoints import Checkpointer
-from maml_tf.experiment.config import Config, identity_diff
+from maml_tf.experiment.config import Config, identity_fields
 from maml_tf.experiment.experiment import Experiment, task_batches
 from maml_tf.experiment.interrupts import Interrupts
 from maml_tf.experiment.progress import ProgressLog, trim_events, trim_history
@@ -26,17 +26,8 @@ BEST_MODEL_FILE = "best.keras"  # the best-validation model, beside model.keras 
 def _check_same_run(config: Config, workdir: str, write: bool = False):
     """Refuses to resume a run directory that holds a run with other defining settings; then
     (`write`) records this segment's settings in config.json."""
-    path = os.path.join(workdir, "config.json")
-    saved = rundir.read_json(path)
-    if saved is None:  # missing or damaged: the last segment's record says how the run was made
-        segments = (rundir.read_json(os.path.join(workdir, "runinfo.json")) or {}).get("segments")
-        saved = (segments or [{}])[-1].get("settings")
-    diff = identity_diff(saved or {}, config)
-    if diff:
-        raise UserError(f"{workdir} holds a run with other settings ({', '.join(diff)}); "
-                        "use another --logdir or --run_name")
-    if write:
-        rundir.write_atomic(path, config.to_json())
+    identity.check(workdir, identity.as_dict(config), identity_fields(config),
+                   write=config.to_json() if write else None)
 
 
 def train_and_evaluate(config: Config, workdir: str, resume: bool = True,

@@ -1,21 +1,20 @@
 """`train(config, workdir)`: the RL outer loop (sample, adapt, sample, TRPO), logging, validation, checkpoints."""
 
 import glob
-import json
 import os
 import shutil
 from typing import Dict
 
 import numpy as np
 
+from maml_tf.experiment import identity
 from maml_tf.experiment.checkpoints import Checkpointer
-from maml_tf.errors import UserError
 from maml_tf.rl import env, policy, trpo
 from maml_tf.rl.agent import Agent
 from maml_tf.rl.config import IDENTITY_FIELDS, RLConfig
 from maml_tf.experiment.runinfo import SegmentLog
 from maml_tf.experiment.progress import ProgressLog, trim_history
-from maml_tf.experiment.rundir import append_jsonl, write_atomic
+from maml_tf.experiment.rundir import append_jsonl
 
 VAL_STREAM, TEST_STREAM = 1, 0  # the validation and test goals come from separate RNG streams
 MILESTONE = 100  # every 100th checkpoint is also copied to archive/, out of the manager's rotation
@@ -23,16 +22,7 @@ MILESTONE = 100  # every 100th checkpoint is also copied to archive/, out of the
 
 def check_same_run(config: RLConfig, workdir: str):
     """Refuses to resume a run directory that holds a run with other defining settings."""
-    path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
-        now = json.loads(config.to_json())
-        diff = [k for k in IDENTITY_FIELDS if k in saved and saved[k] != now[k]]
-        if diff:
-            raise UserError(f"{workdir} holds a run with other settings ({', '.join(diff)}); "
-                            "use another --logdir or --run_name")
-    write_atomic(path, config.to_json())
+    identity.check(workdir, identity.as_dict(config), IDENTITY_FIELDS, write=config.to_json())
 
 
 def checkpointer(workdir: str, agent: Agent, keep: int = 3) -> Checkpointer:
