@@ -157,3 +157,31 @@ def test_use_a_meta_learned_model_blocks_print_what_the_readme_shows(tmp_path, c
 
 def _tail(lines, n=30):
     return "\n".join(lines[-n:])
+
+
+DURATION = re.compile(r"\b\d+(?:\.\d+)? ?(?:s|ms|minutes?|CPU-seconds)\b")
+SETTING = re.compile(r"\b(?:every|after|for) \d+ ?(?:s|ms|minutes?|min)\b")  # intervals, not measurements
+CPU = re.compile(r"AMD EPYC|Intel Xeon")
+
+
+def paragraphs(text: str):
+    return [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def unnamed_timings(text: str):
+    """The paragraphs quoting a measured time with no CPU named in them or in the paragraph
+    before (an output block after the prose that names its machine)."""
+    found, before = [], ""
+    for p in paragraphs(text):
+        if DURATION.search(SETTING.sub("", p)) and not CPU.search(p) and not CPU.search(before):
+            found.append(p.strip()[:200])
+        before = p
+    return found
+
+
+def test_readme_timings_name_their_machine():
+    """Times measured on one machine say which (the README's first ones came from one busy
+    2-core AMD EPYC and were read as general; issue 37)."""
+    assert unnamed_timings("It took 135 s.\n\nOn a 2-core AMD EPYC:\n\n```\ndone, 135 s\n```") == ["It took 135 s."]
+    assert unnamed_timings("Saved every 30 minutes, once quiet for 30 s.") == []
+    assert unnamed_timings(open(README, encoding="utf-8").read()) == []
