@@ -17,8 +17,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
-from maml_tf.inner_opt import (AdamMoments, carried, first_order_step, initial_state,
-                               moment_increments, support_batch)
+from maml_tf.inner_opt import (AdamMoments, InnerState, carried, first_order_step,
+                               initial_state, moment_increments, support_batch)
 from maml_tf.metrics import get_loss
 from maml_tf.models import Learner
 from maml_tf.types import Task
@@ -60,6 +60,39 @@ def inner_step(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: floa
         # First-order MAML: the inner gradient is a constant, so d(theta')/d(theta) = I.
         new.append(w - inner_lr * (tf.stop_gradient(g) if first_order else g))
     return new, loss, outputs, state
+
+
+class InnerLoop(NamedTuple):
+    """How a task is adapted: the inner loss, step size, optimizer and batches of a run."""
+    loss_fn: Callable                 # loss(y_true, y_pred) on the support set
+    inner_lr: float
+    optimizer: Optional[str] = None   # None: MAML's SGD of the inner-masked weights on the whole
+    #                                   support set; "sgd" / "adam": Reptile's, of every weight
+    batch_size: int = 0               # Reptile: support examples per step, in turn (0: all)
+    moments: Optional[AdamMoments] = None  # Reptile's carried Adam moments each task starts from
+
+
+def adaptation_step(learner: Learner, loop: InnerLoop, state: InnerState, task: Task, step: int,
+                    first_order: bool = True):
+    """Inner step `step` of `loop` on the task's support set: (state after it, loss and outputs
+    before it). The one inner step of training, evaluation, `MetaModel` and the SavedModel;
+    `first_order` False (MAML's meta-gradient) keeps the inner gradient on the outer tape."""
+    if loop.optimizer is None:
+        fast, loss, outputs, model_state = inner_step(
+            learner, loop.loss_fn, state.weights, task.support_x, task.support_y, loop.inner_lr,
+            first_order, state=state.model_state)
+        return state._replace(weights=fast, model_state=model_state), loss, outputs
+    x, y = support_batch(task, step, loop.batch_size)
+    return first_order_step(learner, loop.loss_fn, state, x, y, loop.inner_lr, loop.optimizer)
+
+
+def adapt_task(learner: Learner, loop: InnerLoop, weights: Weights, task: Task, steps: int,
+               model_state: Optional[Weights] = None) -> InnerState:
+    """`steps` first-order steps of `loop` from `weights` (and the model's state, threaded)."""
+    state = initial_state(weights, loop.moments, model_state)
+    for step in range(steps):
+        state, _, _ = adaptation_step(learner, loop, state, task, step)
+    return state
 
 
 def adapt(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: float, steps: int,
@@ -205,12 +238,14 @@ def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner
     the first step).
     """
     metric_fns, loss_fn = metric_fns or {}, get_loss(loss_fn)
+    loop = InnerLoop(loss_fn, inner_lr, optimizer, batch_size, moments)
     state = initial_state(weights, moments, learner.state() if state is None else state)
     pre = None
     for step in range(steps):
-        x, y = support_batch(task, step, batch_size)
-        state, loss, outputs = first_order_step(learner, loss_fn, state, x, y, inner_lr, optimizer)
-        pre = pre or _task_metrics("pre", loss, outputs, y, metric_fns)
+        state, loss, outputs = adaptation_step(learner, loop, state, task, step)
+        if pre is None:  # on the first inner batch
+            y = support_batch(task, step, batch_size)[1]
+            pre = _task_metrics("pre", loss, outputs, y, metric_fns)
     if pre is None:
         outputs, _ = learner.apply(state.weights, state.model_state, task.support_x)
         pre = _task_metrics("pre", loss_fn(task.support_y, outputs), outputs, task.support_y,

@@ -8,8 +8,8 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from maml_tf.algorithms import MetricFns, Weights, indexed_tasks, inner_step
-from maml_tf.inner_opt import AdamMoments, first_order_step, initial_state, support_batch
+from maml_tf.algorithms import InnerLoop, MetricFns, Weights, adaptation_step, indexed_tasks
+from maml_tf.inner_opt import AdamMoments, initial_state
 from maml_tf.metrics import get_loss
 from maml_tf.models import Learner
 from maml_tf.types import Task
@@ -64,6 +64,8 @@ def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, i
         raise ValueError(f"record_steps must lie in 0..{steps}, got {record_steps}")
     last = max(record)
 
+    loop = InnerLoop(loss_fn, inner_lr, optimizer, batch_size, moments)
+
     def per_task(args):
         task, index = args
         state = initial_state(weights, moments, learner.task_state(start, index))
@@ -73,15 +75,8 @@ def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, i
                 outputs = predict(learner, state.weights, task, transductive, state.model_state)
                 at[step] = {"loss": loss_fn(task.query_y, outputs),
                             **{name: fn(task.query_y, outputs) for name, fn in metric_fns.items()}}
-            if step == last:
-                break
-            if optimizer is None:
-                fast, _, _, ms = inner_step(learner, loss_fn, state.weights, task.support_x,
-                                            task.support_y, inner_lr, True, state=state.model_state)
-                state = state._replace(weights=fast, model_state=ms)
-            else:
-                x, y = support_batch(task, step, batch_size)
-                state, _, _ = first_order_step(learner, loss_fn, state, x, y, inner_lr, optimizer)
+            if step < last:
+                state, _, _ = adaptation_step(learner, loop, state, task, step)
         return {name: tf.stack([at[step][name] for step in record]) for name in names}
 
     signature = {name: tf.TensorSpec((len(record),), weights[0].dtype) for name in names}

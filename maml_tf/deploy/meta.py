@@ -6,7 +6,7 @@ the run's own inner loop (its step size, number of steps, batch-norm rule; Repti
 optimizer) on the support set and returns a plain Keras model holding the adapted weights.
 """
 
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import keras
 import numpy as np
@@ -15,30 +15,13 @@ import tensorflow as tf
 from maml_tf import algorithms, evaluation, layers, models
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
-from maml_tf.experiment.experiment import loss_for
-from maml_tf.inner_opt import AdamMoments, first_order_step, initial_state, support_batch
+from maml_tf.experiment.experiment import adapt_settings, inner_loop
+from maml_tf.inner_opt import AdamMoments
 from maml_tf.types import Task
 
 
 class InputError(UserError, ValueError):
     """Inputs that do not fit the model (shape, labels, classes, non-finite values)."""
-
-
-class AdaptSettings(NamedTuple):
-    """How the run adapts: what maml_tf's own meta-validation of the run does."""
-    inner_lr: float  # step size alpha of each inner step
-    steps: int  # inner steps
-    optimizer: Optional[str]  # None: MAML's SGD steps (norm offsets fixed); "sgd"/"adam": Reptile's
-    batch_size: int  # Reptile: support examples per step, taken in turn (0: all)
-    transductive: bool  # predict the query set in one batch (batch norm shares its statistics)
-
-
-def settings_for(config: Config) -> AdaptSettings:
-    """MAML adapts with its training step size, Reptile with its evaluation one (as `train.validate`)."""
-    reptile = config.algorithm == "reptile"
-    return AdaptSettings(config.eval_inner_lr if reptile else config.inner_lr,
-                         config.eval_inner_steps, config.inner_optimizer if reptile else None,
-                         config.eval_inner_batch_size if reptile else 0, config.transductive)
 
 
 class MetaModel:
@@ -56,7 +39,7 @@ class MetaModel:
         self.model, self.config, self.iteration = model, config, iteration
         self.learner = models.Learner(model)
         self.moments = moments  # Reptile's inner Adam state every task starts from (else None)
-        self.settings = settings_for(config)
+        self.settings = adapt_settings(config)
         self.problem = "regression" if config.dataset == "sinusoid" else "classification"
         self.input_shape = tuple(model.input_shape[1:])
         self.num_classes = int(model.output_shape[-1])  # the head's width (regression: outputs)
@@ -92,13 +75,14 @@ class MetaModel:
             return tf.nn.softmax(out[..., :ways]) if self.problem == "classification" else out
         return adapt_and_predict
 
-    def inner_loss(self, shots: float, ways: Optional[int] = None):
-        """The run's own inner loss (its algorithm's, as training and evaluation), over the head's
-        first `ways` outputs (None: all)."""
-        loss_fn = loss_for(self.problem, shots, self.config.algorithm)
+    def inner_loop(self, shots: float, inner_lr: float, ways: Optional[int] = None):
+        """The run's own inner loop (its algorithm's loss and optimizer, as training and
+        evaluation), its loss over the head's first `ways` outputs (None: all)."""
+        loop = inner_loop(self.config, self.problem, shots, inner_lr, self.moments)
         if self.problem == "regression" or ways is None or ways == self.num_classes:
-            return loss_fn
-        return lambda labels, logits: loss_fn(labels, logits[..., :ways])
+            return loop
+        loss_fn = loop.loss_fn
+        return loop._replace(loss_fn=lambda labels, logits: loss_fn(labels, logits[..., :ways]))
 
     def adapted_weights(self, x, y, shots: float, steps: Optional[int] = None,
                         inner_lr: Optional[float] = None, ways: Optional[int] = None):
@@ -106,15 +90,9 @@ class MetaModel:
         s = self.settings
         steps = s.steps if steps is None else int(steps)
         lr = s.inner_lr if inner_lr is None else float(inner_lr)
-        loss_fn = self.inner_loss(shots, ways)
-        if s.optimizer is None:
-            return algorithms.adapt(self.learner, loss_fn, self.learner.weights(), x, y, lr, steps,
-                                    first_order=True)
-        state, task = initial_state(self.learner.weights(), self.moments), Task(x, y, None, None)
-        for step in range(steps):  # as evaluation.adaptation_curve evaluates Reptile
-            bx, by = support_batch(task, step, s.batch_size)
-            state, _, _ = first_order_step(self.learner, loss_fn, state, bx, by, lr, s.optimizer)
-        return state.weights
+        loop = self.inner_loop(shots, lr, ways)
+        return algorithms.adapt_task(self.learner, loop, self.learner.weights(),
+                                     Task(x, y, None, None), steps).weights
 
     def _fn(self, kind, shots, steps, inner_lr, ways):
         """One compiled function per (kind, K, steps, step size, ways); TensorFlow retraces per shape."""

@@ -1,7 +1,7 @@
 """The pieces of a run built from a Config: `Experiment` (sampler, network, optimizers, compiled steps) and the task stream."""
 
 import functools
-from typing import Callable, Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, NamedTuple, Optional, Sequence
 
 import keras
 import numpy as np
@@ -112,16 +112,15 @@ class Experiment:
         record = tuple(sorted(set(range(steps + 1) if record_steps is None else record_steps)))
         key = (shots, queries, inner_lr, steps, record)
         if key not in self._curve_fns:
-            c, learner, loss_fn = self.config, self.learner, self.loss(shots)
-            reptile = c.algorithm == "reptile"
+            c, learner = self.config, self.learner
 
             @tf.function(input_signature=[self.task_signature(shots, queries)])
             def curve(tasks):
+                loop = inner_loop(c, self.sampler.problem, shots, inner_lr, self.moments())
                 return evaluation.adaptation_curve(
-                    learner, loss_fn, learner.weights(), tasks, inner_lr, steps, self.metric_fns,
-                    transductive=c.transductive, optimizer=c.inner_optimizer if reptile else None,
-                    batch_size=c.eval_inner_batch_size, moments=self.moments(),
-                    record_steps=list(record))
+                    learner, loop.loss_fn, learner.weights(), tasks, inner_lr, steps,
+                    self.metric_fns, transductive=c.transductive, optimizer=loop.optimizer,
+                    batch_size=loop.batch_size, moments=loop.moments, record_steps=list(record))
 
             self._curve_fns[key] = curve
         return self._curve_fns[key]
@@ -185,6 +184,32 @@ def outer_optimizer(config: Config) -> keras.optimizers.Optimizer:
         return keras.optimizers.SGD(epsilon)
     # epsilon 1e-8 as TF1's AdamOptimizer in the original (Keras' default is 1e-7).
     return keras.optimizers.Adam(config.meta_lr, epsilon=1e-8)
+
+
+class AdaptSettings(NamedTuple):
+    """How a run adapts a new task: what maml_tf's own meta-validation of the run does."""
+    inner_lr: float  # step size alpha of each inner step
+    steps: int  # inner steps
+    optimizer: Optional[str]  # None: MAML's SGD steps (norm offsets fixed); "sgd"/"adam": Reptile's
+    batch_size: int  # Reptile: support examples per step, taken in turn (0: all)
+    transductive: bool  # predict the query set in one batch (batch norm shares its statistics)
+
+
+def adapt_settings(config: Config) -> AdaptSettings:
+    """MAML adapts with its training step size, Reptile with its evaluation one (as `train.validate`)."""
+    reptile = config.algorithm == "reptile"
+    return AdaptSettings(config.eval_inner_lr if reptile else config.inner_lr,
+                         config.eval_inner_steps, config.inner_optimizer if reptile else None,
+                         config.eval_inner_batch_size if reptile else 0, config.transductive)
+
+
+def inner_loop(config: Config, problem: str, shots: float, inner_lr: float,
+               moments=None) -> algorithms.InnerLoop:
+    """The one place that chooses how a run adapts a task outside its meta-gradient (validation,
+    evaluation, `MetaModel`, the SavedModel): its algorithm's loss, optimizer and batches."""
+    s = adapt_settings(config)
+    return algorithms.InnerLoop(loss_for(problem, shots, config.algorithm), inner_lr, s.optimizer,
+                                s.batch_size, moments if s.optimizer else None)
 
 
 def loss_for(problem: str, shots: float, algorithm: str):
