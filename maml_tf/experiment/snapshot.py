@@ -180,6 +180,10 @@ def main(argv: List[str]) -> int:
         signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
     try:
         for run in args.runs:
+            if newest_checkpoint(os.path.join(run, "checkpoints")) is None:
+                # a run that has just started: nothing to keep yet, and the others still are
+                print(f"skipped {run}: no checkpoint yet")
+                continue
             print(f"kept {run} in {save(run, args.store)}")
     except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -61,3 +61,14 @@ def test_evaluation_and_the_run_store_see_the_checkpoints(run, how, tmp_path_fac
     assert snapshot.restore(store, workdir) is None
     result = evaluate.evaluate_checkpoint(config.replace(eval_tasks=4), workdir)
     assert result["iteration"] == 20
+
+
+def test_saving_the_runs_skips_one_that_has_no_checkpoint_yet(run, tmp_path_factory, capsys):
+    """`run_experiments.sh --save` passes every run directory: a run just started must not stop
+    the others' save (nor the periodic commit after it)."""
+    _, workdir = run
+    store, fresh = str(tmp_path_factory.mktemp("store")), str(tmp_path_factory.mktemp("fresh"))
+    os.makedirs(os.path.join(fresh, "checkpoints"))
+    assert snapshot.main(["save", "--store", store, fresh, workdir]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped {fresh}: no checkpoint yet" in out and f"kept {workdir}" in out
