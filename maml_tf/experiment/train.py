@@ -1,6 +1,5 @@
 """`train_and_evaluate(config, workdir)`: the outer loop, logging, meta-validation and checkpoints."""
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -10,24 +9,17 @@ import keras
 
 from maml_tf import datasets
 from maml_tf.errors import UserError
-from maml_tf.experiment import distribute, evaluate, identity, model_file, recorded, rundir, snapshot
+from maml_tf.experiment import (distribute, evaluate, identity, loop, model_file, recorded,
+                                rundir, snapshot)
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config, identity_fields
 from maml_tf.experiment.experiment import Experiment, task_batches
 from maml_tf.experiment.interrupts import Interrupts
 from maml_tf.experiment.progress import ProgressLog, trim_events, trim_history
 from maml_tf.experiment.runinfo import SegmentLog
-from maml_tf.experiment.runlock import RunLock
 from maml_tf.experiment.selection import ModelSelection, score
 
 BEST_MODEL_FILE = "best.keras"  # the best-validation model, beside model.keras (the newest)
-
-
-def _check_same_run(config: Config, workdir: str, write: bool = False):
-    """Refuses to resume a run directory that holds a run with other defining settings; then
-    (`write`) records this segment's settings in config.json."""
-    identity.check(workdir, identity.as_dict(config), identity_fields(config),
-                   write=config.to_json() if write else None)
 
 
 def train_and_evaluate(config: Config, workdir: str, resume: bool = True,
@@ -48,15 +40,22 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True,
         raise UserError("nothing to train: --metatrain_iterations=0 and --pretrain_iterations=0 "
                         "(the pretrained baseline: --pretrain_iterations=N --metatrain_iterations=0)")
     rundir.check_writable(workdir)
-    _check_same_run(config, workdir)  # before the data loads: a refusal should be quick
+    fields = identity_fields(config)
+    identity.check(workdir, identity.as_dict(config), fields)  # before the data loads: quick
     datasets.check_task_sizes(config, tasks_read(config))  # not at the first validation
-    with Interrupts() as stop:
-        # loads the data first: a run that cannot start leaves no directory
-        exp = Experiment(config, model=model)
-        with distribute.write_dir(exp.strategy, workdir) as outdir:
-            os.makedirs(outdir, exist_ok=True)
-            with RunLock(outdir) if outdir == workdir else contextlib.nullcontext():
-                return _train(exp, workdir, outdir, resume, stop)
+    exp = Experiment(config, model=model)  # the data first: a run that cannot start leaves no directory
+    with distribute.write_dir(exp.strategy, workdir) as outdir:
+        chief = outdir == workdir
+        restore = (lambda: _restore_stored(config, workdir)) if chief and resume else None
+        with loop.session(outdir, config, fields, lock=chief, prepare=restore) as stop:
+            return _train(exp, workdir, outdir, resume, stop)
+
+
+def _restore_stored(config: Config, workdir: str):
+    """A run directory without a checkpoint starts from its copy in the run store, if any."""
+    stored = snapshot.restore(config.run_store, workdir)
+    if stored:
+        print(f"continuing {workdir} from its stored state in {stored}", flush=True)
 
 
 def _train(exp: Experiment, workdir: str, outdir: str, resume: bool, stop: Interrupts) -> Dict:
@@ -69,21 +68,19 @@ def _train(exp: Experiment, workdir: str, outdir: str, resume: bool, stop: Inter
               f"since iteration {selection.best_iteration}", flush=True)
         return {}
     t0 = time.time()
-    last_val, iteration = _loop(exp, ckpt, selection, start, outdir, chief, stop)
+    steps = MetaTraining(exp, ckpt, selection, start, outdir, chief, stop)
+    iteration = loop.run(steps, start, config.total_iterations, config.checkpoint_interval,
+                         config.print_interval, steps.log, stop, ckpt.directory)
     if stop.signum:  # arrived while a finished run started up: it stays finished
         raise stop.stop(f"the run had already finished at iteration {iteration}")
     summary(config, workdir, start, iteration, time.time() - t0)
-    return last_val
+    return steps.last_val
 
 
 def _open(exp: Experiment, workdir: str, outdir: str, resume: bool, chief: bool):
     """(Checkpointer, start iteration): the run directory restored (from the run store if it has
     no checkpoint) and its histories cut back to the checkpoint it resumes from."""
     config = exp.config
-    stored = snapshot.restore(config.run_store, outdir) if chief and resume else None
-    if stored:
-        print(f"continuing {workdir} from its stored state in {stored}", flush=True)
-    _check_same_run(config, outdir, write=True)  # again, now that this process holds the lock
     ckpt = Checkpointer(outdir, exp.state(), config.keep_checkpoints, restore_from=workdir)
     start = ckpt.restore_latest() if resume else 0
     if start:
@@ -97,45 +94,50 @@ def _open(exp: Experiment, workdir: str, outdir: str, resume: bool, chief: bool)
     return ckpt, start
 
 
-def _loop(exp: Experiment, ckpt: Checkpointer, selection: ModelSelection, start: int,
-          outdir: str, chief: bool, stop: Interrupts):
-    """(last validation, last iteration): meta-training from `start` to the end, an early stop
-    by `selection` or a signal, validating, selecting and checkpointing on schedule."""
-    config = exp.config
-    steps = {0: exp.make_train_step(0), config.inner_steps: exp.make_train_step(config.inner_steps)}
-    log = ProgressLog(config, outdir, good_checkpoint=ckpt.describe_newest)
-    segments = SegmentLog(outdir, start, settings=dataclasses.asdict(config))
-    batches = task_batches(exp.sampler, "train", config.meta_batch_size, config.shots,
-                           config.queries, config.seed, start)
-    last_val, iteration = {}, start
-    need_best = ckpt.best_iteration() is None  # a resumed run lacking one keeps its next
-    for iteration in range(start + 1, config.total_iterations + 1):
-        if stop.signum:  # arrived before the first iteration: nothing new to save
-            raise stop.stop(f"stopped before iteration {iteration}; run the same command to resume")
-        pretraining = iteration <= config.pretrain_iterations
-        log.add(iteration, steps[0 if pretraining else config.inner_steps](next(batches)))
-        if iteration % config.print_interval == 0:
-            log.flush(iteration, "pretrain" if pretraining else "metatrain")
-        if chief and config.val_interval and iteration % config.val_interval == 0:
-            last_val = validate(exp, outdir, iteration, log)
-            better = selection.offer(last_val)
-            _print_selection(iteration, last_val, selection, better)
-            if better or need_best:
-                ckpt.save_best(iteration)
-                model_file.save_run_model(exp, outdir, iteration, BEST_MODEL_FILE)
-                need_best = False
+class MetaTraining:
+    """Meta-training's part of the one loop (`loop.run`): its compiled steps, meta-validation,
+    model selection and checkpoints."""
+
+    def __init__(self, exp: Experiment, ckpt: Checkpointer, selection: ModelSelection,
+                 start: int, outdir: str, chief: bool, stop: Interrupts):
+        c = self.config = exp.config
+        self.exp, self.ckpt, self.selection, self.outdir, self.chief = exp, ckpt, selection, outdir, chief
+        self.stop = stop
+        self.train_steps = {0: exp.make_train_step(0), c.inner_steps: exp.make_train_step(c.inner_steps)}
+        self.log = ProgressLog(c, outdir, good_checkpoint=ckpt.describe_newest)
+        self.segments = SegmentLog(outdir, start, settings=dataclasses.asdict(c))
+        self.batches = task_batches(exp.sampler, "train", c.meta_batch_size, c.shots, c.queries,
+                                    c.seed, start)
+        self.last_val = {}
+        self.need_best = ckpt.best_iteration() is None  # a resumed run lacking one keeps its next
+
+    def phase(self, iteration: int) -> str:
+        return "pretrain" if iteration <= self.config.pretrain_iterations else "metatrain"
+
+    def step(self, iteration: int):
+        inner = 0 if self.phase(iteration) == "pretrain" else self.config.inner_steps
+        return self.train_steps[inner](next(self.batches))
+
+    def after(self, iteration: int) -> bool:
+        c, selection = self.config, self.selection
+        if self.chief and c.val_interval and iteration % c.val_interval == 0:
+            self.last_val = validate(self.exp, self.outdir, iteration, self.log)
+            better = selection.offer(self.last_val)
+            _print_selection(iteration, self.last_val, selection, better)
+            if better or self.need_best:
+                self.ckpt.save_best(iteration)
+                model_file.save_run_model(self.exp, self.outdir, iteration, BEST_MODEL_FILE)
+                self.need_best = False
         early = selection.exhausted(iteration)
-        due = iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations
-        if due or stop.signum or early:
-            _save(exp, ckpt, segments, iteration, stop, outdir if chief else None)
-        if stop.signum:
-            raise stop.stop(f"stopped after iteration {iteration}/{config.total_iterations}, saved "
-                            f"in {ckpt.directory}; run the same command to resume")
         if early:
             print(f"stopping early at iteration {iteration}: meta-validation has not improved for "
-                  f"{config.patience} iterations (best at {selection.best_iteration})", flush=True)
-            break
-    return last_val, iteration
+                  f"{c.patience} iterations (best at {selection.best_iteration})", flush=True)
+        return early
+
+    def save(self, iteration: int) -> str:
+        _save(self.exp, self.ckpt, self.segments, iteration, self.stop,
+              self.outdir if self.chief else None)
+        return self.ckpt.directory
 
 
 def _print_selection(iteration: int, row: Dict, selection: ModelSelection, better: bool):

@@ -1,0 +1,73 @@
+"""The one training loop that every kind of run goes through (meta-training, supervised pretraining, RL).
+
+A kind of run hands the loop its `Steps`: one iteration, what follows it (validation, model
+selection) and its checkpoint. The loop owns what must hold for every kind alike: the run
+directory's single writer (its lock), the identity check on resume, config.json written
+atomically, SIGINT/SIGTERM finishing the iteration and saving, and the checkpoint cadence.
+"""
+
+import contextlib
+import os
+from typing import Callable, Dict, Optional, Protocol, Sequence
+
+from maml_tf.experiment import identity, rundir
+from maml_tf.experiment.interrupts import Interrupts
+from maml_tf.experiment.runlock import RunLock
+
+
+class Steps(Protocol):
+    """What a kind of run hands the loop."""
+
+    def step(self, iteration: int) -> Dict[str, float]:
+        """One training iteration; its metrics for the progress log."""
+
+    def phase(self, iteration: int) -> str:
+        """The progress line's tag ("metatrain", "pretrain")."""
+
+    def after(self, iteration: int) -> bool:
+        """Validation and model selection after the iteration; True to stop early (saved first)."""
+
+    def save(self, iteration: int) -> str:
+        """A checkpoint of `iteration` and the run's small files; returns where it went."""
+
+
+@contextlib.contextmanager
+def session(workdir: str, config, fields: Sequence[str], lock: bool = True,
+            prepare: Optional[Callable[[], None]] = None):
+    """The run directory held for training: writable, the same run, locked, with interrupts
+    caught; yields the `Interrupts`. `prepare` runs under the lock before the identity is
+    checked again and recorded (the run store's copy restored); `lock` False: a worker that
+    writes elsewhere (multi_worker's non-chief)."""
+    now = identity.as_dict(config)
+    rundir.check_writable(workdir)
+    identity.check(workdir, now, fields)  # quick: before the lock
+    with Interrupts() as stop:
+        os.makedirs(workdir, exist_ok=True)
+        with RunLock(workdir) if lock else contextlib.nullcontext():
+            if prepare is not None:
+                prepare()
+            identity.check(workdir, now, fields, write=config.to_json())
+            yield stop
+
+
+def run(steps: Steps, start: int, total: int, checkpoint_interval: int, print_interval: int,
+        log, stop: Interrupts, where: Optional[str] = None) -> int:
+    """Iterations start+1..total (or an early stop); returns the last one done. A signal
+    finishes the iteration, saves and raises `Interrupted` saying what was kept."""
+    iteration = start
+    for iteration in range(start + 1, total + 1):
+        if stop.signum:  # arrived before the first iteration: nothing new to save
+            raise stop.stop(f"stopped before iteration {iteration}, nothing new to save; "
+                            "run the same command to resume")
+        log.add(iteration, steps.step(iteration))
+        if iteration % print_interval == 0:
+            log.flush(iteration, steps.phase(iteration))
+        early = steps.after(iteration)
+        if iteration % checkpoint_interval == 0 or iteration == total or stop.signum or early:
+            saved = steps.save(iteration)
+        if stop.signum:
+            raise stop.stop(f"stopped after iteration {iteration}/{total}, saved in "
+                            f"{where or saved}; run the same command to resume")
+        if early:
+            break
+    return iteration
