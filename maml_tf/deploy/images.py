@@ -3,6 +3,8 @@
 Omniglot (28x28x1): grey levels thresholded to the official PNGs' 1-bit paper/ink, then the
 dataset's own `omniglot_data.resize` (the run's --omniglot_resize) and /255, so ink = 1.
 MiniImageNet (84x84x3): RGB, resized to 84x84 with Lanczos as data/prepare_miniimagenet.py, /255.
+Every mode first becomes 8-bit on white paper: transparent pixels are paper, 16-bit grey levels
+are scaled (not clipped) to 8 bits.
 """
 
 import os
@@ -18,8 +20,32 @@ from maml_tf.errors import UserError
 IMAGE_DATASETS = ("omniglot", "miniimagenet")
 
 
+# Alpha in the mode itself; a palette or grey image may instead name a transparent colour.
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit grey (I;16*, and I as Pillow opens some 16-bit PNGs) scaled to 8-bit L: Pillow's
+    own convert clips at 255, which turns grey ink (say 16384 of 65535) into paper."""
+    if not (image.mode.startswith("I;16") or image.mode == "I"):
+        return image
+    levels = np.asarray(image, dtype=np.float64) / 257.0  # 65535 -> 255
+    return Image.fromarray(np.clip(np.round(levels), 0, 255).astype(np.uint8), "L")
+
+
+def _on_paper(image: Image.Image) -> Image.Image:
+    """Transparent pixels composited on white paper: convert("L"/"RGB") drops the alpha and keeps
+    their colour, often black, so a transparent background would become all ink."""
+    if image.mode not in ALPHA_MODES and "transparency" not in image.info:
+        return image
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+
+
 def prepare(image: Image.Image, dataset: str, omniglot_resize: str = "original") -> np.ndarray:
     """One decoded image -> float32 [28, 28, 1] (Omniglot) or [84, 84, 3] (MiniImageNet)."""
+    if dataset in IMAGE_DATASETS:
+        image = _on_paper(_eight_bit(image))
     if dataset == "omniglot":
         paper = np.asarray(image.convert("L")) >= 128  # True = light paper, as the official PNGs
         return (omniglot_data.resize(paper, omniglot_resize)[..., None] / np.float32(255)).astype(np.float32)

@@ -21,17 +21,26 @@ from maml_tf.types import Task
 
 
 class InputError(UserError, ValueError):
-    """Inputs that do not fit the model (shape, labels, classes, non-finite values)."""
+    """Inputs that do not fit the model (shape, labels, classes, non-finite or out-of-range
+    values, an inverted Omniglot image, a bad step size or number of steps)."""
+
+
+# Omniglot inputs are ink = 1 on paper = 0: the official drawings average 0.08 ink, none more
+# than 0.22, so an image whose mean is above this is taken for an inverted one (paper = 1).
+OMNIGLOT_MAX_INK = 0.6
 
 
 class MetaModel:
     """A meta-learned model: `adapt(support_x, support_y)` -> keras.Model, or `predict` in one go.
 
     `support_x` / `query_x`: arrays [examples, *input_shape] (e.g. [5, 28, 28, 1] for 5-way 1-shot
-    Omniglot); `support_y`: integer class ids 0..n-1, each at least once (regression: targets
-    [examples, outputs]). A task of n < num_classes classes adapts and predicts over the head's
-    first n outputs only: the head's slots are interchangeable across tasks, and a slot no support
-    example names would otherwise take probability from the real classes.
+    Omniglot); images scaled to [0, 1] as the training data (pixels / 255), Omniglot's with
+    ink = 1 on paper = 0 (an image averaging more than OMNIGLOT_MAX_INK is refused as inverted);
+    `steps` >= 0 and `inner_lr` finite and > 0 (None: the run's). `support_y`: integer class ids
+    0..n-1, each at least once (regression: targets [examples, outputs]). A task of n <
+    num_classes classes adapts and predicts over the head's first n outputs only: the head's slots
+    are interchangeable across tasks, and a slot no support example names would otherwise take
+    probability from the real classes.
     """
 
     def __init__(self, model: keras.Model, config: Config, moments: Optional[AdamMoments] = None,
@@ -53,6 +62,7 @@ class MetaModel:
         training: call it on the whole query set at once (`model.predict(q, batch_size=len(q))`).
         """
         x, y, ways = self._check_support(support_x, support_y)
+        self._check_adaptation(steps, inner_lr)
         fast = self._fn("weights", self._shots(y), steps, inner_lr, ways)(x, y)
         return self._keras_model([w.numpy() for w in fast], ways)
 
@@ -63,6 +73,7 @@ class MetaModel:
         batch-norm rule."""
         x, y, ways = self._check_support(support_x, support_y)
         q = self._check_inputs(query_x, "query_x")
+        self._check_adaptation(steps, inner_lr)
         return self._fn("predict", self._shots(y), steps, inner_lr, ways)(x, y, q).numpy()
 
     def graph_function(self, shots: float, steps: Optional[int] = None,
@@ -136,7 +147,32 @@ class MetaModel:
                              f"{', '.join(map(str, self.input_shape))}] (at least one example)")
         if not np.all(np.isfinite(x)):
             raise InputError(f"{name} has NaN or infinite values")
+        if self.config.dataset in ("omniglot", "miniimagenet"):
+            self._check_image_values(x, name)
         return x
+
+    def _check_image_values(self, x, name):
+        """Images as the training data: [0, 1], and Omniglot's mostly paper (0)."""
+        low, high = float(x.min()), float(x.max())
+        if low < 0 or high > 1:
+            raise InputError(f"{name} has values from {low:g} to {high:g}; the model takes images "
+                             "scaled to [0, 1] (divide 0..255 pixels by 255)")
+        if self.config.dataset == "omniglot":
+            means = x.reshape(len(x), -1).mean(axis=1)
+            worst = int(means.argmax())
+            if means[worst] > OMNIGLOT_MAX_INK:
+                raise InputError(f"{name}[{worst}] averages {means[worst]:.2f}: it looks inverted; an "
+                                 "Omniglot model takes ink = 1 on paper = 0 (give 1 - x)")
+
+    @staticmethod
+    def _check_adaptation(steps, inner_lr):
+        """A step count and step size the inner loop can take (a NaN step size gives NaN)."""
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
+                                  or steps < 0):
+            raise InputError(f"steps must be a whole number >= 0 (0: no adaptation), got {steps!r}")
+        if inner_lr is not None and not (isinstance(inner_lr, (int, float, np.number))
+                                         and np.isfinite(inner_lr) and inner_lr > 0):
+            raise InputError(f"inner_lr must be a finite step size > 0, got {inner_lr!r}")
 
     def _check_support(self, support_x, support_y):
         x = self._check_inputs(support_x, "support_x")

@@ -1,0 +1,156 @@
+"""Images of every mode are prepared as the training data, and MetaModel refuses inputs and step sizes that would silently give a wrong answer."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maml_tf.deploy import images
+from maml_tf.deploy.loading import NetworkSpec
+from maml_tf.deploy.meta import InputError, MetaModel
+from maml_tf.errors import UserError
+from maml_tf.experiment.config import Config
+from maml_tf.experiment.experiment import build_model
+
+SIZE = 105  # the official Omniglot drawings' size
+
+
+def strokes():
+    """[105, 105] bool, True = ink: a few bars, as a drawing."""
+    ink = np.zeros((SIZE, SIZE), bool)
+    ink[20:80, 30:38] = ink[50:58, 10:90] = True
+    return ink
+
+
+def on_white():
+    """The drawing as the official PNGs: 1-bit, white paper, black ink."""
+    return Image.fromarray(~strokes())
+
+
+def transparent(mode):
+    """Black ink on a transparent background whose hidden colour is black too (as many
+    editors save it): dropping the alpha makes the whole image ink."""
+    rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
+    rgba[..., 3] = np.where(strokes(), 255, 0)
+    image = Image.fromarray(rgba, "RGBA")
+    if mode == "P":  # a palette whose index 0 (black) is transparent, index 1 opaque black
+        image = Image.fromarray(np.where(strokes(), 1, 0).astype(np.uint8), "P")
+        image.putpalette([0, 0, 0, 0, 0, 0])
+        image.info["transparency"] = 0
+        return image
+    return image if mode == "RGBA" else image.convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P"])
+def test_a_transparent_background_is_paper_not_ink(tmp_path, mode):
+    path = str(tmp_path / "drawing.png")
+    if mode == "PA":  # no PNG holds it: as decoded
+        got = images.prepare(transparent(mode), "omniglot")
+    else:
+        transparent(mode).save(path)
+        got = images.read(path, "omniglot")
+    want = images.prepare(on_white(), "omniglot")
+    assert got.mean() < 0.2  # was 1.0: all ink
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_transparent_miniimagenet_image_is_on_white(tmp_path):
+    path = str(tmp_path / "photo.png")
+    transparent("RGBA").save(path)
+    got = images.read(path, "miniimagenet")
+    want = images.prepare(on_white().convert("RGB"), "miniimagenet")
+    np.testing.assert_array_equal(got, want)
+    assert got.max() == 1.0
+
+
+def grey_levels():
+    """White paper (1.0) and grey ink (a quarter of full scale), as grey levels in [0, 1]."""
+    return np.where(strokes(), 0.25, 1.0)
+
+
+@pytest.mark.parametrize("dataset", ["omniglot", "miniimagenet"])
+def test_a_16_bit_png_is_scaled_not_clipped(tmp_path, dataset):
+    path = str(tmp_path / "drawing16.png")
+    Image.fromarray(np.round(grey_levels() * 65535).astype(np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I")  # 16-bit grey, as Pillow opens it
+    eight = Image.fromarray(np.round(grey_levels() * 255).astype(np.uint8), "L")
+    got, want = images.read(path, dataset), images.prepare(eight, dataset)
+    np.testing.assert_array_equal(got, want)
+    if dataset == "omniglot":
+        assert got.max() == 1.0  # the grey ink is there (clipped, it became blank paper)
+
+
+def test_a_32_bit_integer_image_is_read_as_16_bit():
+    image = Image.fromarray(np.round(grey_levels() * 65535).astype(np.int32), "I")
+    eight = Image.fromarray(np.round(grey_levels() * 255).astype(np.uint8), "L")
+    np.testing.assert_array_equal(images.prepare(image, "omniglot"), images.prepare(eight, "omniglot"))
+
+
+def meta_model(dataset):
+    """An untrained toy network of `dataset`'s shapes (the checks run before any computation)."""
+    extra = dict(max_pool=True) if dataset == "miniimagenet" else {}
+    config = Config(dataset=dataset, ways=3, shots=1, eval_shots=1, num_filters=4, inner_lr=0.4,
+                    eval_inner_steps=1, **extra)
+    return MetaModel(build_model(config, NetworkSpec(config)), config)
+
+
+@pytest.fixture(scope="module")
+def omniglot():
+    return meta_model("omniglot")
+
+
+def task():
+    """A 3-way 1-shot Omniglot task as images.prepare gives it: ink = 1 on paper = 0."""
+    x = np.zeros((3, 28, 28, 1), np.float32)
+    for k in range(3):
+        x[k, 5:20, 4 + 7 * k:8 + 7 * k] = 1.0
+    return x, np.arange(3, dtype=np.int32), x[::-1].copy()
+
+
+def test_a_proper_task_is_accepted(omniglot):
+    x, y, q = task()
+    probs = omniglot.predict(x, y, q, steps=0)
+    assert probs.shape == (3, 3) and np.all(np.isfinite(probs))
+    assert np.all(np.isfinite(omniglot.predict(x, y, q, steps=2, inner_lr=0.1)))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda x, q: (x * 255, q), "support_x has values from 0 to 255; the model takes images scaled to [0, 1]"),
+    (lambda x, q: (x, q * 255), "query_x has values from 0 to 255"),
+    (lambda x, q: (x - 0.5, q), "support_x has values from -0.5 to 0.5"),
+    (lambda x, q: (1 - x, q), "support_x[0] averages 0.92: it looks inverted; an Omniglot model takes ink = 1 on paper = 0"),
+    (lambda x, q: (x, np.concatenate([q[:2], 1 - q[2:]])), "query_x[2] averages 0.92: it looks inverted"),
+])
+def test_values_outside_the_training_data_are_refused(omniglot, change, message):
+    x, y, q = task()
+    x, q = change(x, q)
+    with pytest.raises(InputError) as err:
+        omniglot.predict(x, y, q)
+    assert str(err.value).startswith(message), str(err.value)
+    if not message.startswith("query_x"):
+        with pytest.raises(InputError, match=message.split(";")[0].replace("[", r"\[").replace("]", r"\]")):
+            omniglot.adapt(x, y)
+
+
+def test_miniimagenet_pixels_must_be_scaled():
+    meta = meta_model("miniimagenet")
+    x = np.full((3, 84, 84, 3), 200.0, np.float32)
+    with pytest.raises(InputError, match=r"support_x has values from 200 to 200; the model takes images scaled to \[0, 1\]"):
+        meta.predict(x, np.arange(3), x / 255)
+    meta.predict(x / 255, np.arange(3), 1 - x / 255, steps=0)  # a light photo is no inverted drawing
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(inner_lr=float("nan")), "inner_lr must be a finite step size > 0, got nan"),
+    (dict(inner_lr=float("inf")), "inner_lr must be a finite step size > 0, got inf"),
+    (dict(inner_lr=0.0), "inner_lr must be a finite step size > 0, got 0.0"),
+    (dict(inner_lr=-0.1), "inner_lr must be a finite step size > 0, got -0.1"),
+    (dict(inner_lr="0.1"), "inner_lr must be a finite step size > 0, got '0.1'"),
+    (dict(steps=-1), "steps must be a whole number >= 0 (0: no adaptation), got -1"),
+    (dict(steps=1.5), "steps must be a whole number >= 0 (0: no adaptation), got 1.5"),
+])
+def test_bad_step_sizes_and_step_counts_are_refused(omniglot, kwargs, message):
+    x, y, q = task()
+    for call in (lambda: omniglot.predict(x, y, q, **kwargs), lambda: omniglot.adapt(x, y, **kwargs)):
+        with pytest.raises(InputError) as err:
+            call()
+        assert str(err.value) == message and isinstance(err.value, UserError)
