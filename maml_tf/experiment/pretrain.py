@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.datasets import get_sampler
-from maml_tf.experiment import baselines, identity
+from maml_tf.experiment import baselines, loop, rundir
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import IDENTITY_FIELDS, Config
 from maml_tf.experiment.progress import ProgressLog, trim_history
@@ -96,12 +96,7 @@ def make_train_step(model: keras.Model, optimizer):
 
 
 def _prepare(config: Config, workdir: str, sampler, arrays):
-    """Checks, the data, the network and its optimizer, and the run directory's config files."""
-    config.validate()
-    if not config.conv:
-        raise UserError("the transfer baselines use the conv network: drop --conv=False")
-    if config.pretrain_iterations <= 0:
-        raise UserError("--baseline=pretrained needs --pretrain_iterations > 0 (supervised steps)")
+    """The data, the network and its optimizer, and pretrain.json (what evaluation rebuilds)."""
     sampler = sampler or get_sampler(config)
     images, labels = arrays if arrays is not None else supervised_arrays(config, sampler)
     model = baselines.pretrain_model(config, sampler.input_shape, int(labels.max()) + 1)
@@ -109,54 +104,82 @@ def _prepare(config: Config, workdir: str, sampler, arrays):
     # for 1,700 steps here; Adam moves every class's row by ~lr whatever its tiny gradient.
     optimizer = keras.optimizers.SGD(config.pretrain_lr, momentum=0.9)
     optimizer.build(model.trainable_variables)  # before a restore, so its slots are restored
-    os.makedirs(workdir, exist_ok=True)
-    check_same_run(config, workdir)
-    with open(os.path.join(workdir, "pretrain.json"), "w") as f:  # what evaluation rebuilds
-        json.dump({"classes": int(labels.max()) + 1, "images": len(labels),
-                   "classes_are": CLASSES_ARE.get(config.dataset, "test"), "augmentation": "none"}, f)
+    rundir.write_json(os.path.join(workdir, "pretrain.json"), {
+        "classes": int(labels.max()) + 1, "images": len(labels),
+        "classes_are": CLASSES_ARE.get(config.dataset, "test"), "augmentation": "none"})
     print(f"pretraining on {len(labels)} images of {labels.max() + 1} classes", flush=True)
     return sampler, images, labels, model, optimizer
 
 
+def _check(config: Config):
+    config.validate()
+    if not config.conv:
+        raise UserError("the transfer baselines use the conv network: drop --conv=False")
+    if config.pretrain_iterations <= 0:
+        raise UserError("--baseline=pretrained needs --pretrain_iterations > 0 (supervised steps)")
+
+
 def pretrain(config: Config, workdir: str, resume: bool = True, sampler=None, arrays=None) -> Dict:
-    """`config.pretrain_iterations` supervised steps; validates every `val_interval` steps by
-    fine-tuned accuracy on validation tasks and keeps the best in `workdir/best/`.
+    """`config.pretrain_iterations` supervised steps through the one training loop; validates
+    every `val_interval` steps by fine-tuned accuracy on validation tasks and keeps the best in
+    `workdir/best/`.
 
     `sampler` / `arrays` ((images, labels)) replace the configured dataset's (tests)."""
-    sampler, images, labels, model, optimizer = _prepare(config, workdir, sampler, arrays)
-    ckpt = Checkpointer(workdir, {"model": model, "optimizer": optimizer}, config.keep_checkpoints)
-    best = Checkpointer(os.path.join(workdir, "best"), {"model": model}, 1)
-    start = ckpt.restore_latest() if resume else 0
-    if start:
-        print(f"resuming {workdir} from iteration {start}", flush=True)
-    trim_history(os.path.join(workdir, "validation.jsonl"), start)
-    evaluator = baselines.TransferEval(config, sampler)
-    step, log = make_train_step(model, optimizer), ProgressLog(config, workdir)
-    segments, best_row = SegmentLog(workdir, start), read_best(workdir)
-    data = iter(input_pipeline(images, labels, config.pretrain_batch_size, config.seed, start))
-    for iteration in range(start + 1, config.pretrain_iterations + 1):
-        log.add(iteration, step(*next(data)))
-        if iteration % config.print_interval == 0:
-            log.flush(iteration, "pretrain")
-        if config.val_interval and iteration % config.val_interval == 0:
-            row = validate(evaluator, model, workdir, iteration)
-            if row["best_accuracy"] > best_row.get("best_accuracy", -1.0):
-                ckpt.save(iteration)  # best/ must never point past the resumable checkpoint
-                best.save(iteration)
-                best_row = row
-                write_best(workdir, row)
-        if iteration % config.checkpoint_interval == 0 or iteration == config.pretrain_iterations:
-            ckpt.save(iteration)
-            segments.update(iteration)
-    return best_row
+    _check(config)
+    with loop.session(workdir, config, identity_fields()) as stop:
+        steps = Pretraining(config, workdir, resume, *_prepare(config, workdir, sampler, arrays))
+        loop.run(steps, steps.start, config.pretrain_iterations, config.checkpoint_interval,
+                 config.print_interval, steps.log, stop, steps.ckpt.directory)
+        return steps.best_row
 
 
-def check_same_run(config: Config, workdir: str):
-    """Refuses a run directory holding another pretraining; a longer --pretrain_iterations is
-    allowed (the learning rate is constant and batch i depends on i only, so 2,000 steps
-    extended to 4,000 are the same steps as 4,000 from the start)."""
-    fields = [k for k in IDENTITY_FIELDS if k != "pretrain_iterations"]
-    identity.check(workdir, identity.as_dict(config), fields, write=config.to_json())
+class Pretraining:
+    """Supervised pretraining's part of the one loop (`loop.run`)."""
+
+    def __init__(self, config: Config, workdir: str, resume: bool, sampler, images, labels,
+                 model, optimizer):
+        self.config, self.workdir = config, workdir
+        self.ckpt = Checkpointer(workdir, {"model": model, "optimizer": optimizer},
+                                 config.keep_checkpoints)
+        self.best = Checkpointer(os.path.join(workdir, "best"), {"model": model}, 1)
+        self.start = self.ckpt.restore_latest() if resume else 0
+        if self.start:
+            print(f"resuming {workdir} from iteration {self.start}", flush=True)
+        trim_history(os.path.join(workdir, "validation.jsonl"), self.start)
+        self.model, self.evaluator = model, baselines.TransferEval(config, sampler)
+        self.train_step, self.log = make_train_step(model, optimizer), ProgressLog(config, workdir)
+        self.segments, self.best_row = SegmentLog(workdir, self.start), read_best(workdir)
+        self.data = iter(input_pipeline(images, labels, config.pretrain_batch_size, config.seed,
+                                        self.start))
+
+    def phase(self, iteration: int) -> str:
+        return "pretrain"
+
+    def step(self, iteration: int):
+        return self.train_step(*next(self.data))
+
+    def after(self, iteration: int) -> bool:
+        c = self.config
+        if c.val_interval and iteration % c.val_interval == 0:
+            row = validate(self.evaluator, self.model, self.workdir, iteration)
+            if row["best_accuracy"] > self.best_row.get("best_accuracy", -1.0):
+                self.ckpt.save(iteration)  # best/ must never point past the resumable checkpoint
+                self.best.save(iteration)
+                self.best_row = row
+                write_best(self.workdir, row)
+        return False
+
+    def save(self, iteration: int) -> str:
+        self.ckpt.save(iteration)
+        self.segments.update(iteration)
+        return self.ckpt.directory
+
+
+def identity_fields() -> list:
+    """A pretraining's defining settings; a longer --pretrain_iterations is allowed (the
+    learning rate is constant and batch i depends on i only, so 2,000 steps extended to 4,000
+    are the same steps as 4,000 from the start)."""
+    return [k for k in IDENTITY_FIELDS if k != "pretrain_iterations"]
 
 
 def validate(evaluator, model, workdir: str, iteration: int) -> Dict:
@@ -167,8 +190,7 @@ def validate(evaluator, model, workdir: str, iteration: int) -> Dict:
     acc = stats["accuracy"]["mean"]
     row = {"iteration": iteration, **{k: v["mean"].tolist() for k, v in stats.items()},
            "best_accuracy": float(np.max(acc)), "best_step": int(np.argmax(acc))}
-    with open(os.path.join(workdir, "validation.jsonl"), "a") as f:
-        f.write(json.dumps(row) + "\n")
+    rundir.append_jsonl(os.path.join(workdir, "validation.jsonl"), row)
     print(f"[val] iter {iteration}  {c.ways}-way {c.eval_shots}-shot, fine-tune {c.finetune}: "
           f"accuracy {acc[0]:.3f} -> {np.max(acc):.3f} (step {row['best_step']})", flush=True)
     return row
@@ -183,7 +205,5 @@ def read_best(workdir: str) -> Dict:
 
 
 def write_best(workdir: str, row: Dict):
-    path = os.path.join(workdir, "best", "best.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump({k: row[k] for k in ("iteration", "best_accuracy", "best_step")}, f)
-    os.replace(path + ".tmp", path)  # atomic: a kill never leaves half a file
+    rundir.write_json(os.path.join(workdir, "best", "best.json"),
+                      {k: row[k] for k in ("iteration", "best_accuracy", "best_step")})

@@ -7,7 +7,7 @@ from typing import Dict
 
 import numpy as np
 
-from maml_tf.experiment import identity
+from maml_tf.experiment import loop
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.rl import env, policy, trpo
 from maml_tf.rl.agent import Agent
@@ -18,11 +18,6 @@ from maml_tf.experiment.rundir import append_jsonl
 
 VAL_STREAM, TEST_STREAM = 1, 0  # the validation and test goals come from separate RNG streams
 MILESTONE = 100  # every 100th checkpoint is also copied to archive/, out of the manager's rotation
-
-
-def check_same_run(config: RLConfig, workdir: str):
-    """Refuses to resume a run directory that holds a run with other defining settings."""
-    identity.check(workdir, identity.as_dict(config), IDENTITY_FIELDS, write=config.to_json())
 
 
 def checkpointer(workdir: str, agent: Agent, keep: int = 3) -> Checkpointer:
@@ -75,34 +70,49 @@ def validate(agent: Agent, workdir: str, iteration: int, log: ProgressLog) -> Di
 
 
 def train(config: RLConfig, workdir: str, resume: bool = True) -> Dict:
-    """Pretraining iterations (TRPO, no inner step), then MAML meta-training, resuming by default.
+    """Pretraining iterations (TRPO, no inner step), then MAML meta-training, resuming by
+    default, through the one training loop (its lock, interrupts and atomic files).
 
     Writes config.json, TensorBoard events, checkpoints, validation.jsonl and runinfo.json into
     `workdir`; returns the last validation row ({} if none ran).
     """
     config.validate()
-    os.makedirs(workdir, exist_ok=True)
-    check_same_run(config, workdir)
-    agent = Agent(config)
-    ckpt = checkpointer(workdir, agent, config.keep_checkpoints)
-    start = ckpt.restore_latest() if resume else 0
-    if start:
-        print(f"resuming {workdir} from iteration {start}", flush=True)
-    trim_history(os.path.join(workdir, "validation.jsonl"), start)
-    objective = trpo.MetaObjective(agent.learner, config.inner_lr, config.first_order)
-    log, segments = ProgressLog(config, workdir), SegmentLog(workdir, start)
-    last_val = {}
-    for iteration in range(start + 1, config.total_iterations + 1):
-        pretraining = iteration <= config.pretrain_iterations
-        steps = 0 if pretraining else config.inner_steps
-        log.add(iteration, meta_iteration(agent, objective, iteration, steps))
-        if iteration % config.print_interval == 0:
-            log.flush(iteration, "pretrain" if pretraining else "metatrain")
-        if config.val_interval and iteration % config.val_interval == 0:
-            last_val = validate(agent, workdir, iteration, log)
-        if iteration % config.checkpoint_interval == 0 or iteration == config.total_iterations:
-            path = ckpt.save(iteration)
-            segments.update(iteration)
-            if iteration % MILESTONE == 0:
-                archive(path, workdir)
-    return last_val
+    with loop.session(workdir, config, IDENTITY_FIELDS) as stop:
+        steps = NavigationTraining(config, workdir, resume)
+        loop.run(steps, steps.start, config.total_iterations, config.checkpoint_interval,
+                 config.print_interval, steps.log, stop, steps.ckpt.directory)
+        return steps.last_val
+
+
+class NavigationTraining:
+    """RL meta-training's part of the one loop (`loop.run`): sample, adapt, sample, TRPO."""
+
+    def __init__(self, config: RLConfig, workdir: str, resume: bool):
+        self.config, self.workdir, self.agent = config, workdir, Agent(config)
+        self.ckpt = checkpointer(workdir, self.agent, config.keep_checkpoints)
+        self.start = self.ckpt.restore_latest() if resume else 0
+        if self.start:
+            print(f"resuming {workdir} from iteration {self.start}", flush=True)
+        trim_history(os.path.join(workdir, "validation.jsonl"), self.start)
+        self.objective = trpo.MetaObjective(self.agent.learner, config.inner_lr, config.first_order)
+        self.log, self.segments = ProgressLog(config, workdir), SegmentLog(workdir, self.start)
+        self.last_val = {}
+
+    def phase(self, iteration: int) -> str:
+        return "pretrain" if iteration <= self.config.pretrain_iterations else "metatrain"
+
+    def step(self, iteration: int):
+        steps = 0 if self.phase(iteration) == "pretrain" else self.config.inner_steps
+        return meta_iteration(self.agent, self.objective, iteration, steps)
+
+    def after(self, iteration: int) -> bool:
+        if self.config.val_interval and iteration % self.config.val_interval == 0:
+            self.last_val = validate(self.agent, self.workdir, iteration, self.log)
+        return False
+
+    def save(self, iteration: int) -> str:
+        path = self.ckpt.save(iteration)
+        self.segments.update(iteration)
+        if iteration % MILESTONE == 0:
+            archive(path, self.workdir)
+        return self.ckpt.directory
