@@ -23,6 +23,8 @@ class Interrupts:
     def __init__(self):
         self.signum = None
         self._previous = {}
+        self.saved = None  # the newest checkpoint's iteration, kept up to date by the loop
+        self.on_abort = []  # callables run before a second signal exits (the lock's release)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -35,8 +37,21 @@ class Interrupts:
 
     def _handle(self, signum, frame):
         if self.signum is not None:  # asked twice: the user does not want to wait
-            os._exit(EXIT_CODES[signum])
+            self._abort(signum)
         self.signum = signum
+
+    def _abort(self, signum):
+        """Exits at once, with one line saying what is kept, the run directory unlocked."""
+        for release in self.on_abort:
+            try:
+                release()
+            except Exception:  # noqa: BLE001 - exiting anyway; the lock's staleness is detected
+                pass
+        kept = (f"the newest checkpoint, iteration {self.saved}, is kept" if self.saved
+                else "nothing was saved")
+        os.write(2, f"interrupted: {signal.Signals(signum).name} twice: exited at once without "
+                    f"saving; {kept}\n".encode())
+        os._exit(EXIT_CODES[signum])
 
     @property
     def name(self) -> str:

@@ -10,6 +10,9 @@ import contextlib
 import os
 from typing import Callable, Dict, Optional, Protocol, Sequence
 
+import tensorflow as tf
+
+from maml_tf.errors import UserError
 from maml_tf.experiment import identity, rundir
 from maml_tf.experiment.interrupts import Interrupts
 from maml_tf.experiment.runlock import RunLock
@@ -43,10 +46,15 @@ def session(workdir: str, config, fields: Sequence[str], lock: bool = True,
     identity.check(workdir, now, fields)  # quick: before the lock
     with Interrupts() as stop:
         os.makedirs(workdir, exist_ok=True)
-        with RunLock(workdir) if lock else contextlib.nullcontext():
-            if prepare is not None:
-                prepare()
-            identity.check(workdir, now, fields, write=config.to_json())
+        with RunLock(workdir) if lock else contextlib.nullcontext() as held:
+            if held is not None:
+                stop.on_abort.append(lambda: held.__exit__(None, None, None))
+            try:
+                if prepare is not None:
+                    prepare()
+                identity.check(workdir, now, fields, write=config.to_json())
+            except OSError as err:  # a full disk or a read-only directory at the start
+                raise UserError(f"cannot write the run in {workdir}: {err.strerror}") from None
             yield stop
 
 
@@ -54,7 +62,7 @@ def run(steps: Steps, start: int, total: int, checkpoint_interval: int, print_in
         log, stop: Interrupts, where: Optional[str] = None) -> int:
     """Iterations start+1..total (or an early stop); returns the last one done. A signal
     finishes the iteration, saves and raises `Interrupted` saying what was kept."""
-    iteration = start
+    iteration, stop.saved = start, start or None
     for iteration in range(start + 1, total + 1):
         if stop.signum:  # arrived before the first iteration: nothing new to save
             raise stop.stop(f"stopped before iteration {iteration}, nothing new to save; "
@@ -62,12 +70,30 @@ def run(steps: Steps, start: int, total: int, checkpoint_interval: int, print_in
         log.add(iteration, steps.step(iteration))
         if iteration % print_interval == 0:
             log.flush(iteration, steps.phase(iteration))
-        early = steps.after(iteration)
+        with _writing(iteration, where, stop):
+            early = steps.after(iteration)
         if iteration % checkpoint_interval == 0 or iteration == total or stop.signum or early:
-            saved = steps.save(iteration)
+            with _writing(iteration, where, stop):
+                saved = steps.save(iteration)
+            stop.saved = iteration
         if stop.signum:
             raise stop.stop(f"stopped after iteration {iteration}/{total}, saved in "
                             f"{where or saved}; run the same command to resume")
         if early:
             break
     return iteration
+
+
+@contextlib.contextmanager
+def _writing(iteration: int, where: Optional[str], stop: Interrupts):
+    """A disk that fills or a run directory that becomes unwritable: one line saying so and
+    what is kept (a checkpoint is written to a temporary name first: the last good one stays)."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as err:
+        reason = getattr(err, "strerror", None) or str(getattr(err, "message", err)).splitlines()[0]
+        kept = (f"the newest checkpoint, iteration {stop.saved}, is intact" if stop.saved
+                else "no checkpoint was written yet")
+        raise UserError(f"cannot write the run at iteration {iteration} in {where}: {reason}; "
+                        f"{kept}; free space or fix the directory, then run the same command "
+                        "to resume") from None

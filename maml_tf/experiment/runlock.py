@@ -78,10 +78,14 @@ class RunLock:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.mine, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.mine, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:  # a full disk: no empty lock left behind
+            os.unlink(self.path)
+            raise UserError(f"cannot write the lock {self.path}: {err.strerror}") from None
         return True
 
     def _read(self) -> Optional[dict]:
