@@ -9,6 +9,7 @@ image's predicted class and its probability.
 import argparse
 import csv
 import io
+import os
 import sys
 
 from maml_tf import quiet  # noqa: F401  (before TensorFlow loads: its start-up lines held back)
@@ -37,11 +38,34 @@ def predictions_csv(files, classes, probabilities) -> str:
     return out.getvalue()
 
 
+def check_out(path: str):
+    """UserError unless `path` can be written: checked before the work, not after it."""
+    if not path or os.path.isdir(path) or path.endswith(os.sep):
+        raise UserError(f"--out {path!r} is not a file name: give one for the CSV")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"--out {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UserError(f"--out {path} cannot be written (no permission)")
+
+
+def write_out(path: str, text: str):
+    """The CSV, once the predictions are printed: a failure here loses nothing shown."""
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as err:
+        raise UserError(f"predictions printed above but not written to {path}: "
+                        f"{err.strerror or err}") from None
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def main(argv=None):
     args = parse(argv)
     try:
         if args.steps is not None and args.steps < 0 or args.inner_lr is not None and not args.inner_lr > 0:
             raise UserError("--steps must be >= 0 and --inner_lr positive")
+        check_out(args.out)
         from maml_tf.deploy import images, loading
 
         meta = loading.load(args.model)
@@ -51,10 +75,8 @@ def main(argv=None):
         x, y, classes = images.support_folder(args.support, meta.num_classes, dataset, resize)
         q, files = images.query_folder(args.query, dataset, resize)
         text = predictions_csv(files, classes, meta.predict(x, y, q, args.steps, args.inner_lr))
-        with open(args.out, "w") as f:
-            f.write(text)
-        print(text, end="")
-        print(f"wrote {args.out}", file=sys.stderr)
+        print(text, end="", flush=True)
+        write_out(args.out, text)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

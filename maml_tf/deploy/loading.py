@@ -32,13 +32,31 @@ class NetworkSpec:
             self.problem, self.output_dim = "classification", config.ways
 
 
+def _fits(default, value) -> bool:
+    """`value` has the type of the setting whose default is `default` (None: an optional text)."""
+    if default is None:
+        return value is None or isinstance(value, str)
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)) and not isinstance(value, bool):
+        return isinstance(value, int) or isinstance(default, float) and isinstance(value, float)
+    return isinstance(value, type(default))
+
+
 def config_from_dict(saved: dict, where: str) -> Config:
-    """The Config a run saved; UserError if it is not one (another program's, another version's)."""
-    known = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(saved) - known)
+    """The Config a run saved; UserError if it is not one (another program's, another version's,
+    a damaged one)."""
+    if not isinstance(saved, dict):
+        raise UserError(f"{where} is not a maml_tf run's configuration (a JSON "
+                        f"{type(saved).__name__}, not an object)")
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    unknown = sorted(set(saved) - set(defaults))
     if unknown:
         raise UserError(f"{where} is not a maml_tf supervised run's configuration "
                         f"(unknown settings: {', '.join(unknown[:5])})")
+    wrong = [f"{k}={v!r}" for k, v in saved.items() if not _fits(defaults[k], v)]
+    if wrong:
+        raise UserError(f"{where} is damaged: settings of the wrong type: {', '.join(wrong[:5])}")
     config = Config(**saved)
     # Not Config.validate(): it checks the training data is present, which a user need not have.
     if config.dataset not in DATASETS or config.algorithm not in ALGORITHMS:
@@ -90,6 +108,10 @@ def _load_keras(path: str) -> MetaModel:
         raise UserError(f"cannot load the Keras model in {path}: {str(err).splitlines()[0]}") from None
     moments = None
     if extras.moments is not None:
+        shapes = [tuple(v.shape) for v in model.trainable_variables]
+        if [tuple(v.shape) for v in extras.moments] != shapes:
+            raise UserError(f"{path} is damaged: its inner Adam moments do not match the "
+                            "network's weights")
         moments = AdamMoments([tf.constant(v) for v in extras.moments],
                               tf.constant(extras.moments_step, tf.float32))
     return MetaModel(model, config, moments, extras.iteration)

@@ -63,15 +63,35 @@ def read_extras(path: str) -> Extras:
             if _RUN not in names:
                 raise UserError(f"{path} is a Keras model without maml_tf's adaptation settings; "
                                 "give a run directory or a model.keras that maml_tf wrote")
-            run = json.loads(archive.read(_RUN))
+            run = _run_entry(archive.read(_RUN), path)
             moments, step = None, 0.0
             if run.get("inner_moments"):
                 with np.load(io.BytesIO(archive.read(_MOMENTS))) as npz:
                     count = len([k for k in npz.files if k.startswith("v")])
                     moments = [npz[f"v{i}"] for i in range(count)]
                     step = float(npz["step"])
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as err:
         raise UserError(f"cannot read {path}: {err}") from None
-    if run.get("format") != FORMAT:
-        raise UserError(f"{path} has model file format {run.get('format')}, this maml_tf reads {FORMAT}")
-    return Extras(run["config"], int(run["iteration"]), moments, step)
+    return Extras(run["config"], run["iteration"], moments, step)
+
+
+def _run_entry(data: bytes, path: str) -> Dict:
+    """`maml_tf/run.json` as save writes it, else one UserError: a damaged entry (another
+    tool's edit, a half-written file) must not surface later as an AttributeError."""
+    damaged = f"{path} has a damaged {_RUN}"
+    try:
+        run = json.loads(data)
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise UserError(f"{damaged}: {err}") from None
+    if not isinstance(run, dict):
+        raise UserError(f"{damaged}: a JSON {type(run).__name__}, not an object")
+    if "format" not in run:
+        raise UserError(f"{damaged}: no format")
+    if run["format"] != FORMAT:
+        raise UserError(f"{path} has model file format {run.get('format')!r}, this maml_tf reads {FORMAT}")
+    if not isinstance(run.get("config"), dict):
+        raise UserError(f"{damaged}: its config is {type(run.get('config')).__name__}, not an object")
+    iteration = run.get("iteration")
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise UserError(f"{damaged}: its iteration is {iteration!r}, not a whole number >= 0")
+    return run
