@@ -50,6 +50,9 @@ def session(workdir: str, config, fields: Sequence[str], lock: bool = True,
             if held is not None:
                 stop.on_abort.append(lambda: held.__exit__(None, None, None))
             try:
+                if lock:  # the only writer now: a temporary file here is a killed one's
+                    for folder in (workdir, os.path.join(workdir, "checkpoints")):
+                        rundir.remove_leftovers(folder)
                 if prepare is not None:
                     prepare()
                 identity.check(workdir, now, fields, write=config.to_json())

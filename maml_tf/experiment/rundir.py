@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 import tempfile
 from typing import List, Optional
@@ -90,3 +91,22 @@ def check_writable(directory: str, flag: str = "--logdir"):
 def append_jsonl(path: str, row: dict):
     """Adds a row by rewriting the whole (small) file atomically: a kill never leaves half a row."""
     write_jsonl(path, read_jsonl(path) + [row])
+
+
+# `write_atomic`'s temporary files (mkstemp: "." + the file's name + "." + 8 random characters).
+_TEMPORARY = re.compile(r"^\.[^/]+\.[A-Za-z0-9_]{8}$")
+
+
+def remove_leftovers(directory: str) -> int:
+    """Removes the temporary files of atomic writes that a killed process left in `directory`
+    (call it holding the run's lock: no live writer's file is then removed); returns how many."""
+    try:
+        names = [n for n in os.listdir(directory) if _TEMPORARY.match(n)]
+    except OSError:
+        return 0
+    for name in names:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except FileNotFoundError:
+            pass
+    return len(names)
