@@ -1,7 +1,8 @@
 """Fault injection: kills toy sinusoid runs at random points (SIGKILL, SIGINT, SIGTERM), resumes each, checks they end as the uninterrupted run.
 
 Usage: python -m maml_tf.bench.faults [--faults 20] [--faults_per_run 4] [--iterations 200]
-                                      [--seed 0] [--out results/reliability.md]
+                                      [--seed 0] [--damage] [--out results/reliability.md]
+`--damage` adds the damage cases of `bench/damage.py` (the checkpoint index, config.json, a full disk).
 A run ends identical when its final checkpoint (weights, Adam slots, iteration) is bit-for-bit
 the uninterrupted run's and its validation.jsonl has the same rows. Iterations lost by a fault:
 the last iteration the killed process printed minus the iteration its resume started from.
@@ -18,28 +19,11 @@ import time
 
 import numpy as np
 
+from maml_tf.bench import damage
+from maml_tf.bench.toyrun import (final_state, last_line, run_to_end, same,  # noqa: F401 (tests)
+                                  saved_iteration, start as _main, toy_flags)
+
 SIGNALS = (signal.SIGKILL, signal.SIGINT, signal.SIGTERM)
-
-
-def toy_flags(logdir: str, iterations: int, checkpoint_interval: int) -> list:
-    return ["--datasource=sinusoid", "--norm=None", "--update_batch_size=5", "--meta_batch_size=4",
-            f"--metatrain_iterations={iterations}", f"--checkpoint_interval={checkpoint_interval}",
-            "--print_interval=1", "--val_interval=10", "--num_val_tasks=4", f"--logdir={logdir}",
-            "--run_name=toy"]
-
-
-def _main(flags) -> subprocess.Popen:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "maml_tf.main", *flags], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def run_to_end(flags) -> subprocess.CompletedProcess:
-    proc = _main(flags)
-    out, err = proc.communicate(timeout=600)
-    if proc.returncode:
-        raise RuntimeError(f"run failed ({proc.returncode}): {err[-2000:]}")
-    return subprocess.CompletedProcess(proc.args, 0, out, err)
 
 
 def _iteration(line: str) -> int:
@@ -68,46 +52,6 @@ def inject(flags, sig: int, target: int, rng: random.Random) -> dict:
         reached = max(reached, _iteration(line))
     return {"signal": signal.Signals(sig).name, "target": target, "reached": reached,
             "returncode": proc.returncode, "message": last_line(err)}
-
-
-def last_line(stderr: str) -> str:
-    """The last line of maml_tf's own on stderr (TensorFlow's C++ start-up lines left out)."""
-    own = [l for l in stderr.strip().splitlines()
-           if not l.startswith(("I0000", "W0000", "WARNING: All log messages"))]
-    return own[-1] if own else ""
-
-
-def resume_iteration(out: str) -> int:
-    for line in out.splitlines():
-        if line.startswith("resuming "):
-            return int(line.rsplit(" ", 1)[1])
-    return 0
-
-
-def final_state(run_dir: str) -> dict:
-    """Every saved tensor of the newest checkpoint but the save counter, and the validation rows."""
-    import tensorflow as tf
-
-    path = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    reader = tf.train.load_checkpoint(path)
-    names = [n for n, _ in tf.train.list_variables(path)
-             if "save_counter" not in n and "OBJECT_GRAPH" not in n]
-    with open(os.path.join(run_dir, "validation.jsonl")) as f:
-        rows = f.read()
-    return {"tensors": {n: reader.get_tensor(n) for n in names}, "validation": rows}
-
-
-def same(a: dict, b: dict) -> bool:
-    return (a["validation"] == b["validation"] and a["tensors"].keys() == b["tensors"].keys()
-            and all(np.array_equal(a["tensors"][n], b["tensors"][n]) for n in a["tensors"]))
-
-
-def saved_iteration(run_dir: str) -> int:
-    """The iteration of the newest checkpoint on disk (0: none), where a resume starts."""
-    import tensorflow as tf
-
-    path = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    return int(path.rsplit("-", 1)[1]) if path else 0
 
 
 def campaign(root: str, faults: int, per_run: int, iterations: int, checkpoint_interval: int,
@@ -146,9 +90,10 @@ def report(result: dict, args, seconds: float) -> str:
     lines = ["# Reliability: fault injection", "",
              f"Made by `python -m maml_tf.bench.faults --faults {args.faults} --faults_per_run "
              f"{args.faults_per_run} --iterations {args.iterations} --checkpoint_interval "
-             f"{args.checkpoint_interval} --seed {args.seed} --out results/reliability.md` "
+             f"{args.checkpoint_interval} --seed {args.seed}{' --damage' if args.damage else ''} "
+             "--out results/reliability.md` "
              f"(commit {args.commit or 'unknown'}; "
-             f"{seconds / 60:.1f} min on a shared 2-core machine). A toy sinusoid run ({args.iterations} iterations, a "
+             f"{seconds / 60:.1f} min on a shared 2-core {cpu_model()}). A toy sinusoid run ({args.iterations} iterations, a "
              f"checkpoint every {args.checkpoint_interval}) is started, killed at a random point "
              "with a random signal, started again (which resumes it) and killed again, "
              f"{args.faults_per_run} times, then run to the end; its final checkpoint (weights, Adam "
@@ -171,6 +116,15 @@ def report(result: dict, args, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        return "machine (CPU unknown)"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faults", type=int, default=20)
@@ -178,6 +132,7 @@ def main():
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--checkpoint_interval", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--damage", action="store_true", help="also damage stopped runs' directories")
     parser.add_argument("--out", default=None, help="write the report here (e.g. results/reliability.md)")
     args = parser.parse_args()
     args.commit = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], text=True,
@@ -186,12 +141,16 @@ def main():
     with tempfile.TemporaryDirectory(prefix="maml_tf_faults_") as root:
         result = campaign(root, args.faults, args.faults_per_run, args.iterations,
                           args.checkpoint_interval, args.seed, log=lambda m: print(m, flush=True))
+        rows = damage.campaign(root, args.iterations, args.checkpoint_interval,
+                               log=lambda m: print(m, flush=True)) if args.damage else []
     text = report(result, args, time.time() - t0)
+    if rows:
+        text += "\n".join(damage.report(rows, args.iterations)) + "\n"
     print(text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
-    sys.exit(0 if all(r["identical"] for r in result["runs"]) else 1)
+    sys.exit(0 if all(r["identical"] for r in result["runs"] + rows) else 1)
 
 
 if __name__ == "__main__":
