@@ -129,6 +129,19 @@ def config_from_flags(f) -> Config:
         or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
 
 
+def run_directory(logdir: str, name: str) -> str:
+    """--logdir/--run_name, refusing what would put the run elsewhere: an empty --logdir (the
+    working directory), a name that leaves --logdir (.., an absolute path: the run store would
+    follow it) or nests folders (a/b)."""
+    if not logdir:
+        raise UserError("--logdir is empty: give the folder that holds the run directories")
+    if name in (".", "..") or os.path.isabs(name) or "/" in name or os.sep in name \
+            or (os.altsep and os.altsep in name):
+        raise UserError(f"--run_name={name} must be one folder name inside --logdir "
+                        "(no '/', not '.' or '..')")
+    return os.path.join(logdir, name)
+
+
 def _load_tensorflow():
     """Imports TensorFlow (only once the flags are known to be good; `quiet` holds back its
     start-up lines) with its Python info logs quiet."""
@@ -146,7 +159,7 @@ def main_rl():
     if FLAGS.strategy != "default":
         raise UserError("--strategy is for supervised meta-learning; 2dnavigation runs on one device")
     config = flags_map.config_from_flags(FLAGS).validate()
-    workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or rl_run_name(config))
+    workdir = run_directory(FLAGS.logdir, FLAGS.run_name or rl_run_name(config))
     _load_tensorflow()
     from maml_tf.rl import evaluate, train
 
@@ -175,7 +188,7 @@ def main(argv):
         if FLAGS.datasource == "2dnavigation":
             return main_rl()
         config = config_from_flags(FLAGS).validate()
-        workdir = os.path.join(FLAGS.logdir, FLAGS.run_name or run_name(config))
+        workdir = run_directory(FLAGS.logdir, FLAGS.run_name or run_name(config))
         runtime.configure(config)  # before TensorFlow loads
         _load_tensorflow()
         from maml_tf.experiment import evaluate, train

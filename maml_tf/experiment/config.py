@@ -112,6 +112,9 @@ class Config:
                      "meta_step_final"]:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.inner_steps == 0 and self.metatrain_iterations:  # the meta-gradient needs a step
+            raise UserError("inner_steps (--num_updates) must be at least 1 to meta-train; training on "
+                            "the query loss alone is --pretrain_iterations=N --metatrain_iterations=0")
         from maml_tf.datasets import DATASETS  # the registry only; no dataset is loaded
 
         if self.dataset not in DATASETS:
