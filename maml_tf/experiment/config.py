@@ -115,7 +115,7 @@ class Config:
         if self.inner_steps == 0 and self.metatrain_iterations:  # the meta-gradient needs a step
             raise UserError("inner_steps (--num_updates) must be at least 1 to meta-train; training on "
                             "the query loss alone is --pretrain_iterations=N --metatrain_iterations=0")
-        from maml_tf.datasets import DATASETS  # the registry only; no dataset is loaded
+        from maml_tf.datasets import DATASETS, check_task_memory  # no dataset is loaded
 
         if self.dataset not in DATASETS:
             raise UserError(f"unknown datasource {self.dataset!r}: choose one of "
@@ -123,6 +123,7 @@ class Config:
         module = importlib.import_module(DATASETS[self.dataset])
         if hasattr(module, "check_config"):  # the dataset's own limits, before TensorFlow loads
             module.check_config(self)
+        check_task_memory(self)  # before a batch too large for the machine is allocated
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"unknown algorithm {self.algorithm!r}: use one of {ALGORITHMS}")
         self._validate_reptile()

@@ -1,4 +1,4 @@
-"""Flags that would put a run outside --logdir or train with no inner step are refused with one line, before anything is written."""
+"""Flags that would put a run outside --logdir, train with no inner step or ask for more memory than the machine has are refused with one line, before anything is written or allocated."""
 
 import os
 import resource
@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from maml_tf import datasets
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
 
@@ -82,3 +83,43 @@ def test_no_inner_step_is_fine_where_nothing_is_meta_trained():
     Config(eval_inner_steps=0, eval_record_steps="auto").validate()
     with pytest.raises(UserError, match="must be at least 1 to meta-train"):
         Config(inner_steps=0, metatrain_iterations=10, pretrain_iterations=10).validate()
+
+
+@pytest.mark.parametrize("tasks, need", [(10**9, "74.5 GiB"), (10**12, "74,505.8 GiB")])
+def test_a_meta_batch_larger_than_memory_is_refused_before_allocating(tmp_path, tasks, need):
+    """The issue's command: 1e9 sinusoid tasks of 10 points, at least 74.5 GiB (it allocated 149
+    and died with a traceback); 1e12, more than any machine has."""
+    if tasks * 10 * 8 <= (datasets.machine_memory() or 0):
+        pytest.skip("this machine has the memory for it")
+    line = refused(run_main(tmp_path, f"--logdir={tmp_path}", f"--meta_batch_size={tasks}"))
+    assert line.startswith(f"error: a meta-batch of {tasks * 10:,} examples needs at least {need} "
+                           "at 8 bytes each, more than this machine's "), line
+    assert line.endswith(" GiB of memory: lower --meta_batch_size") and files_under(tmp_path) == []
+
+
+OMNIGLOT = dict(dataset="omniglot", ways=5, shots=1, queries=1, eval_shots=1, eval_queries=1)
+
+
+@pytest.mark.parametrize("config, need, flag", [
+    # 5-way 1-shot Omniglot: 10 examples a task, 785 floats each
+    (Config(**OMNIGLOT, meta_batch_size=300_000), 300_000 * 10 * 785 * 4, "--meta_batch_size"),
+    (Config(dataset="sinusoid", shots=5, queries=5, eval_shots=10**8, eval_queries=10**8),
+     25 * 2 * 10**8 * 8, "--update_batch_size or --num_query"),
+    (Config(**OMNIGLOT, meta_batch_size=1, metatrain_iterations=0, pretrain_iterations=5,
+            baseline="pretrained", pretrain_batch_size=3_000_000),
+     3_000_000 * 785 * 4, "--pretrain_batch_size"),
+])
+def test_the_estimate_counts_every_batch_a_run_allocates(config, need, flag):
+    memory = 8 * GIB
+    assert need > memory
+    with pytest.raises(UserError) as err:
+        datasets.check_task_memory(config, memory)
+    assert f"needs at least {need / GIB:,.1f} GiB at {datasets.example_bytes(config):,} bytes each" in str(err.value)
+    assert str(err.value).endswith(f"more than this machine's 8.0 GiB of memory: lower {flag}")
+
+
+def test_batches_that_fit_are_accepted():
+    datasets.check_task_memory(Config(**OMNIGLOT, meta_batch_size=32), 1 * GIB)  # the paper's: 1 MB
+    datasets.check_task_memory(Config(dataset="miniimagenet", ways=5, shots=5, queries=15, meta_batch_size=2), GIB)
+    assert datasets.example_bytes(Config(dataset="miniimagenet")) == 4 * (84 * 84 * 3 + 1)
+    assert datasets.example_bytes(Config(dataset="sinusoid", oracle=True)) == 4 * 4
