@@ -69,6 +69,8 @@ def campaign(root: str, faults: int, per_run: int, iterations: int, checkpoint_i
         for _ in range(min(per_run, faults - len(records))):
             # Uniform over what is left to do (0 = during the start-up of the resume).
             saved = saved_iteration(os.path.join(logdir, "toy"))
+            if saved >= iterations:  # a signal came after the last iteration: nothing left
+                break
             sig, target = (plan[len(records)] if plan else
                            (rng.choice(SIGNALS), rng.randrange(saved, iterations)))
             target = 0 if target == saved else target
