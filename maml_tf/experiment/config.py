@@ -115,7 +115,8 @@ class Config:
         if self.inner_steps == 0 and self.metatrain_iterations:  # the meta-gradient needs a step
             raise UserError("inner_steps (--num_updates) must be at least 1 to meta-train; training on "
                             "the query loss alone is --pretrain_iterations=N --metatrain_iterations=0")
-        from maml_tf.datasets import DATASETS, check_task_memory  # no dataset is loaded
+        from maml_tf.datasets import DATASETS  # the registry only; no dataset is loaded
+        from maml_tf.datasets.memory import check_task_memory
 
         if self.dataset not in DATASETS:
             raise UserError(f"unknown datasource {self.dataset!r}: choose one of "

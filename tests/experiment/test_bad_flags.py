@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from maml_tf import datasets
+from maml_tf.datasets import memory
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
 
@@ -89,7 +89,7 @@ def test_no_inner_step_is_fine_where_nothing_is_meta_trained():
 def test_a_meta_batch_larger_than_memory_is_refused_before_allocating(tmp_path, tasks, need):
     """The issue's command: 1e9 sinusoid tasks of 10 points, at least 74.5 GiB (it allocated 149
     and died with a traceback); 1e12, more than any machine has."""
-    if tasks * 10 * 8 <= (datasets.machine_memory() or 0):
+    if tasks * 10 * 8 <= (memory.machine_memory() or 0):
         pytest.skip("this machine has the memory for it")
     line = refused(run_main(tmp_path, f"--logdir={tmp_path}", f"--meta_batch_size={tasks}"))
     assert line.startswith(f"error: a meta-batch of {tasks * 10:,} examples needs at least {need} "
@@ -110,16 +110,16 @@ OMNIGLOT = dict(dataset="omniglot", ways=5, shots=1, queries=1, eval_shots=1, ev
      3_000_000 * 785 * 4, "--pretrain_batch_size"),
 ])
 def test_the_estimate_counts_every_batch_a_run_allocates(config, need, flag):
-    memory = 8 * GIB
-    assert need > memory
+    available = 8 * GIB
+    assert need > available
     with pytest.raises(UserError) as err:
-        datasets.check_task_memory(config, memory)
-    assert f"needs at least {need / GIB:,.1f} GiB at {datasets.example_bytes(config):,} bytes each" in str(err.value)
+        memory.check_task_memory(config, available)
+    assert f"needs at least {need / GIB:,.1f} GiB at {memory.example_bytes(config):,} bytes each" in str(err.value)
     assert str(err.value).endswith(f"more than this machine's 8.0 GiB of memory: lower {flag}")
 
 
 def test_batches_that_fit_are_accepted():
-    datasets.check_task_memory(Config(**OMNIGLOT, meta_batch_size=32), 1 * GIB)  # the paper's: 1 MB
-    datasets.check_task_memory(Config(dataset="miniimagenet", ways=5, shots=5, queries=15, meta_batch_size=2), GIB)
-    assert datasets.example_bytes(Config(dataset="miniimagenet")) == 4 * (84 * 84 * 3 + 1)
-    assert datasets.example_bytes(Config(dataset="sinusoid", oracle=True)) == 4 * 4
+    memory.check_task_memory(Config(**OMNIGLOT, meta_batch_size=32), 1 * GIB)  # the paper's: 1 MB
+    memory.check_task_memory(Config(dataset="miniimagenet", ways=5, shots=5, queries=15, meta_batch_size=2), GIB)
+    assert memory.example_bytes(Config(dataset="miniimagenet")) == 4 * (84 * 84 * 3 + 1)
+    assert memory.example_bytes(Config(dataset="sinusoid", oracle=True)) == 4 * 4
