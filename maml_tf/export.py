@@ -1,6 +1,7 @@
 """`python -m maml_tf.export --run DIR --out DIR`: a run's meta-learned model as a TensorFlow SavedModel that adapts and predicts."""
 
 import argparse
+import math
 import sys
 import time
 
@@ -25,8 +26,9 @@ def parse(argv):
 def main(argv=None):
     args = parse(argv)
     try:
-        if args.steps is not None and args.steps < 0 or args.inner_lr is not None and not args.inner_lr > 0:
-            raise UserError("--steps must be >= 0 and --inner_lr positive")
+        if args.steps is not None and args.steps < 0 or args.inner_lr is not None and not (
+                math.isfinite(args.inner_lr) and args.inner_lr > 0):
+            raise UserError("--steps must be >= 0 and --inner_lr positive and finite")
         from maml_tf.deploy import loading, savedmodel
 
         meta = loading.load(args.run, args.iteration)

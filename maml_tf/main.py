@@ -2,6 +2,7 @@
 
 import os
 import shlex
+import signal
 import sys
 
 from maml_tf import quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
@@ -219,6 +220,9 @@ def evaluate_command(argv) -> str:
 
 
 def run():
+    # Ctrl-C before the training loop takes it over: a KeyboardInterrupt (one line, exit 130),
+    # even when started by a shell that ignores SIGINT for its background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     app.run(main)
 
 
