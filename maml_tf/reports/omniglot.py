@@ -32,7 +32,7 @@ def collect(logdirs: List[str]) -> List[Dict]:
 
 def markdown(rows: List[Dict], commands: str, notes: str = "") -> str:
     lines = ["# Omniglot (Table 1 of Finn et al. 2017), MAML, meta-test split", "",
-             f"Hardware: {hardware()}. Accuracy in % on the 423 meta-test characters (random split, "
+             f"Hardware: {hardware(rows)}. Accuracy in % on the 423 meta-test characters (random split, "
              "as the original), mean ± 95% CI over the evaluated tasks, after the paper's number of "
              "test-time steps (5-way: 3, 20-way: 5).", "", *table(rows), "",
              "![meta-validation accuracy](omniglot_val.png)", "",

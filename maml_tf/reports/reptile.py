@@ -108,7 +108,7 @@ def _row_line(r: Dict) -> str:
 
 def markdown(rows: List[Dict], commands: str, notes: str) -> str:
     lines = ["# Reptile vs MAML vs first-order MAML on Omniglot (meta-test split)", "",
-             f"Hardware: {hardware()}. Accuracy in % on 600 tasks of the 423 meta-test characters "
+             f"Hardware: {hardware(rows)}. Accuracy in % on 600 tasks of the 423 meta-test characters "
              "(the random split of the MAML code, shared by all rows), mean ± 95% CI. "
              "Transductive: the query images are predicted in one batch (batch-norm statistics "
              "shared, as MAML does); non-transductive: each query image is predicted in a batch "

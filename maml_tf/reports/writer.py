@@ -7,7 +7,36 @@ import platform
 from typing import Dict, List, Optional
 
 
-def hardware() -> str:
+def trained_on(rows: List[Dict]) -> List[str]:
+    """'2-core AMD EPYC'... : the machines the rows' runs trained on, from every segment of their
+    runinfo.json (a run may have moved between machines), in the order first seen."""
+    seen = []
+    for row in rows:
+        path = os.path.join(row.get("run_dir") or "", "runinfo.json")
+        try:
+            with open(path) as f:
+                segments = json.load(f).get("segments", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        for segment in segments:
+            hw = segment.get("hardware") or {} if isinstance(segment, dict) else {}
+            name = f"{hw.get('cores', '?')}-core {hw.get('cpu', 'unknown CPU')}"
+            if hw and name not in seen:
+                seen.append(name)
+    return seen
+
+
+def hardware(rows: Optional[List[Dict]] = None) -> str:
+    """The machines the rows' runs trained on (their own records); without runs, this machine
+    in one line: cores, CPU model, memory."""
+    machines = trained_on(rows or [])
+    if machines:
+        return (f"the runs trained on {', '.join(machines)} (as their runinfo.json records each "
+                "training segment), no GPU (TensorFlow CPU)")
+    return this_machine()
+
+
+def this_machine() -> str:
     """This machine in one line: cores, CPU model, memory."""
     cpu = platform.processor() or "CPU"
     try:
@@ -42,5 +71,5 @@ def write_report(out: str, name: str, text: str, rows: List[Dict]):
     with open(os.path.join(out, f"{name}.md"), "w") as f:
         f.write(text)
     with open(os.path.join(out, f"{name}.json"), "w") as f:
-        json.dump({"hardware": hardware(), "rows": rows}, f, indent=1)
+        json.dump({"hardware": hardware(rows), "rows": rows}, f, indent=1)
     print(f"wrote {out}/{name}.md, {name}.json", flush=True)
