@@ -68,6 +68,7 @@ flags.DEFINE_integer("print_interval", 100, "print and log training metrics ever
 flags.DEFINE_float("grad_clip", -1, "clip meta-gradients to +-this (0: off; -1: 10 for miniimagenet as the original, else off)")
 flags.DEFINE_string("run_name", None, "run directory under --logdir (default: built from the run's settings)")
 flags.DEFINE_string("data_dir", None, f"dataset root (default: ${DATA_ENV}, else ./data)")
+flags.DEFINE_string("eval_dir", None, "with --train=False: write the evaluation's eval_*.json/csv here instead of into the run directory (e.g. a read-only one)")
 flags.DEFINE_string("cache_dir", None, f"writable cache for prepared data (default: ${CACHE_ENV}, else ~/.cache/maml_tf)")
 flags.DEFINE_enum("data_source", "files", ["files", "tfds"], "files: the official archives under --data_dir; tfds: tensorflow-datasets (omniglot)")
 flags.DEFINE_enum("omniglot_split", "random", ["random", "alphabets", "within_alphabet"], "random: the original's seeded 1100/100/423 characters; alphabets: background alphabets train, evaluation alphabets test; within_alphabet: the same, each task from one alphabet")
@@ -126,7 +127,7 @@ def config_from_flags(f) -> Config:
         data_dir=f.data_dir or os.environ.get(DATA_ENV) or "data", data_source=f.data_source,
         omniglot_split=f.omniglot_split, omniglot_resize=f.omniglot_resize,
         patience=f.patience, run_store=f.run_store or os.environ.get(STORE_ENV) or None,
-        cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)
+        eval_dir=f.eval_dir or None, cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)
         or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
 
 

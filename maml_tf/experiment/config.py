@@ -77,6 +77,8 @@ class Config:
     # A folder of runs kept in the project (experiment/snapshot.py): a run directory without a
     # checkpoint starts from its stored copy, so a run continues on another machine.
     run_store: Optional[str] = None
+    # Where an evaluation writes its eval_*.json/csv (None: the run directory; for a read-only one)
+    eval_dir: Optional[str] = None
     log: bool = True  # TensorBoard summaries
     data_dir: str = "data"
     data_source: str = "files"  # "files" (the official archives under data_dir) or "tfds"

@@ -51,7 +51,12 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
     and writes CSV + JSON. `model`: the user's Keras model the run was trained with (None: the
     paper's network)."""
     config.validate()
-    rundir.check_writable(workdir)  # before the work, not after it
+    out = config.eval_dir or workdir
+    try:  # before the work, not after it
+        rundir.check_writable(out, "--eval_dir" if config.eval_dir else "--logdir")
+    except UserError as err:
+        hint = "" if config.eval_dir else "; give --eval_dir=DIR to write the evaluation elsewhere"
+        raise UserError(f"{err}{hint}") from None
     datasets.check_task_sizes(config, [(config.eval_split, config.eval_shots, config.eval_queries)])
     exp = Experiment(config.replace(strategy="default"), model=model)  # not distributed
     stored = snapshot.restore(config.run_store, workdir)
@@ -74,7 +79,8 @@ def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
         "metrics": {k: {s: np.asarray(v[s]).tolist() for s in STATS} for k, v in stats.items()},
     }
     prefix = "eval_best_" if best else "eval_"  # reports read eval_<split>_* as the newest model's
-    stem = os.path.join(workdir, prefix + f"{config.eval_split}_shots{config.eval_shots}"
+    os.makedirs(out, exist_ok=True)
+    stem = os.path.join(out, prefix + f"{config.eval_split}_shots{config.eval_shots}"
                                  f"_lr{config.eval_inner_lr:g}_iter{restored}"
                                  + ("" if config.transductive else "_nontransductive"))
     print_summary(result)  # first: the numbers are not lost if writing them fails

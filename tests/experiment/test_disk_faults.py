@@ -70,3 +70,19 @@ def test_two_quick_interrupts_say_what_was_kept_and_unlock(tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and faults.last_line(err).startswith("interrupted: SIGINT"), err
     assert not os.path.exists(tmp_path / "toy" / "lock")
+
+
+def test_a_read_only_run_is_evaluated_into_eval_dir(small_disk, tmp_path):
+    from maml_tf.errors import UserError
+    from maml_tf.experiment import evaluate, train
+    from maml_tf.experiment.config import Config
+    from test_rundir import TOY
+
+    config, workdir = Config(**TOY), str(small_disk / "run")
+    train.train_and_evaluate(config, workdir)
+    assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)]).returncode == 0
+    with pytest.raises(UserError, match="give --eval_dir=DIR"):
+        evaluate.evaluate_checkpoint(config.replace(eval_tasks=4), workdir)
+    out = tmp_path / "evals"
+    result = evaluate.evaluate_checkpoint(config.replace(eval_tasks=4, eval_dir=str(out)), workdir)
+    assert result["iteration"] == 20 and os.path.exists(out / "eval_val_shots5_lr0.001_iter20.json")
