@@ -9,7 +9,7 @@ from maml_tf import quiet  # noqa: F401  (first: TensorFlow's start-up lines hel
 from absl import app, flags, logging  # noqa: E402
 
 from maml_tf.experiment import runtime  # noqa: E402
-from maml_tf.experiment.config import Config, run_name  # noqa: E402
+from maml_tf.experiment.config import CHOICES, Config, run_name  # noqa: E402
 from maml_tf.experiment.interrupts import Interrupted  # noqa: E402
 from maml_tf.errors import UserError  # noqa: E402
 
@@ -51,9 +51,9 @@ flags.DEFINE_float("train_update_lr", -1, "alpha used in training, to find the r
 flags.DEFINE_integer("test_num_updates", 10, "inner steps at evaluation; metrics are kept after those --record_steps names")
 flags.DEFINE_string("record_steps", "auto", "inner steps a test evaluation (--train=False) records: auto (every step up to 10 steps, else 0, every 10th and the last), all, or a list like 0,5,50; the steps not recorded are still taken, only not predicted")
 flags.DEFINE_integer("num_query", -1, "query examples per class (-1: K; 15 in miniimagenet training, as the paper)")
-flags.DEFINE_enum("algorithm", "maml", ["maml", "reptile"], "meta-learning algorithm (--stop_grad: first-order MAML)")
+flags.DEFINE_enum("algorithm", "maml", list(CHOICES["algorithm"]), "meta-learning algorithm (--stop_grad: first-order MAML)")
 flags.DEFINE_integer("inner_batch_size", 0, "Reptile: support examples per inner step, taken in turn from the shuffled support set (0: all; the paper: 10 for 5-way, 20 for 20-way)")
-flags.DEFINE_enum("inner_optimizer", "sgd", ["sgd", "adam"], "Reptile: inner optimizer with step size --update_lr; adam: beta1=0, beta2=0.999, eps=1e-8 as the Reptile paper, its second moments and step count carried over every task of training (only the weights are reset), as the paper's code")
+flags.DEFINE_enum("inner_optimizer", "sgd", list(CHOICES["inner_optimizer"]), "Reptile: inner optimizer with step size --update_lr; adam: beta1=0, beta2=0.999, eps=1e-8 as the Reptile paper, its second moments and step count carried over every task of training (only the weights are reset), as the paper's code")
 flags.DEFINE_integer("eval_inner_batch_size", 0, "Reptile: support examples per inner step at evaluation (0: all; the paper: 5 for 5-way, 10 for 20-way)")
 flags.DEFINE_bool("transductive", True, "evaluation: predict all query examples in one batch, batch norm sharing their statistics (MAML's and the Reptile paper's 'transductive'); False: each query example in a batch with the support set only")
 flags.DEFINE_float("meta_step", 1.0, "Reptile: outer step size epsilon at the first iteration (theta += epsilon * (mean W - theta))")
@@ -70,17 +70,17 @@ flags.DEFINE_string("run_name", None, "run directory under --logdir (default: bu
 flags.DEFINE_string("data_dir", None, f"dataset root (default: ${DATA_ENV}, else ./data)")
 flags.DEFINE_string("eval_dir", None, "with --train=False: write the evaluation's eval_*.json/csv here instead of into the run directory (e.g. a read-only one)")
 flags.DEFINE_string("cache_dir", None, f"writable cache for prepared data (default: ${CACHE_ENV}, else ~/.cache/maml_tf)")
-flags.DEFINE_enum("data_source", "files", ["files", "tfds"], "files: the official archives under --data_dir; tfds: tensorflow-datasets (omniglot)")
-flags.DEFINE_enum("omniglot_split", "random", ["random", "alphabets", "within_alphabet"], "random: the original's seeded 1100/100/423 characters; alphabets: background alphabets train, evaluation alphabets test; within_alphabet: the same, each task from one alphabet")
-flags.DEFINE_enum("omniglot_resize", "original", ["original", "lanczos"], "original: the pixels the original's Pillow call produced (nearest, binary); lanczos: a real Lanczos resize")
-flags.DEFINE_enum("onednn", "auto", ["auto", "on", "off"], "CPU kernels: oneDNN (on) or Eigen (off); auto: Eigen when a conv call sees <= 10 images without max-pool (Omniglot 5-way 1-query), where it is faster, else oneDNN")
+flags.DEFINE_enum("data_source", "files", list(CHOICES["data_source"]), "files: the official archives under --data_dir; tfds: tensorflow-datasets (omniglot)")
+flags.DEFINE_enum("omniglot_split", "random", list(CHOICES["omniglot_split"]), "random: the original's seeded 1100/100/423 characters; alphabets: background alphabets train, evaluation alphabets test; within_alphabet: the same, each task from one alphabet")
+flags.DEFINE_enum("omniglot_resize", "original", list(CHOICES["omniglot_resize"]), "original: the pixels the original's Pillow call produced (nearest, binary); lanczos: a real Lanczos resize")
+flags.DEFINE_enum("onednn", "auto", list(CHOICES["onednn"]), "CPU kernels: oneDNN (on) or Eigen (off); auto: Eigen when a conv call sees <= 10 images without max-pool (Omniglot 5-way 1-query), where it is faster, else oneDNN")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the meta-step (for GPUs; on CPU it is ~8x slower, results/performance.md)")
 flags.DEFINE_integer("intra_op_threads", 1, "CPU threads per TensorFlow op; the meta-batch's tasks already run in parallel on the cores, so 1 is fastest (measured); 0: TensorFlow's default (all cores)")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"], "tf.distribute strategy; the meta-batch is split evenly over its replicas: default (one device), mirrored (every local GPU; without GPUs --num_cpu_devices logical CPUs), multi_worker (several machines, from the TF_CONFIG environment variable), tpu (TPU_NAME)")
+flags.DEFINE_enum("strategy", "default", list(CHOICES["strategy"]), "tf.distribute strategy; the meta-batch is split evenly over its replicas: default (one device), mirrored (every local GPU; without GPUs --num_cpu_devices logical CPUs), multi_worker (several machines, from the TF_CONFIG environment variable), tpu (TPU_NAME)")
 flags.DEFINE_integer("num_cpu_devices", 2, "--strategy=mirrored on a machine without GPUs: logical CPU devices, one replica each (for testing)")
 # Transfer baselines (--baseline=pretrained / scratch).
-flags.DEFINE_enum("finetune", "all", ["all", "head", "nearest", "cosine"], "baselines at test time, on a fresh N-way head: all (SGD on every weight but the norm offsets, as MAML's inner loop), head (features frozen), nearest (1-NN in feature space), cosine (cosine classifier from the class means)")
-flags.DEFINE_enum("finetune_bn", "batch", ["batch", "moving"], "baselines' batch norm at test time: batch statistics (as MAML) or the pretrained moving statistics")
+flags.DEFINE_enum("finetune", "all", list(CHOICES["finetune"]), "baselines at test time, on a fresh N-way head: all (SGD on every weight but the norm offsets, as MAML's inner loop), head (features frozen), nearest (1-NN in feature space), cosine (cosine classifier from the class means)")
+flags.DEFINE_enum("finetune_bn", "batch", list(CHOICES["finetune_bn"]), "baselines' batch norm at test time: batch statistics (as MAML) or the pretrained moving statistics")
 flags.DEFINE_integer("pretrain_batch_size", 64, "images per supervised pretraining step (--baseline=pretrained)")
 flags.DEFINE_float("pretrain_lr", 0.1, "step size of the supervised pretraining's SGD with momentum 0.9 (--baseline=pretrained)")
 # Reinforcement learning (--datasource=2dnavigation), names as the paper's RL code.

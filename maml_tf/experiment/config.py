@@ -15,6 +15,13 @@ INNER_OPTIMIZERS = ("sgd", "adam")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 TRANSFER_BASELINES = ("none", "pretrained", "scratch")
 FINETUNE = ("all", "head", "nearest", "cosine")
+# Every setting with a fixed set of values, declared once: `validate` checks them and main's
+# --flags offer them (absl enums built from here).
+CHOICES = {"algorithm": ALGORITHMS, "inner_optimizer": INNER_OPTIMIZERS, "onednn": ONEDNN,
+           "strategy": STRATEGIES, "finetune": FINETUNE, "finetune_bn": ("batch", "moving"),
+           "baseline": TRANSFER_BASELINES, "data_source": ("files", "tfds"),
+           "omniglot_split": ("random", "alphabets", "within_alphabet"),
+           "omniglot_resize": ("original", "lanczos")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,10 +148,8 @@ class Config:
         if self.eval_split not in ("val", "test"):
             raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
         recorded.eval_steps(self.eval_inner_steps, self.eval_record_steps)  # UserError if bad
-        choices = {"data_source": ("files", "tfds"),
-                   "omniglot_split": ("random", "alphabets", "within_alphabet"),
-                   "omniglot_resize": ("original", "lanczos")}
-        for name, allowed in choices.items():
+        for name in ("data_source", "omniglot_split", "omniglot_resize"):
+            allowed = CHOICES[name]
             if getattr(self, name) not in allowed:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
         if self.patience and self.strategy == "multi_worker":  # only the chief validates
@@ -168,7 +173,7 @@ class Config:
                             "add --algorithm=reptile")
 
     def _validate_transfer(self):
-        choices = {"baseline": TRANSFER_BASELINES, "finetune": FINETUNE, "finetune_bn": ("batch", "moving")}
+        choices = {name: CHOICES[name] for name in ("baseline", "finetune", "finetune_bn")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
