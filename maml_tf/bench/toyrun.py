@@ -1,6 +1,7 @@
 """A toy sinusoid run driven through `python -m maml_tf.main` in a subprocess, and its final state: what the fault and damage benchmarks start, stop and compare."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -16,8 +17,11 @@ def toy_flags(logdir: str, iterations: int, checkpoint_interval: int) -> list:
 
 def start(flags) -> subprocess.Popen:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    # SIGINT as a terminal delivers it, even when this process was started as a background job
+    # (whose shell ignores SIGINT, an ignoring every child would inherit).
     return subprocess.Popen([sys.executable, "-m", "maml_tf.main", *flags], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def run_to_end(flags) -> subprocess.CompletedProcess:
