@@ -71,6 +71,17 @@ def file_case(root: str, name: str, iterations: int, interval: int, expected) ->
     return _result(name, proc, os.path.join(logdir, "toy"), expected)
 
 
+def fill(directory: str):
+    """Writes `directory/filler` until the disk is full."""
+    with open(os.path.join(directory, "filler"), "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
 def disk_case(root: str, iterations: int, interval: int, expected) -> dict:
     """Half the run on a 4 MB tmpfs, the disk filled, a resume (refused in one line), space
     freed, a resume to the end. Root only (mount); None elsewhere."""
@@ -82,13 +93,7 @@ def disk_case(root: str, iterations: int, interval: int, expected) -> dict:
     try:
         flags = faults.toy_flags(disk, iterations, interval)
         faults.run_to_end(faults.toy_flags(disk, iterations // 2, interval))
-        with open(os.path.join(disk, "filler"), "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError:
-                pass
+        fill(disk)
         full = _run(flags)
         os.remove(os.path.join(disk, "filler"))
         proc = _run(flags)

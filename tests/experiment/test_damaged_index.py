@@ -6,8 +6,7 @@ import os
 import pytest
 
 from maml_tf.experiment import ckpt_index, evaluate, snapshot, train
-from maml_tf.experiment.config import Config
-from test_rundir import TOY
+from test_rundir import run  # noqa: F401  (the finished toy run fixture)
 
 DAMAGE = {
     "garbage": lambda text: "this is not an index\n",
@@ -18,13 +17,6 @@ DAMAGE = {
     "deleted": None,
 }
 
-
-@pytest.fixture
-def run(tmp_path):
-    """A finished 20-iteration run (checkpoints 10 and 20, validations at 10 and 20)."""
-    config = Config(**TOY)
-    train.train_and_evaluate(config, str(tmp_path))
-    return config, str(tmp_path)
 
 
 def damage(workdir, how):

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from maml_tf.bench import faults
+from maml_tf.bench.damage import fill
 from test_interrupts import start, wait_for_iteration
 
 
@@ -21,17 +22,6 @@ def small_disk(tmp_path):
         pytest.skip("cannot mount a tmpfs here")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
-def fill(directory):
-    """Writes a file until the disk is full."""
-    with open(os.path.join(directory, "filler"), "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
 
 
 def one_line_error(proc):

@@ -8,15 +8,8 @@ import pytest
 
 from maml_tf.errors import UserError
 from maml_tf.experiment import evaluate, train
-from maml_tf.experiment.config import Config
-from test_rundir import TOY
+from test_rundir import run  # noqa: F401  (the finished toy run fixture)
 
-
-@pytest.fixture
-def run(tmp_path):
-    config = Config(**TOY)
-    train.train_and_evaluate(config, str(tmp_path))
-    return config, str(tmp_path)
 
 
 @pytest.mark.parametrize("change", [dict(norm="batch_norm"), dict(inner_lr=0.01), dict(seed=3)])
