@@ -17,6 +17,7 @@ DATASETS = {
     "sinusoid": "maml_tf.datasets.sinusoid",
     "omniglot": "maml_tf.datasets.omniglot",
     "miniimagenet": "maml_tf.datasets.miniimagenet",
+    "folder": "maml_tf.datasets.folder",  # a researcher's own ROOT/<class>/<image> (--data_dir)
 }
 
 

@@ -3,6 +3,7 @@
 import dataclasses
 import importlib
 import json
+import os
 from typing import Optional
 
 from maml_tf.errors import UserError
@@ -92,6 +93,12 @@ class Config:
     omniglot_split: str = "random"  # "random" (the original's), "alphabets", "within_alphabet"
     omniglot_resize: str = "original"  # "original" (what its Pillow call produced) or "lanczos"
     cache_dir: Optional[str] = None
+    # --datasource=folder (datasets/folder.py): train,val,test fractions of ROOT/<class>/ classes
+    # (a fixed seed; unused for ROOT/{train,val,test}/), the image side (0: the most common, at
+    # most 84) and channels (0: grey if every image is, else RGB; 1 grey; 3 RGB).
+    folder_split: str = "0.64,0.16,0.2"
+    image_size: int = 0
+    channels: int = 0
     # Speed only: the maths and the results do not depend on these (results/performance.md).
     onednn: str = "auto"  # CPU kernels: "on" oneDNN, "off" Eigen, "auto": Eigen for tiny batches
     jit_compile: bool = False  # XLA-compile the meta-step: for GPUs (~8x slower on CPU)
@@ -130,6 +137,11 @@ class Config:
         if self.dataset not in DATASETS:
             raise UserError(f"unknown datasource {self.dataset!r}: choose one of "
                             f"{', '.join(sorted(DATASETS))}, or 2dnavigation (RL)")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        folder_only = [n for n in ("folder_split", "image_size", "channels")
+                       if getattr(self, n) != defaults[n]]
+        if folder_only and self.dataset != "folder":
+            raise UserError(f"--{', --'.join(folder_only)} set: only --datasource=folder reads them")
         module = importlib.import_module(DATASETS[self.dataset])
         if hasattr(module, "check_config"):  # the dataset's own limits, before TensorFlow loads
             module.check_config(self)
@@ -203,7 +215,8 @@ IDENTITY_FIELDS = ("dataset", "ways", "shots", "queries", "meta_batch_size", "me
                    "num_filters", "conv", "max_pool", "grad_clip", "seed", "pretrain_iterations",
                    "data_source", "omniglot_split", "omniglot_resize", "inner_batch_size",
                    "inner_optimizer", "meta_step", "meta_step_final", "eval_seed", "val_tasks",
-                   "eval_inner_steps", "baseline", "pretrain_batch_size", "pretrain_lr")
+                   "eval_inner_steps", "baseline", "pretrain_batch_size", "pretrain_lr",
+                   "folder_split", "image_size", "channels")
 # Reptile validates as it is evaluated, and anneals epsilon over the iteration target.
 REPTILE_IDENTITY_FIELDS = ("eval_shots", "eval_queries", "eval_inner_lr", "eval_inner_batch_size",
                            "transductive", "metatrain_iterations")
@@ -226,7 +239,10 @@ def evaluation_fields(config: Config) -> tuple:
 
 def run_name(config: Config) -> str:
     """A readable run directory name from the settings that define a run (as the original's exp_string)."""
-    parts = [config.dataset]
+    # A folder run is named after its folder too: data_dir is no identity field, so another
+    # folder under the same name would resume this run's checkpoints.
+    parts = [config.dataset if config.dataset != "folder"
+             else f"folder-{os.path.basename(os.path.normpath(config.data_dir)) or 'root'}"]
     if config.baseline != "none":  # one pretraining serves every N-way K-shot setting
         parts.append(f"{config.baseline}.bs{config.pretrain_batch_size}.lr{config.pretrain_lr:g}"
                      if config.baseline == "pretrained" else config.baseline)

@@ -1,0 +1,138 @@
+"""N-way K-shot tasks from a researcher's own images: --datasource=folder --data_dir=ROOT.
+
+ROOT is `ROOT/<class>/<image>` (classes split train/val/test by --folder_split with a fixed
+seed over the sorted class names; the fractions are in the run's config.json, so an evaluation
+or a resume uses the same classes) or `ROOT/{train,val,test}/<class>/<image>`. Images of any
+format and size are resized to --image_size (0: their most common size, at most 84), read as
+grey or RGB by --channels (0: grey if every image is grey), decoded once into a uint8 .npy in
+--cache_dir that is read by memory map, and scaled to [0, 1] per task batch only.
+
+The network is the paper's conv net, as for the paper's datasets: for RGB images of 64 px or
+more pick --max_pool --num_filters=32 (the MiniImageNet setting); for small grey images keep the
+strided convolutions (the Omniglot setting, --num_filters=64). --max_pool needs 16 px or more.
+"""
+
+from typing import Dict, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from maml_tf.datasets import SplitSize
+from maml_tf.datasets import folder_io as io
+from maml_tf.datasets.miniimagenet import gather_tasks
+from maml_tf.datasets.miniimagenet_io import SplitImages
+from maml_tf.errors import UserError
+from maml_tf.types import Task
+
+SPLITS = io.SPLITS
+CHANNELS = (0, 1, 3)
+
+
+def check_config(config):
+    """The checks that need no data (Config.validate calls it, before TensorFlow loads)."""
+    io.parse_split(config.folder_split)
+    if config.image_size < 0:
+        raise UserError(f"--image_size must be >= 0 (0: the images' most common size, at most "
+                        f"{io.MAX_AUTO_SIZE}), got {config.image_size}")
+    if config.channels not in CHANNELS:
+        raise UserError(f"--channels must be 1 (grey), 3 (RGB) or 0 (what the images are), "
+                        f"got {config.channels}")
+    if config.max_pool and config.conv and 0 < config.image_size < 16:
+        raise UserError(f"--max_pool halves the image 4 times: it needs --image_size >= 16, got "
+                        f"{config.image_size} (use strided convolutions: --max_pool=False)")
+
+
+def needed(config, split: str) -> int:
+    """Images per class the tasks of `split` need (the largest of training's and evaluation's)."""
+    train = config.shots + config.queries
+    evaluation = config.eval_shots + config.eval_queries
+    return train if split == "train" else max(train, evaluation) if split == "val" else evaluation
+
+
+def check_classes(listing: io.Listing, split: str, need: int):
+    """UserError naming the split's smallest class if it has fewer than `need` images."""
+    members = [listing.classes[i] for i in listing.splits[split]]
+    small = min(members, key=lambda c: len(c.files))
+    if len(small.files) < need:
+        raise UserError(f"class {small.name} ({split} split) has {len(small.files)} images, fewer "
+                        f"than the {need} (support + query) a task needs: add images, remove the "
+                        f"class folder, or lower --update_batch_size/--num_query")
+
+
+def split_size(config, split: str) -> Optional[SplitSize]:
+    """The split's classes and images from the file names; UserError naming a class too small
+    for the configured tasks, or a folder that is not one class per sub-folder."""
+    listing = io.list_folder(config.data_dir, config.folder_split)
+    counts = [len(listing.classes[i].files) for i in listing.splits[split]]
+    if len(counts) >= config.ways:
+        check_classes(listing, split, needed(config, split))
+    return SplitSize(len(counts), sum(counts), min(counts))
+
+
+class FolderSampler:
+    """Draws N-way tasks from one split of the decoded images (a memory map when cached)."""
+
+    problem = "classification"
+
+    def __init__(self, images: np.ndarray, listing: io.Listing, ways: int):
+        self.images, self.listing, self.output_dim = images, listing, ways
+        self.input_shape = tuple(images.shape[1:])
+        counts = np.asarray([len(c.files) for c in listing.classes], np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self._splits: Dict[str, SplitImages] = {
+            s: SplitImages(images, tuple(listing.classes[i].name for i in idx), starts[idx], counts[idx])
+            for s, idx in listing.splits.items()}
+
+    def split(self, name: str) -> SplitImages:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}")
+        return self._splits[name]
+
+    def sample(self, split, meta_batch_size, shots, queries, rng) -> Task:
+        data, ways = self.split(split), self.output_dim
+        if ways > len(data.classes):
+            raise UserError(f"the folder {split} split has {len(data.classes)} classes, fewer "
+                            f"than --num_classes={ways}")
+        if shots + queries > data.counts.min():
+            small = int(data.counts.argmin())
+            raise UserError(f"class {data.classes[small]} ({split} split) has {data.counts[small]} "
+                            f"images, fewer than the {shots} + {queries} (support + query) a task needs")
+        x = gather_tasks(data, meta_batch_size, ways, shots + queries, rng)
+        x = np.divide(x, 255.0, dtype=np.float32)  # only this batch is ever float
+        labels = np.broadcast_to(np.arange(ways, dtype=np.int32)[None, :, None], x.shape[:3])
+
+        def part(a, lo, hi):  # [B, W, P, ...] -> [B, W * (hi - lo), ...], class-major
+            a = a[:, :, lo:hi]
+            return np.ascontiguousarray(a.reshape((a.shape[0], -1) + a.shape[3:]))
+
+        return Task(part(x, 0, shots), part(labels, 0, shots),
+                    part(x, shots, shots + queries), part(labels, shots, shots + queries))
+
+
+def image_format(config, listing: io.Listing) -> Tuple[int, int]:
+    """(side, channels) the images are read at: the config's, or (0) what the images are."""
+    size, channels = config.image_size, config.channels
+    if not size or not channels:
+        common, grey = io.probe_cached(listing, config.cache_dir)
+        size, channels = size or common, channels or (1 if grey else 3)
+    if config.max_pool and config.conv and size < 16:
+        raise UserError(f"the images are {size} px: --max_pool halves them 4 times and needs 16 "
+                        "or more (give --image_size, or use --max_pool=False)")
+    return size, channels
+
+
+class Loaded(NamedTuple):
+    listing: io.Listing
+    images: np.ndarray
+
+
+def load(config) -> Loaded:
+    """The listing and the decoded images of `config.data_dir` (cached in config.cache_dir)."""
+    listing = io.list_folder(config.data_dir, config.folder_split)
+    size, channels = image_format(config, listing)
+    return Loaded(listing, io.load_cached(listing, size, channels, config.cache_dir))
+
+
+def make_sampler(config) -> FolderSampler:
+    check_config(config)
+    loaded = load(config)
+    return FolderSampler(loaded.images, loaded.listing, config.ways)

@@ -1,0 +1,182 @@
+"""--datasource=folder: a researcher's own class-per-folder images, split, decoded, cached, meta-trained on, and its bad inputs."""
+
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maml_tf import datasets
+from maml_tf.datasets import folder, folder_io, omniglot_data
+from maml_tf.errors import UserError
+from maml_tf.experiment.config import IDENTITY_FIELDS, Config
+
+SIZES = [(20, 20), (24, 24), (20, 20), (30, 18), (20, 20), (16, 16)]  # mixed; 20 the most common
+
+
+def class_image(c: int, i: int, size) -> Image.Image:
+    """Class c: its own colour and stripe direction; image i: its own noise and size."""
+    rng = np.random.default_rng([c, i])
+    w, h = size
+    base = np.array([(c * 67) % 256, (c * 131 + 50) % 256, (c * 29 + 100) % 256], np.float64)
+    yy, xx = np.mgrid[0:h, 0:w]
+    stripes = np.sin((xx if c % 2 else yy) * (1 + c % 3)) * 60
+    pixels = base + stripes[..., None] + rng.normal(0, 10, (h, w, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def write_tree(root, classes=12, per_class=6, split=None):
+    """ROOT/<class>/<i>.png (or ROOT/<split>/<class>/ for the classes `split` names)."""
+    for c in range(classes):
+        where = os.path.join(root, split[c], f"class{c:02d}") if split else os.path.join(root, f"class{c:02d}")
+        os.makedirs(where, exist_ok=True)
+        for i in range(per_class):
+            class_image(c, i, SIZES[i % len(SIZES)]).save(os.path.join(where, f"{i}.png"))
+    return str(root)
+
+
+def config(root, cache, **changes):
+    base = dict(dataset="folder", data_dir=str(root), cache_dir=str(cache), ways=3, shots=1,
+                queries=1, eval_shots=1, eval_queries=1, num_filters=8, meta_batch_size=4,
+                inner_lr=0.4, eval_inner_lr=0.4, metatrain_iterations=30, val_interval=30,
+                val_tasks=20, eval_tasks=20, eval_batch_size=10, eval_inner_steps=3,
+                checkpoint_interval=30, print_interval=10, log=False,
+                folder_split="0.5,0.25,0.25")
+    return Config(**{**base, **changes})
+
+
+def one_line_error(fn, *words):
+    with pytest.raises(UserError) as err:
+        fn()
+    message = str(err.value)
+    assert "\n" not in message, message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_split_is_seeded_disjoint_and_complete(tmp_path):
+    root = write_tree(tmp_path / "data")
+    a = folder_io.list_folder(root, "0.64,0.16,0.2")
+    b = folder_io.list_folder(root, "0.64,0.16,0.2")
+    sizes = {s: len(v) for s, v in a.splits.items()}
+    assert sizes == {"train": 8, "val": 2, "test": 2}
+    for s in folder_io.SPLITS:
+        np.testing.assert_array_equal(a.splits[s], b.splits[s])
+    members = np.concatenate(list(a.splits.values()))
+    assert sorted(members.tolist()) == list(range(12))  # disjoint and covering
+    assert folder_io.split_classes([f"class{c:02d}" for c in range(12)], "0.64,0.16,0.2")["val"].tolist() \
+        == a.splits["val"].tolist()  # a function of the sorted names and the fractions only
+    assert {s: len(v) for s, v in folder_io.list_folder(root, "0.5,0.25,0.25").splits.items()} == \
+        {"train": 6, "val": 3, "test": 3}
+    assert {"folder_split", "image_size", "channels"} <= set(IDENTITY_FIELDS)
+
+
+def test_images_decoded_cached_and_scaled(tmp_path):
+    root = write_tree(tmp_path / "data")
+    cfg = config(root, tmp_path / "cache")
+    sampler = datasets.get_sampler(cfg.validate())
+    assert sampler.input_shape == (20, 20, 3)  # the most common size; RGB images
+    assert isinstance(sampler.images, np.memmap) and sampler.images.dtype == np.uint8
+    cached = [f for f in os.listdir(tmp_path / "cache" / "folder") if f.endswith(".npy")]
+    assert len(cached) == 1 and not any(f.startswith(".") for f in cached)
+    task = sampler.sample("train", 2, 1, 2, np.random.default_rng(0))
+    assert task.support_x.shape == (2, 3, 20, 20, 3) and task.query_x.shape == (2, 6, 20, 20, 3)
+    assert task.support_x.dtype == np.float32
+    assert 0.0 <= task.support_x.min() and task.support_x.max() <= 1.0 and task.support_x.max() > 0.5
+    first = Image.open(os.path.join(root, "class00", "0.png")).convert("RGB")
+    np.testing.assert_array_equal(sampler.images[0], np.asarray(first))  # 20x20: not resized
+    again = datasets.get_sampler(cfg)  # the cache, not a decode
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(sampler.images))
+    grey = datasets.get_sampler(cfg.replace(image_size=12, channels=1))
+    assert grey.input_shape == (12, 12, 1)
+    assert sorted(os.listdir(tmp_path / "cache" / "folder")).count(cached[0]) == 1
+
+
+def test_presplit_layout_and_skipped_files(tmp_path, capsys):
+    split = ["train"] * 6 + ["val"] * 3 + ["test"] * 3
+    root = write_tree(tmp_path / "data", split=split)
+    (tmp_path / "data" / "train" / "class00" / "notes.txt").write_text("not an image")
+    (tmp_path / "data" / "train" / "class00" / ".DS_Store").write_bytes(b"\0\1")
+    os.makedirs(tmp_path / "data" / "val" / ".hidden_class")
+    listing = folder_io.list_folder(root, "0.64,0.16,0.2")  # the fractions do not apply
+    names = {s: [listing.classes[i].name for i in idx] for s, idx in listing.splits.items()}
+    assert names["val"] == ["val/class06", "val/class07", "val/class08"]
+    assert len(listing.classes[0].files) == 6
+    assert "skipped 2 hidden or non-image files" in capsys.readouterr().err
+
+
+def test_meta_training_learns(tmp_path):
+    from maml_tf.experiment import train
+
+    root = write_tree(tmp_path / "data")
+    cfg = config(root, tmp_path / "cache")
+    result = train.train_and_evaluate(cfg, str(tmp_path / "run"))
+    chance = 1 / cfg.ways
+    post = result["accuracy"][-1] if isinstance(result["accuracy"], list) else result["accuracy"]
+    assert post > chance + 0.15, result
+    import json
+
+    saved = json.load(open(tmp_path / "run" / "config.json"))
+    assert saved["folder_split"] == "0.5,0.25,0.25" and saved["dataset"] == "folder"
+    with pytest.raises(UserError, match="folder_split"):  # a resume with another split
+        train.train_and_evaluate(cfg.replace(folder_split="0.6,0.2,0.2"), str(tmp_path / "run"))
+
+
+def test_bad_inputs_one_line(tmp_path):
+    cache = tmp_path / "cache"
+    root = write_tree(tmp_path / "data")
+    cfg = config(root, cache)
+    # a split with fewer classes than ways: the default split leaves 2 val classes
+    one_line_error(lambda: datasets.check_task_sizes(cfg.replace(folder_split="0.64,0.16,0.2"),
+                                                     [("val", 1, 1)]), "val split has 2 classes")
+    one_line_error(lambda: cfg.replace(folder_split="1,0,0").validate(), "val split empty")
+    one_line_error(lambda: cfg.replace(folder_split="0.9,0.05,0.05").validate() and
+                   datasets.check_task_sizes(cfg.replace(folder_split="0.9,0.05,0.05"), [("train", 1, 1)]),
+                   "leaves the")
+    one_line_error(lambda: cfg.replace(folder_split="a,b").validate(), "three")
+    one_line_error(lambda: cfg.replace(channels=2).validate(), "channels")
+    one_line_error(lambda: Config(dataset="omniglot", image_size=28).validate(), "image_size")
+    # a class with fewer images than shots + queries, named with its count
+    for i in range(3, 6):
+        os.remove(os.path.join(root, "class05", f"{i}.png"))
+    one_line_error(lambda: datasets.check_task_sizes(cfg.replace(shots=2, queries=2), [("train", 2, 2)]),
+                   "class05", "has 3 images")
+    # an unreadable image and a zero-byte one, named
+    (tmp_path / "data" / "class01" / "broken.png").write_bytes(b"not a png at all")
+    one_line_error(lambda: datasets.get_sampler(cfg), "broken.png")
+    (tmp_path / "data" / "class01" / "broken.png").write_bytes(b"")
+    one_line_error(lambda: datasets.check_task_sizes(cfg, [("train", 1, 1)]), "broken.png", "zero-byte")
+    # a folder without class sub-folders
+    flat = tmp_path / "flat"
+    os.makedirs(flat)
+    class_image(0, 0, (20, 20)).save(flat / "a.png")
+    one_line_error(lambda: datasets.check_task_sizes(cfg.replace(data_dir=str(flat)), [("train", 1, 1)]),
+                   "no class sub-folders")
+    one_line_error(lambda: datasets.get_sampler(cfg.replace(data_dir=str(tmp_path / "none"))),
+                   "not a folder")
+
+
+def test_omniglot_in_folder_layout_gives_the_omniglot_images(small_zips, tmp_path):
+    """Characters 1-6 and 965-968 of the real zips, unpacked into ROOT/<character>/<png>, read at
+    28 px grey: the omniglot reader's pixels (its Lanczos resize; ink = 255 there, 0 here as in
+    the PNGs). The 'original' resize is Pillow's nearest on the 1-bit image, which a general
+    folder reader (grey levels, then Lanczos) does not do."""
+    root = tmp_path / "omniglot_folder"
+    zips = os.path.join(small_zips, "omniglot")
+    for name in omniglot_data.ZIPS:
+        with zipfile.ZipFile(os.path.join(zips, name)) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith(".png"):
+                    char_id = info.filename.rsplit("/", 1)[1][:4]
+                    os.makedirs(root / char_id, exist_ok=True)
+                    (root / char_id / info.filename.rsplit("/", 1)[1]).write_bytes(archive.read(info))
+    expected = omniglot_data.assemble(omniglot_data.read_zips(zips), "lanczos").images  # [10, 20, 28, 28]
+    cfg = config(root, tmp_path / "cache", image_size=28, folder_split="0.6,0.2,0.2")
+    sampler = datasets.get_sampler(cfg)
+    assert sampler.input_shape == (28, 28, 1)  # 1-bit PNGs: grey
+    got = 255 - np.asarray(sampler.images)[..., 0].reshape(10, 20, 28, 28)
+    for c in range(10):  # drawings: omniglot orders them by content, the folder by file name
+        key = lambda a: a.tobytes()  # noqa: E731
+        assert sorted(map(key, got[c])) == sorted(map(key, expected[c]))
