@@ -90,6 +90,9 @@ def _image_files(folder: str, skipped: List[str]) -> Tuple[str, ...]:
     return tuple(files)
 
 
+_SAID = set()
+
+
 def list_folder(root: str, fractions: str) -> Listing:
     """The classes and their image files under `root`, split; UserError for a folder that is not
     one class per sub-folder."""
@@ -121,7 +124,8 @@ def list_folder(root: str, fractions: str) -> Listing:
                             "DATA_DIR/<class>/<image> or DATA_DIR/{train,val,test}/<class>/<image>")
         classes = [ClassFiles(n, _image_files(os.path.join(root, n), skipped)) for n in top]
         splits = split_classes(top, fractions)
-    if skipped:
+    if skipped and (root, len(skipped)) not in _SAID:  # once per process, not per listing
+        _SAID.add((root, len(skipped)))
         shown = ", ".join(os.path.relpath(p, root) for p in skipped[:3])
         print(f"folder: skipped {len(skipped)} hidden or non-image files in {root} ({shown}"
               f"{' ...' if len(skipped) > 3 else ''})", file=sys.stderr, flush=True)

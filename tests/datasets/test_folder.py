@@ -180,3 +180,24 @@ def test_omniglot_in_folder_layout_gives_the_omniglot_images(small_zips, tmp_pat
     for c in range(10):  # drawings: omniglot orders them by content, the folder by file name
         key = lambda a: a.tobytes()  # noqa: E731
         assert sorted(map(key, got[c])) == sorted(map(key, expected[c]))
+
+
+def test_real_miniimagenet_in_folder_layout_gives_the_same_arrays(tmp_path):
+    """One class of each split of the real miniImageNet (its first 40 JPEGs), linked into the
+    split layout: the folder reader's arrays are the miniimagenet reader's."""
+    source = os.path.join(os.environ.get("MAML_TF_DATA_DIR", ""), "miniimagenet")
+    if not os.path.isdir(os.path.join(source, "train")):
+        pytest.skip("real miniImageNet not found under $MAML_TF_DATA_DIR/miniimagenet")
+    from maml_tf.datasets import miniimagenet_io
+
+    paths = []
+    for split in folder_io.SPLITS:
+        wnid = sorted(os.listdir(os.path.join(source, split)))[0]
+        os.makedirs(tmp_path / "mini" / split / wnid)
+        for name in sorted(os.listdir(os.path.join(source, split, wnid)))[:40]:
+            paths.append(os.path.join(source, split, wnid, name))
+            os.symlink(paths[-1], tmp_path / "mini" / split / wnid / name)
+    cfg = config(tmp_path / "mini", tmp_path / "cache", ways=1)
+    sampler = datasets.get_sampler(cfg)
+    assert sampler.input_shape == (84, 84, 3)
+    np.testing.assert_array_equal(np.asarray(sampler.images), miniimagenet_io.decode_images(paths, source))
