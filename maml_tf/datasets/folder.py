@@ -55,7 +55,9 @@ def check_classes(listing: io.Listing, split: str, need: int):
     if len(small.files) < need:
         raise UserError(f"class {small.name} ({split} split) has {len(small.files)} images, fewer "
                         f"than the {need} (support + query) a task needs: add images, remove the "
-                        f"class folder, or lower --update_batch_size/--num_query")
+                        f"class folder, or lower --update_batch_size/--num_query"
+                        + ("; is --data_dir the folder of class folders (ROOT/<class>/<image>)?"
+                           if not small.files else ""))
 
 
 def split_size(config, split: str) -> Optional[SplitSize]:

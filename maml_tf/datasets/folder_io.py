@@ -58,14 +58,14 @@ def parse_split(text: str) -> Tuple[float, float, float]:
     return tuple(p / sum(parts) for p in parts)
 
 
-def split_classes(names: Sequence[str], fractions: str) -> Dict[str, np.ndarray]:
+def split_classes(names: Sequence[str], fractions: str, where: str = "") -> Dict[str, np.ndarray]:
     """Indices (into the sorted `names`) of each split: a seeded permutation cut by the fractions."""
     n, (train, val, _) = len(names), parse_split(fractions)
     sizes = [int(round(train * n)), int(round(val * n))]
     sizes.append(n - sum(sizes))
     for split, size in zip(SPLITS, sizes):
         if size <= 0:
-            raise UserError(f"--folder_split={fractions} of {n} classes leaves the {split} split "
+            raise UserError(f"--folder_split={fractions} of the {n} classes{where} leaves the {split} split "
                             f"empty ({'/'.join(map(str, sizes))} classes)")
     order = np.random.default_rng(SPLIT_SEED).permutation(n)
     cuts = np.cumsum(sizes)[:-1]
@@ -123,7 +123,7 @@ def list_folder(root: str, fractions: str) -> Listing:
             raise UserError(f"{root} has no class sub-folders: --datasource=folder reads "
                             "DATA_DIR/<class>/<image> or DATA_DIR/{train,val,test}/<class>/<image>")
         classes = [ClassFiles(n, _image_files(os.path.join(root, n), skipped)) for n in top]
-        splits = split_classes(top, fractions)
+        splits = split_classes(top, fractions, f" in {root}")
     if skipped and (root, len(skipped)) not in _SAID:  # once per process, not per listing
         _SAID.add((root, len(skipped)))
         shown = ", ".join(os.path.relpath(p, root) for p in skipped[:3])
@@ -157,6 +157,9 @@ def probe(paths: Sequence[str]) -> Tuple[int, bool]:
         with _open(path) as im:
             sizes[min(im.size)] += 1
             modes["grey" if im.mode in GREY_MODES or im.mode.startswith("I;16") else im.mode] += 1
+    if not sizes:
+        raise UserError("no images in the class folders: --datasource=folder reads "
+                        "DATA_DIR/<class>/<image> or DATA_DIR/{train,val,test}/<class>/<image>")
     grey = set(modes) == {"grey"}
     if len(modes) > 1:
         counts = ", ".join(f"{m} ({n})" for m, n in sorted(modes.items()))

@@ -201,3 +201,18 @@ def test_real_miniimagenet_in_folder_layout_gives_the_same_arrays(tmp_path):
     sampler = datasets.get_sampler(cfg)
     assert sampler.input_shape == (84, 84, 3)
     np.testing.assert_array_equal(np.asarray(sampler.images), miniimagenet_io.decode_images(paths, source))
+
+
+def test_flags_map_to_the_config():
+    from maml_tf import main
+
+    main.FLAGS.unparse_flags()
+    try:
+        main.FLAGS(["main", "--datasource=folder", "--data_dir=data/leaves", "--folder_split=0.7,0.1,0.2",
+                    "--image_size=32", "--channels=1"])
+        cfg = main.config_from_flags(main.FLAGS)
+    finally:
+        main.FLAGS.unparse_flags()
+    assert (cfg.dataset, cfg.data_dir, cfg.folder_split, cfg.image_size, cfg.channels) == \
+        ("folder", "data/leaves", "0.7,0.1,0.2", 32, 1)
+    assert main.run_name(cfg).startswith("folder-leaves.5way5shot.")
