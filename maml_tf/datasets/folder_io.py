@@ -72,13 +72,20 @@ def split_classes(names: Sequence[str], fractions: str, where: str = "") -> Dict
     return {s: np.sort(part) for s, part in zip(SPLITS, np.split(order, cuts))}
 
 
+def _scan(folder: str) -> List[os.DirEntry]:
+    try:
+        return sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as err:
+        raise UserError(f"cannot list {folder}: {err.strerror or err}") from None
+
+
 def _visible_dirs(folder: str) -> List[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    return [e.name for e in _scan(folder) if e.is_dir() and not e.name.startswith(".")]
 
 
 def _image_files(folder: str, skipped: List[str]) -> Tuple[str, ...]:
     files = []
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+    for entry in _scan(folder):
         if not entry.is_file():
             continue
         if entry.name.startswith(".") or os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
@@ -118,6 +125,11 @@ def list_folder(root: str, fractions: str) -> Listing:
             splits[split] = np.arange(len(classes), len(classes) + len(names))
             classes += [ClassFiles(f"{split}/{n}", _image_files(os.path.join(root, split, n), skipped))
                         for n in names]
+        seen = [c.name.split("/", 1)[1] for c in classes]
+        twice = sorted({n for n in seen if seen.count(n) > 1})
+        if twice:
+            raise UserError(f"class {twice[0]} is in more than one of {root}'s train/, val/ and "
+                            f"test/ ({len(twice)} such classes): the splits must be disjoint")
     else:
         if not top:
             raise UserError(f"{root} has no class sub-folders: --datasource=folder reads "

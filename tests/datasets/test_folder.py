@@ -105,6 +105,10 @@ def test_presplit_layout_and_skipped_files(tmp_path, capsys):
     assert names["val"] == ["val/class06", "val/class07", "val/class08"]
     assert len(listing.classes[0].files) == 6
     assert "skipped 2 hidden or non-image files" in capsys.readouterr().err
+    os.makedirs(tmp_path / "data" / "test" / "class06")
+    one_line_error(lambda: folder_io.list_folder(root, "0.64,0.16,0.2"), "class06", "disjoint")
+    os.makedirs(tmp_path / "data" / "other")
+    one_line_error(lambda: folder_io.list_folder(root, "0.64,0.16,0.2"), "also other")
 
 
 def test_meta_training_learns(tmp_path):
