@@ -220,3 +220,15 @@ def test_flags_map_to_the_config():
     assert (cfg.dataset, cfg.data_dir, cfg.folder_split, cfg.image_size, cfg.channels) == \
         ("folder", "data/leaves", "0.7,0.1,0.2", 32, 1)
     assert main.run_name(cfg).startswith("folder-leaves.5way5shot.")
+
+
+def test_channels_follow_the_images(tmp_path, capsys):
+    root = write_tree(tmp_path / "data")
+    for c in range(12):  # every image grey (one of them 1-bit): read as grey
+        for i in range(6):
+            path = os.path.join(root, f"class{c:02d}", f"{i}.png")
+            Image.open(path).convert("1" if (c, i) == (0, 0) else "L").save(path)
+    assert datasets.get_sampler(config(root, tmp_path / "cache1")).input_shape == (20, 20, 1)
+    class_image(3, 9, (20, 20)).save(os.path.join(root, "class03", "9.png"))  # one RGB image
+    assert datasets.get_sampler(config(root, tmp_path / "cache2")).input_shape == (20, 20, 3)
+    assert "mixed modes RGB (1), grey (72): all read as RGB" in capsys.readouterr().err
