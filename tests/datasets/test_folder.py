@@ -1,4 +1,5 @@
-"""--datasource=folder: a researcher's own class-per-folder images, split, decoded, cached, meta-trained on, and its bad inputs."""
+"""--datasource=folder: a researcher's own class-per-folder images, split, decoded, cached,
+meta-trained on, and its bad inputs."""
 
 import os
 import zipfile
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 from maml_tf import datasets
-from maml_tf.datasets import folder, folder_io, omniglot_data
+from maml_tf.datasets import folder_io, omniglot_data
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import IDENTITY_FIELDS, Config
 
