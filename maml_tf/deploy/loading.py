@@ -23,6 +23,11 @@ class NetworkSpec:
     """What `build_model` reads from a sampler, without loading any data."""
 
     def __init__(self, config: Config):
+        if config.dataset not in ("sinusoid", "omniglot", "miniimagenet"):
+            # Its input shape depends on the images it read (--image_size/--channels auto): a
+            # guessed one would load only the weights that fit, a silently wrong model.
+            raise UserError(f"a {config.dataset} run directory cannot be loaded by its settings "
+                            "alone (its input shape came from its images): load its model.keras")
         if config.dataset == "sinusoid":
             s = sinusoid.make_sampler(config)
             self.problem, self.input_shape, self.output_dim = s.problem, s.input_shape, s.output_dim
