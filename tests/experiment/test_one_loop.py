@@ -50,7 +50,7 @@ def wait_for_iteration(proc, n):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["metatrain", "pretrain", "rl"])
+@pytest.mark.parametrize("kind", ["pretrain", "rl"])  # meta-training: test_interrupts.py, test_rundir.py
 def test_lock_interrupt_and_identity_hold_for_every_kind_of_run(kind, small, tmp_path):
     flags, changed = kinds(small, tmp_path / "cache")[kind]
     first = start(flags(tmp_path, LONG))
