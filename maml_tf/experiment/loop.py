@@ -73,7 +73,7 @@ def run(steps: Steps, start: int, total: int, checkpoint_interval: int, print_in
         log.add(iteration, steps.step(iteration))
         if iteration % print_interval == 0:
             log.flush(iteration, steps.phase(iteration))
-        with _writing(iteration, where, stop):
+        with _writing(iteration, where, stop, errors=(OSError,)):  # its TF errors are its own
             early = steps.after(iteration)
         if iteration % checkpoint_interval == 0 or iteration == total or stop.signum or early:
             with _writing(iteration, where, stop):
@@ -88,12 +88,13 @@ def run(steps: Steps, start: int, total: int, checkpoint_interval: int, print_in
 
 
 @contextlib.contextmanager
-def _writing(iteration: int, where: Optional[str], stop: Interrupts):
+def _writing(iteration: int, where: Optional[str], stop: Interrupts,
+             errors: tuple = (OSError, tf.errors.OpError)):
     """A disk that fills or a run directory that becomes unwritable: one line saying so and
     what is kept (a checkpoint is written to a temporary name first: the last good one stays)."""
     try:
         yield
-    except (OSError, tf.errors.OpError) as err:
+    except errors as err:
         reason = getattr(err, "strerror", None) or str(getattr(err, "message", err)).splitlines()[0]
         kept = (f"the newest checkpoint, iteration {stop.saved}, is intact" if stop.saved
                 else "no checkpoint was written yet")
