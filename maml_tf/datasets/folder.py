@@ -18,7 +18,7 @@ import numpy as np
 
 from maml_tf.datasets import SplitSize
 from maml_tf.datasets import folder_io as io
-from maml_tf.datasets.miniimagenet import gather_tasks
+from maml_tf.datasets.miniimagenet import check_task_fits, gather_tasks
 from maml_tf.datasets.miniimagenet_io import SplitImages
 from maml_tf.errors import UserError
 from maml_tf.types import Task
@@ -91,13 +91,7 @@ class FolderSampler:
 
     def sample(self, split, meta_batch_size, shots, queries, rng) -> Task:
         data, ways = self.split(split), self.output_dim
-        if ways > len(data.classes):
-            raise UserError(f"the folder {split} split has {len(data.classes)} classes, fewer "
-                            f"than --num_classes={ways}")
-        if shots + queries > data.counts.min():
-            small = int(data.counts.argmin())
-            raise UserError(f"class {data.classes[small]} ({split} split) has {data.counts[small]} "
-                            f"images, fewer than the {shots} + {queries} (support + query) a task needs")
+        check_task_fits("folder", split, data, ways, shots, queries)
         x = gather_tasks(data, meta_batch_size, ways, shots + queries, rng)
         x = np.divide(x, 255.0, dtype=np.float32)  # only this batch is ever float
         labels = np.broadcast_to(np.arange(ways, dtype=np.int32)[None, :, None], x.shape[:3])

@@ -133,13 +133,7 @@ class MiniImageNetSampler:
 
     def sample(self, split, meta_batch_size, shots, queries, rng) -> Task:
         data, ways = self.split(split), self.output_dim
-        if ways > len(data.classes):
-            raise UserError(f"the miniImageNet {split} split has {len(data.classes)} classes, "
-                            f"fewer than --num_classes={ways}")
-        if shots + queries > data.counts.min():
-            small = data.classes[int(data.counts.argmin())]
-            raise UserError(f"miniImageNet class {small} ({split}) has {data.counts.min()} images, "
-                            f"fewer than the {shots} + {queries} (support + query) a task needs")
+        check_task_fits("miniImageNet", split, data, ways, shots, queries)
         x = gather_tasks(data, meta_batch_size, ways, shots + queries, rng)
         x = np.divide(x, 255.0, dtype=np.float32)  # only this batch is ever float
         labels = np.broadcast_to(np.arange(ways, dtype=np.int32)[None, :, None],
@@ -155,3 +149,15 @@ class MiniImageNetSampler:
 
 def make_sampler(config) -> MiniImageNetSampler:
     return MiniImageNetSampler(config.data_dir, config.ways, config.cache_dir)
+
+
+def check_task_fits(dataset: str, split: str, data, ways: int, shots: int, queries: int):
+    """UserError unless the split's classes and images per class can make the task."""
+    if ways > len(data.classes):
+        raise UserError(f"the {dataset} {split} split has {len(data.classes)} classes, "
+                        f"fewer than --num_classes={ways}")
+    if shots + queries > data.counts.min():
+        small = int(data.counts.argmin())
+        raise UserError(f"{dataset} class {data.classes[small]} ({split} split) has "
+                        f"{data.counts[small]} images, fewer than the {shots} + {queries} "
+                        "(support + query) a task needs")
