@@ -18,7 +18,7 @@ import numpy as np
 
 from maml_tf.datasets import SplitSize
 from maml_tf.datasets import folder_io as io
-from maml_tf.datasets.miniimagenet import check_task_fits, gather_tasks
+from maml_tf.datasets.miniimagenet import split_tasks
 from maml_tf.datasets.miniimagenet_io import SplitImages
 from maml_tf.errors import UserError
 from maml_tf.types import Task
@@ -90,18 +90,8 @@ class FolderSampler:
         return self._splits[name]
 
     def sample(self, split, meta_batch_size, shots, queries, rng) -> Task:
-        data, ways = self.split(split), self.output_dim
-        check_task_fits("folder", split, data, ways, shots, queries)
-        x = gather_tasks(data, meta_batch_size, ways, shots + queries, rng)
-        x = np.divide(x, 255.0, dtype=np.float32)  # only this batch is ever float
-        labels = np.broadcast_to(np.arange(ways, dtype=np.int32)[None, :, None], x.shape[:3])
-
-        def part(a, lo, hi):  # [B, W, P, ...] -> [B, W * (hi - lo), ...], class-major
-            a = a[:, :, lo:hi]
-            return np.ascontiguousarray(a.reshape((a.shape[0], -1) + a.shape[3:]))
-
-        return Task(part(x, 0, shots), part(labels, 0, shots),
-                    part(x, shots, shots + queries), part(labels, shots, shots + queries))
+        return split_tasks("folder", split, self.split(split), meta_batch_size, self.output_dim,
+                           shots, queries, rng)
 
 
 def image_format(config, listing: io.Listing) -> Tuple[int, int]:

@@ -132,19 +132,25 @@ class MiniImageNetSampler:
         return self._splits[name]
 
     def sample(self, split, meta_batch_size, shots, queries, rng) -> Task:
-        data, ways = self.split(split), self.output_dim
-        check_task_fits("miniImageNet", split, data, ways, shots, queries)
-        x = gather_tasks(data, meta_batch_size, ways, shots + queries, rng)
-        x = np.divide(x, 255.0, dtype=np.float32)  # only this batch is ever float
-        labels = np.broadcast_to(np.arange(ways, dtype=np.int32)[None, :, None],
-                                 x.shape[:3])  # [B, W, per_class]
+        return split_tasks("miniImageNet", split, self.split(split), meta_batch_size,
+                           self.output_dim, shots, queries, rng)
 
-        def part(a, lo, hi):  # [B, W, P, ...] -> [B, W * (hi - lo), ...], class-major
-            a = a[:, :, lo:hi]
-            return np.ascontiguousarray(a.reshape((a.shape[0], -1) + a.shape[3:]))
 
-        return Task(part(x, 0, shots), part(labels, 0, shots),
-                    part(x, shots, shots + queries), part(labels, shots, shots + queries))
+def split_tasks(dataset: str, split: str, data, meta_batch_size: int, ways: int, shots: int,
+                queries: int, rng) -> Task:
+    """A meta-batch of tasks from one split's uint8 images (miniImageNet's, a folder's)."""
+    check_task_fits(dataset, split, data, ways, shots, queries)
+    x = gather_tasks(data, meta_batch_size, ways, shots + queries, rng)
+    x = np.divide(x, 255.0, dtype=np.float32)  # only this batch is ever float
+    labels = np.broadcast_to(np.arange(ways, dtype=np.int32)[None, :, None],
+                             x.shape[:3])  # [B, W, per_class]
+
+    def part(a, lo, hi):  # [B, W, P, ...] -> [B, W * (hi - lo), ...], class-major
+        a = a[:, :, lo:hi]
+        return np.ascontiguousarray(a.reshape((a.shape[0], -1) + a.shape[3:]))
+
+    return Task(part(x, 0, shots), part(labels, 0, shots),
+                part(x, shots, shots + queries), part(labels, shots, shots + queries))
 
 
 def make_sampler(config) -> MiniImageNetSampler:
