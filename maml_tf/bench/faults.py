@@ -145,9 +145,10 @@ def main():
                           args.checkpoint_interval, args.seed, log=lambda m: print(m, flush=True))
         rows = damage.campaign(root, args.iterations, args.checkpoint_interval,
                                log=lambda m: print(m, flush=True)) if args.damage else []
-    text = report(result, args, time.time() - t0)
-    if rows:
-        text += "\n".join(damage.report(rows, args.iterations)) + "\n"
+        text = report(result, args, time.time() - t0)
+        if rows:
+            text += "\n".join(damage.report(rows, args.iterations)) + "\n"
+        text = text.replace(root, "$TMP")  # the report names no folder of this machine
     print(text)
     if args.out:
         with open(args.out, "w") as f:

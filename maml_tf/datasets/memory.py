@@ -14,7 +14,13 @@ def example_bytes(config) -> int:
     float32 input and its float32 target or int32 label."""
     if config.dataset == "sinusoid":
         return 4 * ((3 if config.oracle else 1) + 1)  # x (the oracle: x, A, phi) and y
-    shape = (omniglot_data.SIZE,) * 2 if config.dataset == "omniglot" else miniimagenet_io.IMAGE_SHAPE
+    if config.dataset == "folder":  # auto size: at most 84; auto channels: at most 3
+        side = config.image_size or 84
+        shape = (side, side, config.channels or 3)
+    elif config.dataset == "omniglot":
+        shape = (omniglot_data.SIZE,) * 2
+    else:
+        shape = miniimagenet_io.IMAGE_SHAPE
     return 4 * (int(np.prod(shape)) + 1)
 
 

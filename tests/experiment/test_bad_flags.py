@@ -123,3 +123,9 @@ def test_batches_that_fit_are_accepted():
     memory.check_task_memory(Config(dataset="miniimagenet", ways=5, shots=5, queries=15, meta_batch_size=2), GIB)
     assert memory.example_bytes(Config(dataset="miniimagenet")) == 4 * (84 * 84 * 3 + 1)
     assert memory.example_bytes(Config(dataset="sinusoid", oracle=True)) == 4 * 4
+
+
+def test_the_memory_estimate_follows_a_folder_datasets_image_size():
+    big = Config(dataset="folder", image_size=224, channels=3)
+    assert memory.example_bytes(big) == 4 * (224 * 224 * 3 + 1)
+    assert memory.example_bytes(Config(dataset="folder")) == 4 * (84 * 84 * 3 + 1)  # auto: at most
