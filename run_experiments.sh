@@ -54,7 +54,7 @@ if [ "$SAVE" = 1 ]; then save_runs; exit; fi
 run() {
   local name=$1 a
   shift
-  [[ -z $ONLY || $name == *"$ONLY"* ]] || return 0
+  wanted "$name" || return 0
   local args=()
   for a in "$@"; do
     if [ "$QUICK" = 1 ]; then
@@ -69,11 +69,19 @@ run() {
   "$PY" -m maml_tf.main "${args[@]}"
 }
 
-# report NAME COMMAND...: a results/ report built from the runs above it.
+# wanted NAME: whether PATTERN selects the line NAME.
+wanted() { [[ -z $ONLY || $1 == *"$ONLY"* ]]; }
+# dir_of FLAGS...: the run directory those flags name, asked of the package (never spelled here).
+dir_of() { "$PY" -m maml_tf.main "$@" --print_run_dir; }
+# stored_or DIR: DIR (under $LOGDIR), else its committed copy in the run store (a fresh machine).
+stored_or() { if [ -d "$1" ]; then echo "$1"; else echo "$MAML_TF_RUN_STORE/${1#"$LOGDIR"/}"; fi; }
+
+# report NAME COMMAND...: a results/ report built from the runs above it (`if wanted NAME` around
+# a report whose arguments ask for run directories, so they are asked for only when it runs).
 report() {
   local name=$1
   shift
-  [[ -z $ONLY || $name == *"$ONLY"* ]] || return 0
+  wanted "$name" || return 0
   echo "== $name: $*"
   "$@"
 }
@@ -88,10 +96,10 @@ for K in 5 10; do
   run sinusoid-pretrained-test $SINE --pretrain_iterations=70000 --metatrain_iterations=0 --train=False --test_set=True --train_update_batch_size=10 --update_batch_size=$K --train_update_lr=0.01 --update_lr=0.02
 done
 # END sinusoid
-report sinusoid-report "$PY" -m maml_tf.reports.sinusoid --out "$RESULTS" \
-  --maml "$LOGDIR/sine/sinusoid.k10.maml.mbs25.steps1.lr0.01.normNone" \
-  --pretrained "$LOGDIR/sine/sinusoid.k10.pretrained.normNone" \
-  --commands "$(sed -n '/^# BEGIN sinusoid/,/^# END sinusoid/p' "$0")"
+if wanted sinusoid-report; then report sinusoid-report "$PY" -m maml_tf.reports.sinusoid --out "$RESULTS" \
+  --maml "$(dir_of $SINE --metatrain_iterations=70000 --update_batch_size=10 --update_lr=0.01)" \
+  --pretrained "$(dir_of $SINE --pretrain_iterations=70000 --metatrain_iterations=0 --update_batch_size=10 --update_lr=0.01)" \
+  --commands "$(sed -n '/^# BEGIN sinusoid/,/^# END sinusoid/p' "$0")"; fi
 
 # BEGIN omniglot (Table 1; the original README's commands; 60k iterations; test: 600 tasks of the 423 meta-test characters)
 for K in 1 5; do
@@ -107,9 +115,9 @@ done
 # END omniglot
 # The trained 20-way model's second-order meta-gradient at full size (5 inner steps) in float64:
 # fast paths against the reference ones and against finite differences (results/runs/omniglot_notes.md)
-[ "$QUICK" = 1 ] || report omniglot-gradcheck "$PY" -m maml_tf.bench.gradcheck \
-  "$STORE/omniglot20way/omniglot.20way1shot.maml.mbs16.steps5.lr0.1.conv64" \
-  "${MAML_TF_DATA_DIR:-data}" "${MAML_TF_CACHE_DIR:-$HOME/.cache/maml_tf}"
+if [ "$QUICK" = 0 ] && wanted omniglot-gradcheck; then report omniglot-gradcheck "$PY" -m maml_tf.bench.gradcheck \
+  "$(dir_of ${O20/update_batch_size=5/update_batch_size=1} --logdir="$STORE/omniglot20way")" \
+  "${MAML_TF_DATA_DIR:-data}" "${MAML_TF_CACHE_DIR:-$HOME/.cache/maml_tf}"; fi
 report omniglot-report "$PY" -m maml_tf.reports.omniglot --out "$RESULTS" \
   --logdir "$LOGDIR/omniglot5way" --logdir "$LOGDIR/omniglot20way" \
   --logdir "$MAML_TF_RUN_STORE/omniglot5way" --logdir "$MAML_TF_RUN_STORE/omniglot20way" \
@@ -141,16 +149,14 @@ if [ "$QUICK" = 0 ]; then
   report reptile-timing $BENCH --benches omniglot_5w1s_q1_o2 --set shots=5 --set queries=5 --out "$LOGDIR/timing_maml5.jsonl"
   report reptile-timing $BENCH --benches omniglot_5w1s_q1_o1 --out "$LOGDIR/timing_fomaml.jsonl"
 fi
-# A run's directory under $LOGDIR, else its committed copy in the run store (a fresh machine).
-rundir() { if [ -d "$LOGDIR/$1" ]; then echo "$LOGDIR/$1"; else echo "$MAML_TF_RUN_STORE/$1"; fi; }
-O5RUN=omniglot5way/omniglot.5way
-report reptile-report "$PY" -m maml_tf.reports.reptile --out "$RESULTS" \
-  --run "reptile=$(rundir omniglot_reptile/omniglot.5way10shot.reptile.mbs5.steps5.lr0.001.adam.ib10.eps1-0.conv64)" \
-  --run "maml=$(rundir ${O5RUN}1shot.maml.mbs32.steps1.lr0.4.conv64)" --run "maml5=$(rundir ${O5RUN}5shot.maml.mbs32.steps1.lr0.4.conv64)" \
-  --run "fomaml=$(rundir ${O5RUN}1shot.maml_fo.mbs32.steps1.lr0.4.conv64)" \
+if wanted reptile-report; then report reptile-report "$PY" -m maml_tf.reports.reptile --out "$RESULTS" \
+  --run "reptile=$(stored_or "$(dir_of $R5 --update_batch_size=1)")" \
+  --run "maml=$(stored_or "$(dir_of $FO5 --stop_grad=False)")" \
+  --run "maml5=$(stored_or "$(dir_of $FO5 --stop_grad=False --update_batch_size=5)")" \
+  --run "fomaml=$(stored_or "$(dir_of $FO5)")" \
   $(for L in reptile maml maml5 fomaml; do [ -e "$LOGDIR/timing_$L.jsonl" ] && echo "--timing $L=$LOGDIR/timing_$L.jsonl"; done) \
   --commands "$(sed -n '/^# BEGIN reptile/,/^# END reptile/p' "$0")" \
-  --notes "$(cat "$LOGDIR/reptile_notes.md" "$MAML_TF_RUN_STORE/reptile_notes.md" 2>/dev/null || true)"
+  --notes "$(cat "$LOGDIR/reptile_notes.md" "$MAML_TF_RUN_STORE/reptile_notes.md" 2>/dev/null || true)"; fi
 
 # BEGIN miniimagenet (needs the real images: data/README.md; 60k iterations; 600 test tasks)
 # Model selection as the paper: 600 fixed meta-validation tasks every 2,000 iterations.
@@ -186,10 +192,10 @@ report miniimagenet-report "$PY" -m maml_tf.reports.miniimagenet --out "$RESULTS
 # classes), best checkpoint by fine-tuned accuracy on 100 validation tasks. Each baseline's step size and
 # batch-norm mode are chosen on 100 validation tasks (eval_val_* files) and read back by --choose.
 choose() { "$PY" -m maml_tf.reports.transfer --choose "$@"; }
-# transfer_lines DATA PRETRAIN_FLAGS SCRATCH_FLAGS PRETRAIN_DIR SCRATCH_DIR WAYS:SHOTS...: validation grid, then test
+# transfer_lines DATA PRETRAIN_FLAGS SCRATCH_FLAGS WAYS:SHOTS...: validation grid, then test
 transfer_lines() {
-  local D=$1 PRE=$2 SCR=$3 PDIR=$4 SDIR=$5 WK S N V BN LR M CHOSEN
-  shift 5
+  local D=$1 PRE=$2 SCR=$3 WK S N V BN LR M CHOSEN
+  shift 3
   for WK in "$@"; do
     S="--num_classes=${WK%:*} --update_batch_size=${WK#*:}" N=${WK%:*}w${WK#*:}s V="--train=False --num_test_tasks=100"
     for BN in batch moving; do
@@ -201,33 +207,29 @@ transfer_lines() {
     for LR in 0.1 0.4; do run transfer-$D-val-$N $SCR $S $V --update_lr=$LR; done
     for M in all head nearest cosine; do
       CHOSEN=""
-      [[ -z $ONLY || transfer-$D-test-$N == *"$ONLY"* ]] && CHOSEN=$(choose "$PDIR" --method=$M --ways=${WK%:*} --shots=${WK#*:})
+      wanted transfer-$D-test-$N && CHOSEN=$(choose "$(dir_of $PRE)" --method=$M --ways=${WK%:*} --shots=${WK#*:})
       run transfer-$D-test-$N $PRE $S --train=False --test_set=True --finetune=$M $CHOSEN
     done
     CHOSEN=""
-    [[ -z $ONLY || transfer-$D-test-$N == *"$ONLY"* ]] && CHOSEN=$(choose "$SDIR" --method=all --ways=${WK%:*} --shots=${WK#*:})
+    wanted transfer-$D-test-$N && CHOSEN=$(choose "$(dir_of $SCR)" --method=all --ways=${WK%:*} --shots=${WK#*:})
     run transfer-$D-test-$N $SCR $S --train=False --test_set=True $CHOSEN
   done
 }
 OPRE="--datasource=omniglot --baseline=pretrained --metatrain_iterations=0 --pretrain_iterations=5000 --pretrain_batch_size=64 --pretrain_lr=0.1 --update_batch_size=1 --update_lr=0.1 --test_num_updates=10 --val_interval=1000 --num_val_tasks=100 --checkpoint_interval=500 --logdir=$LOGDIR/omniglot_transfer"
 OSCR="--datasource=omniglot --baseline=scratch --metatrain_iterations=0 --test_num_updates=10 --logdir=$LOGDIR/omniglot_transfer"
-OPRE_DIR=$LOGDIR/omniglot_transfer/omniglot.pretrained.bs64.lr0.1.conv64
-OSCR_DIR=$LOGDIR/omniglot_transfer/omniglot.scratch.conv64
 run transfer-omniglot-pretrain $OPRE
-transfer_lines omniglot "$OPRE" "$OSCR" "$OPRE_DIR" "$OSCR_DIR" 5:1 5:5 20:1 20:5
+transfer_lines omniglot "$OPRE" "$OSCR" 5:1 5:5 20:1 20:5
 # MiniImageNet: the 64 training classes (38,400 images); tasks as MAML's test lines (K queries per class).
 MPRE="--datasource=miniimagenet --num_filters=32 --max_pool=True --baseline=pretrained --metatrain_iterations=0 --pretrain_iterations=6000 --pretrain_batch_size=64 --pretrain_lr=0.1 --update_batch_size=1 --update_lr=0.1 --test_num_updates=10 --val_interval=1000 --num_val_tasks=100 --checkpoint_interval=250 --logdir=$LOGDIR/miniimagenet_transfer"
 MSCR="--datasource=miniimagenet --num_filters=32 --max_pool=True --baseline=scratch --metatrain_iterations=0 --test_num_updates=10 --logdir=$LOGDIR/miniimagenet_transfer"
-MPRE_DIR=$LOGDIR/miniimagenet_transfer/miniimagenet.pretrained.bs64.lr0.1.conv32.maxpool
-MSCR_DIR=$LOGDIR/miniimagenet_transfer/miniimagenet.scratch.conv32.maxpool
 run transfer-miniimagenet-pretrain $MPRE
-transfer_lines miniimagenet "$MPRE" "$MSCR" "$MPRE_DIR" "$MSCR_DIR" 5:1 5:5
+transfer_lines miniimagenet "$MPRE" "$MSCR" 5:1 5:5
 # END transfer
-report transfer-report "$PY" -m maml_tf.reports.transfer --out "$RESULTS" \
-  --pretrained "omniglot=$OPRE_DIR" --scratch "omniglot=$OSCR_DIR" \
-  --pretrained "miniimagenet=$MPRE_DIR" --scratch "miniimagenet=$MSCR_DIR" \
+if wanted transfer-report; then report transfer-report "$PY" -m maml_tf.reports.transfer --out "$RESULTS" \
+  --pretrained "omniglot=$(dir_of $OPRE)" --scratch "omniglot=$(dir_of $OSCR)" \
+  --pretrained "miniimagenet=$(dir_of $MPRE)" --scratch "miniimagenet=$(dir_of $MSCR)" \
   --commands "$(sed -n '/^# BEGIN transfer/,/^# END transfer/p' "$0")" \
-  --notes "$(cat "$LOGDIR/transfer_notes.md" "$MAML_TF_RUN_STORE/transfer_notes.md" 2>/dev/null || true)"
+  --notes "$(cat "$LOGDIR/transfer_notes.md" "$MAML_TF_RUN_STORE/transfer_notes.md" 2>/dev/null || true)"; fi
 
 # BEGIN 2dnavigation (Section 5.3, Figure 4: TRPO meta-optimizer, 20 goals x 20 paths, alpha 0.1, 500 iterations)
 NAV="--datasource=2dnavigation --logdir=$LOGDIR/rl"
@@ -245,12 +247,12 @@ done
 run nav-pretrained-test  $NAV --pretrain_iterations=500 --metatrain_iterations=0 --train=False --test_set=True
 run nav-pretrained-test  $NAV --pretrain_iterations=500 --metatrain_iterations=0 --train=False --test_set=True --update_lr=0.01 --later_update_lr=0.005
 # END 2dnavigation
-RL=$LOGDIR/rl/2dnavigation
+if wanted nav-report; then
+NAV_MAML=$(dir_of $NAV --metatrain_iterations=500) NAV_PRE=$(dir_of $NAV --pretrain_iterations=500 --metatrain_iterations=0)
 report nav-report "$PY" -m maml_tf.reports.rl_navigation --out "$RESULTS" \
-  --maml "$RL.maml.mbs20.paths20.lr0.1.seed0" --pretrained "$RL.pretrained.mbs20.paths20.seed0" \
-  --random "$RL.random.seed0" \
-  --also "pretrained, validation-chosen step sizes=$RL.pretrained.mbs20.paths20.seed0/eval_test_goals40_lr0.01-0.005_iter500.json" \
-  --also "MAML, earlier checkpoint=$RL.maml.mbs20.paths20.lr0.1.seed0/eval_test_goals40_lr0.1-0.05_iter100.json" \
-  --also "first-order MAML (--stop_grad)=$RL.maml_fo.mbs20.paths20.lr0.1.seed0/eval_test_goals40_lr0.1-0.05_iter100.json" \
+  --maml "$NAV_MAML" --pretrained "$NAV_PRE" --random "$(dir_of $NAV --metatrain_iterations=0)" \
+  --also "pretrained, validation-chosen step sizes=$NAV_PRE/eval_test_goals40_lr0.01-0.005_iter500.json" \
+  --also "MAML, earlier checkpoint=$NAV_MAML/eval_test_goals40_lr0.1-0.05_iter100.json" \
+  --also "first-order MAML (--stop_grad)=$(dir_of $NAV --metatrain_iterations=100 --stop_grad=True)/eval_test_goals40_lr0.1-0.05_iter100.json" \
   --trajectories "maml;pretrained;pretrained, validation-chosen step sizes" \
-  --commands "$(sed -n '/^# BEGIN 2dnavigation/,/^# END 2dnavigation/p' "$0")"
+  --commands "$(sed -n '/^# BEGIN 2dnavigation/,/^# END 2dnavigation/p' "$0")"; fi

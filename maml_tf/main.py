@@ -68,6 +68,7 @@ flags.DEFINE_integer("checkpoint_interval", 1000, "save a checkpoint every N ite
 flags.DEFINE_integer("print_interval", 100, "print and log training metrics every N iterations")
 flags.DEFINE_float("grad_clip", -1, "clip meta-gradients to +-this (0: off; -1: 10 for miniimagenet as the original, else off)")
 flags.DEFINE_string("run_name", None, "run directory under --logdir (default: built from the run's settings)")
+flags.DEFINE_bool("print_run_dir", False, "print the run directory these flags name (--logdir/<run name>) and exit: nothing is checked, loaded or trained")
 flags.DEFINE_string("data_dir", None, f"dataset root (default: ${DATA_ENV}, else ./data)")
 flags.DEFINE_string("eval_dir", None, "with --train=False: write the evaluation's eval_*.json/csv here instead of into the run directory (e.g. a read-only one)")
 flags.DEFINE_string("cache_dir", None, f"writable cache for prepared data (default: ${CACHE_ENV}, else ~/.cache/maml_tf)")
@@ -132,6 +133,7 @@ def config_from_flags(f) -> Config:
         omniglot_split=f.omniglot_split, omniglot_resize=f.omniglot_resize,
         folder_split=f.folder_split, image_size=f.image_size, channels=f.channels,
         patience=f.patience, run_store=f.run_store or os.environ.get(STORE_ENV) or None,
+        train=f.train, resume=f.resume, test_iter=f.test_iter, test_best=f.test_best,
         eval_dir=f.eval_dir or None, cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)
         or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
 
@@ -158,55 +160,50 @@ def _load_tensorflow():
     logging.set_verbosity(logging.WARNING)
 
 
-def main_rl():
-    """2D navigation: the same flags, handed to maml_tf.rl (policy gradients, TRPO)."""
-    from maml_tf.rl import flags_map
-    from maml_tf.rl.config import run_name as rl_run_name
+def config_and_workdir(f):
+    """The run's Config (an RLConfig for 2dnavigation) and its directory, from the flags."""
+    if f.datasource == "2dnavigation":
+        from maml_tf.rl import flags_map
+        from maml_tf.rl.config import run_name as rl_run_name
 
-    if FLAGS.strategy != "default":
-        raise UserError("--strategy is for supervised meta-learning; 2dnavigation runs on one device")
-    config = flags_map.config_from_flags(FLAGS).validate()
-    workdir = run_directory(FLAGS.logdir, FLAGS.run_name or rl_run_name(config))
+        if f.strategy != "default":
+            raise UserError("--strategy is for supervised meta-learning; 2dnavigation runs on one device")
+        config = flags_map.config_from_flags(f)
+        return config, run_directory(f.logdir, f.run_name or rl_run_name(config))
+    config = config_from_flags(f)
+    return config, run_directory(f.logdir, f.run_name or run_name(config))
+
+
+def execute(config, workdir):
+    """Trains or evaluates the run `config` defines in `workdir` (config validated once)."""
+    config = config.validate()
+    if FLAGS.datasource == "2dnavigation":
+        _load_tensorflow()
+        from maml_tf.rl import evaluate as rl_evaluate, train as rl_train
+
+        return rl_train.train(config, workdir) if config.train else rl_evaluate.evaluate_run(config, workdir)
+    runtime.configure(config)  # before TensorFlow loads
     _load_tensorflow()
-    from maml_tf.rl import evaluate, train
+    from maml_tf.experiment import baselines, evaluate, pretrain, train
 
-    if FLAGS.train:
-        train.train(config, workdir, resume=FLAGS.resume)
-    else:
-        evaluate.evaluate_run(config, workdir, FLAGS.test_iter)
-
-
-def main_transfer(config, workdir):
-    """--baseline=pretrained / scratch: supervised pretraining, or a baseline's evaluation."""
-    from maml_tf.experiment import baselines, pretrain
-
-    if not FLAGS.train:
-        baselines.evaluate_baseline(config, workdir, FLAGS.test_iter)
-    elif config.baseline == "scratch":
+    if config.baseline == "scratch" and config.train:
         raise UserError("--baseline=scratch trains nothing: evaluate it with --train=False")
-    else:
-        pretrain.pretrain(config, workdir, resume=FLAGS.resume)
+    if config.baseline != "none":
+        return (pretrain.pretrain if config.train else baselines.evaluate_baseline)(config, workdir)
+    if not config.train:
+        return evaluate.evaluate_checkpoint(config, workdir)
+    train.train_and_evaluate(config, workdir)
+    print(f"evaluate it: {evaluate_command(sys.argv)}", flush=True)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
-        if FLAGS.datasource == "2dnavigation":
-            return main_rl()
-        config = config_from_flags(FLAGS).validate()
-        workdir = run_directory(FLAGS.logdir, FLAGS.run_name or run_name(config))
-        runtime.configure(config)  # before TensorFlow loads
-        _load_tensorflow()
-        from maml_tf.experiment import evaluate, train
-
-        if config.baseline != "none":
-            return main_transfer(config, workdir)
-        if FLAGS.train:
-            train.train_and_evaluate(config, workdir, resume=FLAGS.resume)
-            print(f"evaluate it: {evaluate_command(sys.argv)}", flush=True)
-        else:
-            evaluate.evaluate_checkpoint(config, workdir, FLAGS.test_iter, best=FLAGS.test_best)
+        config, workdir = config_and_workdir(FLAGS)
+        if FLAGS.print_run_dir:
+            return print(workdir)
+        execute(config, workdir)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -171,15 +171,15 @@ def restore_pretrained(config: Config, workdir: str, sampler, iteration: Optiona
     return model, Checkpointer(source, {"model": model}).restore_iteration(iteration)
 
 
-def evaluate_baseline(config: Config, workdir: str, iteration: Optional[int] = None,
-                      sampler=None) -> Dict:
+def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
     """Evaluates `config.finetune` from the pretrained (or random) weights on `config.eval_tasks`
-    fixed tasks; writes eval_<split>_shots<K>_lr<a>_iter<N>_<ways>way_<finetune>_bn<bn>.{json,csv}."""
+    fixed tasks (the pretrained weights of `config.test_iter`, -1: the validation-chosen best);
+    writes eval_<split>_shots<K>_lr<a>_iter<N>_<ways>way_<finetune>_bn<bn>.{json,csv}."""
     config.validate()
     sampler = sampler or get_sampler(config)
     evaluator, restored = TransferEval(config, sampler), 0
     if config.baseline == "pretrained":
-        pretrained, restored = restore_pretrained(config, workdir, sampler, iteration)
+        pretrained, restored = restore_pretrained(config, workdir, sampler, config.test_iter)
         evaluator.load_backbone(pretrained)
     os.makedirs(workdir, exist_ok=True)
     stats = evaluator.evaluate(config.eval_split, config.eval_tasks)

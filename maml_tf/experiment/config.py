@@ -1,6 +1,7 @@
 """The frozen experiment configuration, built once (from flags in `main`, directly in tests)."""
 
 import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -106,13 +107,23 @@ class Config:
     # Where the meta-batch runs (maml_tf/distribute.py): split evenly over the replicas.
     strategy: str = "default"  # "default" (one device), "mirrored", "multi_worker" or "tpu"
     num_cpu_devices: int = 2  # mirrored without GPUs: logical CPU devices (replicas), for testing
+    # What is done with the run (main's --train/--resume/--test_iter/--test_best): never part of
+    # its identity, so one run directory serves training, its resumes and its evaluations.
+    train: bool = True  # False: evaluate a checkpoint
+    resume: bool = True  # continue from the run's newest checkpoint if there is one
+    test_iter: int = -1  # the checkpoint an evaluation restores (-1: the newest)
+    test_best: bool = False  # evaluate the best-validation model instead of test_iter's
 
     @property
     def total_iterations(self) -> int:
         return self.pretrain_iterations + self.metatrain_iterations
 
     def validate(self) -> "Config":
-        """Raises UserError for a value out of range; returns self."""
+        """Raises UserError for a value out of range; returns self. Checked once per distinct
+        config (the entry points each call it; a folder dataset's check reads its files)."""
+        return _validated(self)
+
+    def _check(self):
         positive = ["ways", "shots", "queries", "eval_shots", "eval_queries", "meta_batch_size",
                     "eval_tasks", "eval_batch_size", "num_filters", "val_tasks",
                     "checkpoint_interval", "print_interval", "keep_checkpoints", "num_cpu_devices"]
@@ -169,7 +180,8 @@ class Config:
         if self.oracle and self.dataset != "sinusoid":
             raise UserError("the oracle baseline exists for sinusoid only")
         self._validate_transfer()
-        return self
+        if self.test_iter < -1:
+            raise UserError(f"test_iter must be a checkpoint's iteration or -1 (the newest), got {self.test_iter}")
 
     def _validate_reptile(self):
         if self.inner_optimizer not in INNER_OPTIMIZERS:
@@ -204,6 +216,12 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+@functools.lru_cache(maxsize=32)
+def _validated(config: Config) -> Config:
+    config._check()  # raises: a failed check is not cached, so it fails again the next time
+    return config
 
 
 # Fields that change what a run computes (its weights or its validation record): resuming a

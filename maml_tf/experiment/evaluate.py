@@ -44,13 +44,14 @@ def evaluate_learner(exp, split: str, num_tasks: int, shots: int, queries: int, 
     return {k: mean_and_ci95(np.concatenate([p[k] for p in parts])) for k in parts[0]}
 
 
-def evaluate_checkpoint(config, workdir: str, iteration: Optional[int] = None,
-                        best: bool = False, model=None) -> Dict:
-    """Restores a checkpoint (newest by default; `best`: the best-validation model), evaluates
+def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
+    """Restores a checkpoint (`config.test_iter`, -1 the newest; `config.test_best`: the
+    best-validation model), evaluates
     `config.eval_tasks` tasks of `config.eval_split` with the evaluation K / step size / steps,
     and writes CSV + JSON. `model`: the user's Keras model the run was trained with (None: the
     paper's network)."""
     config.validate()
+    iteration, best = config.test_iter, config.test_best
     out = config.eval_dir or workdir
     try:  # before the work, not after it
         rundir.check_writable(out, "--eval_dir" if config.eval_dir else "--logdir")

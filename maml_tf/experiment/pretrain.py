@@ -119,7 +119,7 @@ def _check(config: Config):
         raise UserError("--baseline=pretrained needs --pretrain_iterations > 0 (supervised steps)")
 
 
-def pretrain(config: Config, workdir: str, resume: bool = True, sampler=None, arrays=None) -> Dict:
+def pretrain(config: Config, workdir: str, sampler=None, arrays=None) -> Dict:
     """`config.pretrain_iterations` supervised steps through the one training loop; validates
     every `val_interval` steps by fine-tuned accuracy on validation tasks and keeps the best in
     `workdir/best/`.
@@ -127,7 +127,7 @@ def pretrain(config: Config, workdir: str, resume: bool = True, sampler=None, ar
     `sampler` / `arrays` ((images, labels)) replace the configured dataset's (tests)."""
     _check(config)
     with loop.session(workdir, config, identity_fields()) as stop:
-        steps = Pretraining(config, workdir, resume, *_prepare(config, workdir, sampler, arrays))
+        steps = Pretraining(config, workdir, config.resume, *_prepare(config, workdir, sampler, arrays))
         loop.run(steps, steps.start, config.pretrain_iterations, config.checkpoint_interval,
                  config.print_interval, steps.log, stop, steps.ckpt.directory)
         return steps.best_row

@@ -22,9 +22,9 @@ from maml_tf.experiment.selection import ModelSelection, score
 BEST_MODEL_FILE = "best.keras"  # the best-validation model, beside model.keras (the newest)
 
 
-def train_and_evaluate(config: Config, workdir: str, resume: bool = True,
-                       model: Optional[keras.Model] = None) -> Dict:
-    """Trains (pretraining, then meta-training) to `config.total_iterations`, resuming by default.
+def train_and_evaluate(config: Config, workdir: str, model: Optional[keras.Model] = None) -> Dict:
+    """Trains (pretraining, then meta-training) to `config.total_iterations`, resuming from the
+    newest checkpoint unless `config.resume` is False.
 
     `model`: a user's own built Keras model to meta-learn instead of the paper's network for
     `config` (its inputs and outputs must fit the data set; the config's network fields are
@@ -46,9 +46,9 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = True,
     exp = Experiment(config, model=model)  # the data first: a run that cannot start leaves no directory
     with distribute.write_dir(exp.strategy, workdir) as outdir:
         chief = outdir == workdir
-        restore = (lambda: _restore_stored(config, workdir)) if chief and resume else None
+        restore = (lambda: _restore_stored(config, workdir)) if chief and config.resume else None
         with loop.session(outdir, config, fields, lock=chief, prepare=restore) as stop:
-            return _train(exp, workdir, outdir, resume, stop)
+            return _train(exp, workdir, outdir, config.resume, stop)
 
 
 def _restore_stored(config: Config, workdir: str):

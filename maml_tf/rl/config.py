@@ -39,6 +39,10 @@ class RLConfig:
     print_interval: int = 1
     keep_checkpoints: int = 3
     log: bool = True
+    # What is done with the run (main's --train/--resume/--test_iter), never its identity.
+    train: bool = True  # False: evaluate a checkpoint
+    resume: bool = True
+    test_iter: int = -1  # -1: the newest checkpoint
 
     @property
     def total_iterations(self) -> int:
@@ -73,6 +77,8 @@ class RLConfig:
             # paper's RL code does; meta-training here takes the paper's single step.
             raise UserError(f"RL meta-training takes exactly 1 inner step (--num_updates=1), "
                             f"got {self.inner_steps}")
+        if self.test_iter < -1:
+            raise UserError(f"test_iter must be a checkpoint's iteration or -1 (the newest), got {self.test_iter}")
         return self
 
     def to_json(self) -> str:

@@ -6,6 +6,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from maml_tf.experiment.rundir import write_atomic
 from maml_tf.metrics import mean_and_ci95
 from maml_tf.rl import env
 from maml_tf.rl.agent import Agent
@@ -57,8 +58,9 @@ def restore(ckpt, workdir: str, iteration: Optional[int]) -> int:
     return ckpt.restore_iteration(iteration)
 
 
-def evaluate_run(config: RLConfig, workdir: str, iteration: Optional[int] = None) -> Dict:
-    """Restores the run's checkpoint (newest by default; none for random init), evaluates, writes files.
+def evaluate_run(config: RLConfig, workdir: str) -> Dict:
+    """Restores the run's checkpoint (`config.test_iter`, -1 the newest; none for random init),
+    evaluates, writes files.
 
     Files: `eval_{split}_goals{N}_lr{first}-{later}_iter{I}.json` (mean/std/ci95 per step) and `.npz`
     (noise-free paths).
@@ -68,13 +70,13 @@ def evaluate_run(config: RLConfig, workdir: str, iteration: Optional[int] = None
     os.makedirs(workdir, exist_ok=True)
     restored = 0
     if config.total_iterations:
-        restored = restore(checkpointer(workdir, agent), workdir, iteration)
+        restored = restore(checkpointer(workdir, agent), workdir, config.test_iter)
     result, trajectories = evaluate_agent(agent, restored)
     stem = os.path.join(workdir, f"eval_{config.eval_split}_goals{config.eval_tasks}_lr"
                                  f"{config.eval_inner_lr:g}-{config.eval_later_lr:g}_iter{restored}")
-    with open(stem + ".json", "w") as f:
-        json.dump(result, f, indent=2)
-    np.savez(stem + ".npz", **trajectories)
+    np.savez(stem + ".tmp.npz", **trajectories)  # the .json, written last, says both are whole
+    os.replace(stem + ".tmp.npz", stem + ".npz")
+    write_atomic(stem + ".json", json.dumps(result, indent=2))
     shown = "  ".join(f"{m:.2f} ± {ci:.2f}" for m, ci in zip(result["return"]["mean"],
                                                            result["return"]["ci95"]))
     print(f"{result['kind']} iter {restored}, {config.eval_split} goals, return at steps "

@@ -21,4 +21,5 @@ def config_from_flags(f) -> RLConfig:
         eval_tasks=get("num_test_tasks"), eval_split="test" if f.test_set else "val",
         val_interval=get("val_interval"),
         val_tasks=get("num_val_tasks"), checkpoint_interval=get("checkpoint_interval"),
-        print_interval=get("print_interval"), log=f.log)
+        print_interval=get("print_interval"), log=f.log, train=f.train, resume=f.resume,
+        test_iter=f.test_iter)

@@ -69,16 +69,16 @@ def validate(agent: Agent, workdir: str, iteration: int, log: ProgressLog) -> Di
     return row
 
 
-def train(config: RLConfig, workdir: str, resume: bool = True) -> Dict:
-    """Pretraining iterations (TRPO, no inner step), then MAML meta-training, resuming by
-    default, through the one training loop (its lock, interrupts and atomic files).
+def train(config: RLConfig, workdir: str) -> Dict:
+    """Pretraining iterations (TRPO, no inner step), then MAML meta-training, resuming unless
+    `config.resume` is False, through the one training loop (its lock, interrupts and atomic files).
 
     Writes config.json, TensorBoard events, checkpoints, validation.jsonl and runinfo.json into
     `workdir`; returns the last validation row ({} if none ran).
     """
     config.validate()
     with loop.session(workdir, config, IDENTITY_FIELDS) as stop:
-        steps = NavigationTraining(config, workdir, resume)
+        steps = NavigationTraining(config, workdir, config.resume)
         loop.run(steps, steps.start, config.total_iterations, config.checkpoint_interval,
                  config.print_interval, steps.log, stop, steps.ckpt.directory)
         return steps.last_val

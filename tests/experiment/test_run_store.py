@@ -57,7 +57,7 @@ def test_best_validation_model_is_kept_and_evaluated(tmp_path):
     with open(os.path.join(run, "validation.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     best = min(rows, key=lambda r: r["loss"][-1])["iteration"]
-    result = evaluate.evaluate_checkpoint(config.replace(eval_split="test"), run, best=True)
+    result = evaluate.evaluate_checkpoint(config.replace(eval_split="test", test_best=True), run)
     assert result["iteration"] == best and result["checkpoint"] == "best-validation"
     assert os.path.exists(os.path.join(run, f"eval_best_test_shots5_lr0.01_iter{best}.json"))
     # Only the model is in the best checkpoint, and it is the weights of that iteration.

@@ -1,0 +1,56 @@
+"""A run's directory has one author, `Config.run_name`: `main --print_run_dir` prints it for any flags, and run_experiments.sh asks for it instead of spelling it."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from maml_tf.experiment.config import Config, run_name
+from maml_tf.rl.config import RLConfig, run_name as rl_run_name
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def printed(*flags) -> str:
+    proc = subprocess.run([sys.executable, "-m", "maml_tf.main", *flags, "--print_run_dir"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+@pytest.mark.parametrize("flags, config", [
+    (["--datasource=omniglot", "--num_classes=20", "--meta_batch_size=16", "--update_batch_size=1",
+      "--update_lr=0.1", "--num_updates=5"],
+     Config(dataset="omniglot", ways=20, meta_batch_size=16, shots=1, inner_lr=0.1, inner_steps=5)),
+    (["--datasource=miniimagenet", "--num_filters=32", "--max_pool=True", "--stop_grad=True",
+      "--meta_batch_size=4", "--update_batch_size=1", "--update_lr=0.01", "--num_updates=5",
+      "--train=False", "--test_set=True", "--test_best=True"],  # evaluation flags: the same run
+     Config(dataset="miniimagenet", num_filters=32, max_pool=True, first_order=True,
+            meta_batch_size=4, shots=1, inner_lr=0.01, inner_steps=5)),
+    (["--datasource=omniglot", "--baseline=pretrained", "--metatrain_iterations=0",
+      "--pretrain_iterations=5000"],
+     Config(dataset="omniglot", baseline="pretrained", metatrain_iterations=0,
+            pretrain_iterations=5000)),
+])
+def test_printed_directory_is_the_run_name(tmp_path, flags, config):
+    assert printed(*flags, f"--logdir={tmp_path}") == os.path.join(str(tmp_path), run_name(config))
+    assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_rl_directory_too(tmp_path):
+    got = printed("--datasource=2dnavigation", f"--logdir={tmp_path}", "--metatrain_iterations=100",
+                  "--stop_grad=True")
+    assert got == os.path.join(str(tmp_path), rl_run_name(RLConfig(metatrain_iterations=100,
+                                                                    first_order=True)))
+
+
+def test_run_experiments_spells_no_run_directory():
+    script = open(os.path.join(ROOT, "run_experiments.sh")).read()
+    # A run name is '<dataset>.<settings>' (omniglot.5way1shot..., sinusoid.k10...), or spelled
+    # in parts (...2dnavigation + .maml.mbs20.paths20.lr0.1.seed0): none of its pieces appear.
+    spelled = re.findall(r"(?:sinusoid|omniglot|miniimagenet|2dnavigation|folder-\w+)\.[\w.-]*"
+                         r"(?:way|shot|mbs|conv|pretrained|scratch|seed|k\d)"
+                         r"|\bmbs\d+\.|\.seed\d|\.conv\d\d|\.paths\d", script)
+    assert not spelled, spelled
