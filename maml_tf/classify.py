@@ -72,8 +72,9 @@ def main(argv=None):
         dataset, resize = meta.config.dataset, meta.config.omniglot_resize
         if dataset not in images.IMAGE_DATASETS:
             raise UserError(f"{args.model} is a {dataset} model: it does not classify images")
-        x, y, classes = images.support_folder(args.support, meta.num_classes, dataset, resize)
-        q, files = images.query_folder(args.query, dataset, resize)
+        shape = tuple(meta.model.input_shape[1:])  # a folder model's own image size and channels
+        x, y, classes = images.support_folder(args.support, meta.num_classes, dataset, resize, shape)
+        q, files = images.query_folder(args.query, dataset, resize, shape)
         text = predictions_csv(files, classes, meta.predict(x, y, q, args.steps, args.inner_lr))
         print(text, end="", flush=True)
         write_out(args.out, text)

@@ -19,7 +19,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from maml_tf.datasets import miniimagenet_io
+from maml_tf.datasets import miniimagenet_io, pixels
 from maml_tf.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -200,17 +200,11 @@ def probe_cached(listing: Listing, cache_dir: Optional[str]) -> Tuple[int, bool]
 
 
 def decode_one(path: str, size: int, channels: int) -> np.ndarray:
-    """One image -> uint8 [size, size, channels]: 16-bit grey scaled to 8 bits, transparency on
-    white paper (as maml_tf.deploy.images), then L or RGB, then a Lanczos resize to a square."""
-    from maml_tf.deploy.images import _eight_bit, _on_paper
-
+    """One image -> uint8 [size, size, channels] (`pixels.square`, as `classify` prepares them)."""
     try:
         with _open(path) as im:
             im.load()
-            im = _on_paper(_eight_bit(im)).convert("L" if channels == 1 else "RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.LANCZOS)
-            return np.asarray(im).reshape(size, size, channels)
+            return pixels.square(im, size, channels)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UserError(f"cannot read image {path}: {err}") from None
 

@@ -3,6 +3,8 @@
 Omniglot (28x28x1): grey levels thresholded to the official PNGs' 1-bit paper/ink, then the
 dataset's own `omniglot_data.resize` (the run's --omniglot_resize) and /255, so ink = 1.
 MiniImageNet (84x84x3): RGB, resized to 84x84 with Lanczos as data/prepare_miniimagenet.py, /255.
+A folder dataset's model (its input shape [S, S, C]): grey or RGB, Lanczos to S x S, /255, as
+its training images (`datasets.pixels.square`).
 Every mode first becomes 8-bit on white paper: transparent pixels are paper, 16-bit grey levels
 are scaled (not clipped) to 8 bits.
 """
@@ -15,37 +17,22 @@ import numpy as np
 from PIL import Image
 
 from maml_tf.datasets import miniimagenet_io, omniglot_data
+from maml_tf.datasets.pixels import eight_bit, on_paper, square
 from maml_tf.errors import UserError
 
-IMAGE_DATASETS = ("omniglot", "miniimagenet")
+IMAGE_DATASETS = ("omniglot", "miniimagenet", "folder")
 
 
-# Alpha in the mode itself; a palette or grey image may instead name a transparent colour.
-ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
-
-
-def _eight_bit(image: Image.Image) -> Image.Image:
-    """16-bit grey (I;16*, and I as Pillow opens some 16-bit PNGs) scaled to 8-bit L: Pillow's
-    own convert clips at 255, which turns grey ink (say 16384 of 65535) into paper."""
-    if not (image.mode.startswith("I;16") or image.mode == "I"):
-        return image
-    levels = np.asarray(image, dtype=np.float64) / 257.0  # 65535 -> 255
-    return Image.fromarray(np.clip(np.round(levels), 0, 255).astype(np.uint8), "L")
-
-
-def _on_paper(image: Image.Image) -> Image.Image:
-    """Transparent pixels composited on white paper: convert("L"/"RGB") drops the alpha and keeps
-    their colour, often black, so a transparent background would become all ink."""
-    if image.mode not in ALPHA_MODES and "transparency" not in image.info:
-        return image
-    rgba = image.convert("RGBA")
-    return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-
-
-def prepare(image: Image.Image, dataset: str, omniglot_resize: str = "original") -> np.ndarray:
-    """One decoded image -> float32 [28, 28, 1] (Omniglot) or [84, 84, 3] (MiniImageNet)."""
+def prepare(image: Image.Image, dataset: str, omniglot_resize: str = "original",
+            shape=None) -> np.ndarray:
+    """One decoded image -> float32 [28, 28, 1] (Omniglot), [84, 84, 3] (MiniImageNet) or
+    `shape` (a folder dataset's model input, [S, S, C])."""
+    if dataset == "folder":
+        if shape is None or len(shape) != 3 or shape[0] != shape[1]:
+            raise UserError(f"a folder model takes square images; its input shape is {shape}")
+        return np.divide(square(image, int(shape[0]), int(shape[2])), 255.0, dtype=np.float32)
     if dataset in IMAGE_DATASETS:
-        image = _on_paper(_eight_bit(image))
+        image = on_paper(eight_bit(image))
     if dataset == "omniglot":
         paper = np.asarray(image.convert("L")) >= 128  # True = light paper, as the official PNGs
         return (omniglot_data.resize(paper, omniglot_resize)[..., None] / np.float32(255)).astype(np.float32)
@@ -58,11 +45,11 @@ def prepare(image: Image.Image, dataset: str, omniglot_resize: str = "original")
     raise UserError(f"a {dataset} model does not take images (only {', '.join(IMAGE_DATASETS)} models do)")
 
 
-def read(path: str, dataset: str, omniglot_resize: str = "original") -> np.ndarray:
+def read(path: str, dataset: str, omniglot_resize: str = "original", shape=None) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            return prepare(image, dataset, omniglot_resize)
+            return prepare(image, dataset, omniglot_resize, shape)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UserError(f"cannot read image {path}: {err}") from None
 
@@ -111,9 +98,10 @@ def _check_dir(directory: str, what: str):
         raise UserError(f"{what} folder {directory} does not exist")
 
 
-def support_folder(directory: str, num_classes: int, dataset: str, omniglot_resize: str = "original"
-                   ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """(images, class ids, class names): one sub-folder per class, named after it, ids in name order."""
+def support_folder(directory: str, num_classes: int, dataset: str, omniglot_resize: str = "original",
+                   shape=None) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """(images, class ids, class names): one sub-folder per class, named after it, ids in name
+    order (`shape`: a folder model's input shape)."""
     _check_dir(directory, "support")
     classes = sorted(n for n in os.listdir(directory)
                      if not n.startswith(".") and os.path.isdir(os.path.join(directory, n)))
@@ -127,13 +115,13 @@ def support_folder(directory: str, num_classes: int, dataset: str, omniglot_resi
         files = _files(os.path.join(directory, name), skipped, prefix=name + "/")
         if not files:
             raise UserError(f"class folder {os.path.join(directory, name)} has no images")
-        x += [read(f, dataset, omniglot_resize) for f in files]
+        x += [read(f, dataset, omniglot_resize, shape) for f in files]
         y += [label] * len(files)
     _say_skipped(directory, skipped)
     return np.stack(x), np.asarray(y, np.int32), classes
 
 
-def query_folder(directory: str, dataset: str, omniglot_resize: str = "original"
+def query_folder(directory: str, dataset: str, omniglot_resize: str = "original", shape=None
                  ) -> Tuple[np.ndarray, List[str]]:
     """(images, file names) of the images to classify."""
     _check_dir(directory, "query")
@@ -142,4 +130,5 @@ def query_folder(directory: str, dataset: str, omniglot_resize: str = "original"
     _say_skipped(directory, skipped)
     if not files:
         raise UserError(f"query folder {directory} has no images")
-    return np.stack([read(f, dataset, omniglot_resize) for f in files]), [os.path.basename(f) for f in files]
+    return (np.stack([read(f, dataset, omniglot_resize, shape) for f in files]),
+            [os.path.basename(f) for f in files])

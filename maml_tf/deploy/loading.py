@@ -20,15 +20,13 @@ from maml_tf.inner_opt import AdamMoments, InnerMoments
 
 
 class NetworkSpec:
-    """What `build_model` reads from a sampler, without loading any data."""
+    """What `build_model` reads from a sampler, without loading any data (`input_shape`: a
+    folder run's, read from its model.keras: its images chose it, --image_size/--channels 0)."""
 
-    def __init__(self, config: Config):
-        if config.dataset not in ("sinusoid", "omniglot", "miniimagenet"):
-            # Its input shape depends on the images it read (--image_size/--channels auto): a
-            # guessed one would load only the weights that fit, a silently wrong model.
-            raise UserError(f"a {config.dataset} run directory cannot be loaded by its settings "
-                            "alone (its input shape came from its images): load its model.keras")
-        if config.dataset == "sinusoid":
+    def __init__(self, config: Config, input_shape=None):
+        if config.dataset == "folder":
+            self.problem, self.input_shape, self.output_dim = "classification", input_shape, config.ways
+        elif config.dataset == "sinusoid":
             s = sinusoid.make_sampler(config)
             self.problem, self.input_shape, self.output_dim = s.problem, s.input_shape, s.output_dim
         else:
@@ -95,13 +93,25 @@ def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {path}: {err}") from None
     config = config_from_dict(saved, path)
-    model = build_model(config, NetworkSpec(config))
+    model = build_model(config, NetworkSpec(config, _folder_input_shape(config, workdir)))
     state = {"model": model}
     if config.algorithm == "reptile" and config.inner_optimizer == "adam":
         state["inner_moments"] = InnerMoments(model.trainable_variables)
     restored = Checkpointer(workdir, state).restore_iteration(iteration)
     moments = state["inner_moments"].read() if "inner_moments" in state else None
     return MetaModel(model, config, moments, restored)
+
+
+def _folder_input_shape(config: Config, workdir: str):
+    """A folder run's input shape, from the model.keras it wrote (None for other datasets): a
+    shape guessed from the settings would load only the weights that fit, a wrong model."""
+    if config.dataset != "folder":
+        return None
+    path = os.path.join(workdir, "model.keras")
+    if not os.path.isfile(path):
+        raise UserError(f"{workdir} is a folder run without its model.keras (written with its first "
+                        "checkpoint), which holds its input shape: train it, or load a .keras file")
+    return tuple(_load_keras(path).model.input_shape[1:])
 
 
 def _load_keras(path: str) -> MetaModel:

@@ -147,7 +147,7 @@ class MetaModel:
                              f"{', '.join(map(str, self.input_shape))}] (at least one example)")
         if not np.all(np.isfinite(x)):
             raise InputError(f"{name} has NaN or infinite values")
-        if self.config.dataset in ("omniglot", "miniimagenet"):
+        if self.config.dataset in ("omniglot", "miniimagenet", "folder"):
             self._check_image_values(x, name)
         return x
 
