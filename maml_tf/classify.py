@@ -70,7 +70,7 @@ def main(argv=None):
 
         meta = loading.load(args.model)
         dataset, resize = meta.config.dataset, meta.config.omniglot_resize
-        if dataset not in images.IMAGE_DATASETS:
+        if not images.takes_images(dataset):
             raise UserError(f"{args.model} is a {dataset} model: it does not classify images")
         shape = tuple(meta.model.input_shape[1:])  # a folder model's own image size and channels
         x, y, classes = images.support_folder(args.support, meta.num_classes, dataset, resize, shape)

@@ -17,7 +17,9 @@ DATA_ENV, CACHE_ENV, STORE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR", "MAML_
 
 # The original's flags, names, defaults and meanings.
 flags.DEFINE_string("datasource", "sinusoid", "sinusoid, omniglot, miniimagenet, folder (your own images: "
-                    "--data_dir=ROOT with ROOT/<class>/<image> or ROOT/{train,val,test}/<class>/<image>), or 2dnavigation (RL: unset "
+                    "--data_dir=ROOT with ROOT/<class>/<image> or ROOT/{train,val,test}/<class>/<image>), tfds:NAME "
+                    "(an image-classification dataset of tensorflow-datasets, e.g. tfds:cifar100: read from --data_dir "
+                    "if prepared there, else downloaded into --cache_dir), or 2dnavigation (RL: unset "
                     "flags take the paper's RL values: update_lr 0.1, meta_batch_size 20, 500 iterations, "
                     "40 test goals, 3 test steps)")
 flags.DEFINE_integer("num_classes", 5, "number of classes per task (N-way classification)")
@@ -75,9 +77,9 @@ flags.DEFINE_string("cache_dir", None, f"writable cache for prepared data (defau
 flags.DEFINE_enum("data_source", "files", list(CHOICES["data_source"]), "files: the official archives under --data_dir; tfds: tensorflow-datasets (omniglot)")
 flags.DEFINE_enum("omniglot_split", "random", list(CHOICES["omniglot_split"]), "random: the original's seeded 1100/100/423 characters; alphabets: background alphabets train, evaluation alphabets test; within_alphabet: the same, each task from one alphabet")
 flags.DEFINE_enum("omniglot_resize", "original", list(CHOICES["omniglot_resize"]), "original: the pixels the original's Pillow call produced (nearest, binary); lanczos: a real Lanczos resize")
-flags.DEFINE_string("folder_split", "0.64,0.16,0.2", "--datasource=folder with ROOT/<class>/: train,val,test fractions of the classes (split by a fixed seed over the sorted class names; kept in the run's config.json)")
-flags.DEFINE_integer("image_size", 0, "--datasource=folder: side the images are resized to (0: their most common size, at most 84)")
-flags.DEFINE_integer("channels", 0, "--datasource=folder: 1 (grey) or 3 (RGB); 0: grey if every image is grey, else RGB")
+flags.DEFINE_string("folder_split", "0.64,0.16,0.2", "--datasource=folder with ROOT/<class>/ or tfds:NAME: train,val,test fractions of the classes (split by a fixed seed over the sorted class names, or TFDS's class order; kept in the run's config.json); for tfds:cifar100 also a community split by name: cifar-fs (Bertinetto et al. 2019, 64/16/20 classes) or fc100 (Oreshkin et al. 2018, 12/4/4 superclasses)")
+flags.DEFINE_integer("image_size", 0, "--datasource=folder or tfds:NAME: side the images are resized to (0: their most common size, at most 84)")
+flags.DEFINE_integer("channels", 0, "--datasource=folder or tfds:NAME: 1 (grey) or 3 (RGB); 0: grey if every image is grey, else RGB")
 flags.DEFINE_enum("onednn", "auto", list(CHOICES["onednn"]), "CPU kernels: oneDNN (on) or Eigen (off); auto: Eigen when a conv call sees <= 10 images without max-pool (Omniglot 5-way 1-query), where it is faster, else oneDNN")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the meta-step (for GPUs; on CPU it is ~8x slower, results/performance.md)")
 flags.DEFINE_integer("intra_op_threads", 1, "CPU threads per TensorFlow op; the meta-batch's tasks already run in parallel on the cores, so 1 is fastest (measured); 0: TensorFlow's default (all cores)")

@@ -19,6 +19,24 @@ DATASETS = {
     "miniimagenet": "maml_tf.datasets.miniimagenet",
     "folder": "maml_tf.datasets.folder",  # a researcher's own ROOT/<class>/<image> (--data_dir)
 }
+TFDS_PREFIX = "tfds:"  # tfds:NAME, any image-classification dataset of tensorflow-datasets
+TFDS_MODULE = "maml_tf.datasets.tfds_images"
+
+
+def module_name(dataset: str) -> str:
+    """The module of `dataset` (a DATASETS name or tfds:NAME); UserError for an unknown one."""
+    if dataset.startswith(TFDS_PREFIX) and len(dataset) > len(TFDS_PREFIX):
+        return TFDS_MODULE
+    if dataset not in DATASETS:
+        raise UserError(f"unknown datasource {dataset!r}: choose one of "
+                        f"{', '.join(sorted(DATASETS))}, tfds:NAME (a tensorflow-datasets image "
+                        "dataset) or 2dnavigation (RL)")
+    return DATASETS[dataset]
+
+
+def own_images(dataset: str) -> bool:
+    """A user's images (a folder, a TFDS dataset): the input shape is chosen from the images."""
+    return dataset == "folder" or dataset.startswith(TFDS_PREFIX)
 
 
 class TaskSampler(Protocol):
@@ -53,7 +71,7 @@ def check_task_sizes(config, tasks: Iterable[Tuple[str, int, int]]):
     A dataset module tells a split's size by `split_size(config, split)` from its listing, so
     this runs before anything is decoded; None (or no such function) means it cannot know
     before loading, and its sampler checks then."""
-    module = importlib.import_module(DATASETS[config.dataset])
+    module = importlib.import_module(module_name(config.dataset))
     if not hasattr(module, "split_size"):  # sinusoid: tasks of any size
         return
     for split, shots, queries in tasks:
@@ -72,7 +90,4 @@ def check_task_sizes(config, tasks: Iterable[Tuple[str, int, int]]):
 
 def get_sampler(config) -> TaskSampler:
     """The TaskSampler for `config.dataset`; raises UserError for an unknown name."""
-    if config.dataset not in DATASETS:
-        raise UserError(f"unknown datasource {config.dataset!r}: choose one of "
-                        f"{', '.join(sorted(DATASETS))}")
-    return importlib.import_module(DATASETS[config.dataset]).make_sampler(config)
+    return importlib.import_module(module_name(config.dataset)).make_sampler(config)

@@ -12,7 +12,7 @@ more pick --max_pool --num_filters=32 (the MiniImageNet setting); for small grey
 strided convolutions (the Omniglot setting, --num_filters=64). --max_pool needs 16 px or more.
 """
 
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,6 +30,11 @@ CHANNELS = (0, 1, 3)
 def check_config(config):
     """The checks that need no data (Config.validate calls it, before TensorFlow loads)."""
     io.parse_split(config.folder_split)
+    check_image_format(config)
+
+
+def check_image_format(config):
+    """--image_size and --channels in range (a folder's or a TFDS dataset's images)."""
     if config.image_size < 0:
         raise UserError(f"--image_size must be >= 0 (0: the images' most common size, at most "
                         f"{io.MAX_AUTO_SIZE}), got {config.image_size}")
@@ -70,19 +75,21 @@ def split_size(config, split: str) -> Optional[SplitSize]:
     return SplitSize(len(counts), sum(counts), min(counts))
 
 
-class FolderSampler:
-    """Draws N-way tasks from one split of the decoded images (a memory map when cached)."""
+class ClassImagesSampler:
+    """Draws N-way tasks from one split of uint8 images stored class after class (a memory map
+    when cached): a folder's, or a TFDS dataset's."""
 
     problem = "classification"
 
-    def __init__(self, images: np.ndarray, listing: io.Listing, ways: int):
-        self.images, self.listing, self.output_dim = images, listing, ways
+    def __init__(self, images: np.ndarray, names: Sequence[str], counts: Sequence[int],
+                 splits: Dict[str, np.ndarray], ways: int, dataset: str = "folder"):
+        self.images, self.output_dim, self.dataset = images, ways, dataset
         self.input_shape = tuple(images.shape[1:])
-        counts = np.asarray([len(c.files) for c in listing.classes], np.int64)
+        counts = np.asarray(counts, np.int64)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self._splits: Dict[str, SplitImages] = {
-            s: SplitImages(images, tuple(listing.classes[i].name for i in idx), starts[idx], counts[idx])
-            for s, idx in listing.splits.items()}
+            s: SplitImages(images, tuple(names[i] for i in idx), starts[idx], counts[idx])
+            for s, idx in splits.items()}
 
     def split(self, name: str) -> SplitImages:
         if name not in SPLITS:
@@ -90,7 +97,7 @@ class FolderSampler:
         return self._splits[name]
 
     def sample(self, split, meta_batch_size, shots, queries, rng) -> Task:
-        return split_tasks("folder", split, self.split(split), meta_batch_size, self.output_dim,
+        return split_tasks(self.dataset, split, self.split(split), meta_batch_size, self.output_dim,
                            shots, queries, rng)
 
 
@@ -118,7 +125,8 @@ def load(config) -> Loaded:
     return Loaded(listing, io.load_cached(listing, size, channels, config.cache_dir))
 
 
-def make_sampler(config) -> FolderSampler:
+def make_sampler(config) -> ClassImagesSampler:
     check_config(config)
-    loaded = load(config)
-    return FolderSampler(loaded.images, loaded.listing, config.ways)
+    listing, images = load(config)
+    return ClassImagesSampler(images, [c.name for c in listing.classes],
+                              [len(c.files) for c in listing.classes], listing.splits, config.ways)

@@ -5,7 +5,7 @@ from typing import Iterable, Optional, Tuple
 
 import numpy as np
 
-from maml_tf.datasets import miniimagenet_io, omniglot_data
+from maml_tf.datasets import miniimagenet_io, omniglot_data, own_images
 from maml_tf.errors import UserError
 
 
@@ -14,7 +14,7 @@ def example_bytes(config) -> int:
     float32 input and its float32 target or int32 label."""
     if config.dataset == "sinusoid":
         return 4 * ((3 if config.oracle else 1) + 1)  # x (the oracle: x, A, phi) and y
-    if config.dataset == "folder":  # auto size: at most 84; auto channels: at most 3
+    if own_images(config.dataset):  # a folder's or TFDS's: auto size at most 84, channels 3
         side = config.image_size or 84
         shape = (side, side, config.channels or 3)
     elif config.dataset == "omniglot":

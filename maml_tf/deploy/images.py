@@ -16,22 +16,26 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image
 
-from maml_tf.datasets import miniimagenet_io, omniglot_data
+from maml_tf.datasets import miniimagenet_io, omniglot_data, own_images
 from maml_tf.datasets.pixels import eight_bit, on_paper, square
 from maml_tf.errors import UserError
 
-IMAGE_DATASETS = ("omniglot", "miniimagenet", "folder")
+IMAGE_DATASETS = ("omniglot", "miniimagenet", "folder", "tfds:NAME")
+
+
+def takes_images(dataset: str) -> bool:
+    return dataset in IMAGE_DATASETS or own_images(dataset)
 
 
 def prepare(image: Image.Image, dataset: str, omniglot_resize: str = "original",
             shape=None) -> np.ndarray:
     """One decoded image -> float32 [28, 28, 1] (Omniglot), [84, 84, 3] (MiniImageNet) or
-    `shape` (a folder dataset's model input, [S, S, C])."""
-    if dataset == "folder":
+    `shape` (a folder's or TFDS dataset's model input, [S, S, C])."""
+    if own_images(dataset):
         if shape is None or len(shape) != 3 or shape[0] != shape[1]:
             raise UserError(f"a folder model takes square images; its input shape is {shape}")
         return np.divide(square(image, int(shape[0]), int(shape[2])), 255.0, dtype=np.float32)
-    if dataset in IMAGE_DATASETS:
+    if takes_images(dataset):
         image = on_paper(eight_bit(image))
     if dataset == "omniglot":
         paper = np.asarray(image.convert("L")) >= 128  # True = light paper, as the official PNGs

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from maml_tf import layers  # noqa: F401  (registers maml_tf's layers for keras.models.load_model)
-from maml_tf.datasets import DATASETS, miniimagenet_io, omniglot_data, sinusoid
+from maml_tf.datasets import module_name, miniimagenet_io, omniglot_data, own_images, sinusoid
 from maml_tf.deploy.meta import MetaModel
 from maml_tf.errors import UserError
 from maml_tf.experiment import model_file
@@ -24,7 +24,7 @@ class NetworkSpec:
     folder run's, read from its model.keras: its images chose it, --image_size/--channels 0)."""
 
     def __init__(self, config: Config, input_shape=None):
-        if config.dataset == "folder":
+        if own_images(config.dataset):
             self.problem, self.input_shape, self.output_dim = "classification", input_shape, config.ways
         elif config.dataset == "sinusoid":
             s = sinusoid.make_sampler(config)
@@ -62,8 +62,12 @@ def config_from_dict(saved: dict, where: str) -> Config:
         raise UserError(f"{where} is damaged: settings of the wrong type: {', '.join(wrong[:5])}")
     config = Config(**saved)
     # Not Config.validate(): it checks the training data is present, which a user need not have.
-    if config.dataset not in DATASETS or config.algorithm not in ALGORITHMS:
-        raise UserError(f"{where}: unknown dataset {config.dataset!r} or algorithm {config.algorithm!r}")
+    try:
+        module_name(config.dataset)
+    except UserError:
+        raise UserError(f"{where}: unknown dataset {config.dataset!r}") from None
+    if config.algorithm not in ALGORITHMS:
+        raise UserError(f"{where}: unknown algorithm {config.algorithm!r}")
     return config
 
 
@@ -105,7 +109,7 @@ def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
 def _folder_input_shape(config: Config, workdir: str):
     """A folder run's input shape, from the model.keras it wrote (None for other datasets): a
     shape guessed from the settings would load only the weights that fit, a wrong model."""
-    if config.dataset != "folder":
+    if not own_images(config.dataset):
         return None
     path = os.path.join(workdir, "model.keras")
     if not os.path.isfile(path):

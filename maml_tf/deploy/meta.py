@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf import algorithms, evaluation, layers, models
+from maml_tf.datasets import own_images
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import adapt_settings, inner_loop
@@ -147,7 +148,7 @@ class MetaModel:
                              f"{', '.join(map(str, self.input_shape))}] (at least one example)")
         if not np.all(np.isfinite(x)):
             raise InputError(f"{name} has NaN or infinite values")
-        if self.config.dataset in ("omniglot", "miniimagenet", "folder"):
+        if self.config.dataset in ("omniglot", "miniimagenet") or own_images(self.config.dataset):
             self._check_image_values(x, name)
         return x
 

@@ -142,18 +142,17 @@ class Config:
         if self.inner_steps == 0 and self.metatrain_iterations:  # the meta-gradient needs a step
             raise UserError("inner_steps (--num_updates) must be at least 1 to meta-train; training on "
                             "the query loss alone is --pretrain_iterations=N --metatrain_iterations=0")
-        from maml_tf.datasets import DATASETS  # the registry only; no dataset is loaded
+        from maml_tf.datasets import module_name, own_images  # the registry only; no data loaded
         from maml_tf.datasets.memory import check_task_memory
 
-        if self.dataset not in DATASETS:
-            raise UserError(f"unknown datasource {self.dataset!r}: choose one of "
-                            f"{', '.join(sorted(DATASETS))}, or 2dnavigation (RL)")
+        name = module_name(self.dataset)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         folder_only = [n for n in ("folder_split", "image_size", "channels")
                        if getattr(self, n) != defaults[n]]
-        if folder_only and self.dataset != "folder":
-            raise UserError(f"--{', --'.join(folder_only)} set: only --datasource=folder reads them")
-        module = importlib.import_module(DATASETS[self.dataset])
+        if folder_only and not own_images(self.dataset):
+            raise UserError(f"--{', --'.join(folder_only)} set: only --datasource=folder and "
+                            "tfds:NAME read them")
+        module = importlib.import_module(name)
         if hasattr(module, "check_config"):  # the dataset's own limits, before TensorFlow loads
             module.check_config(self)
         check_task_memory(self)  # before a batch too large for the machine is allocated
@@ -259,8 +258,8 @@ def run_name(config: Config) -> str:
     """A readable run directory name from the settings that define a run (as the original's exp_string)."""
     # A folder run is named after its folder too: data_dir is no identity field, so another
     # folder under the same name would resume this run's checkpoints.
-    parts = [config.dataset if config.dataset != "folder"
-             else f"folder-{os.path.basename(os.path.normpath(config.data_dir)) or 'root'}"]
+    parts = [f"folder-{os.path.basename(os.path.normpath(config.data_dir)) or 'root'}"
+             if config.dataset == "folder" else config.dataset.replace(":", "-").replace("/", "-")]
     if config.baseline != "none":  # one pretraining serves every N-way K-shot setting
         parts.append(f"{config.baseline}.bs{config.pretrain_batch_size}.lr{config.pretrain_lr:g}"
                      if config.baseline == "pretrained" else config.baseline)
