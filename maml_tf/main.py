@@ -10,7 +10,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from maml_tf.experiment import runtime  # noqa: E402
 from maml_tf.experiment.config import CHOICES, Config, run_name  # noqa: E402
-from maml_tf.experiment.interrupts import Interrupted  # noqa: E402
+from maml_tf.workdir.interrupts import Interrupted  # noqa: E402
 from maml_tf.errors import UserError  # noqa: E402
 
 DATA_ENV, CACHE_ENV, STORE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR", "MAML_TF_RUN_STORE"
@@ -186,7 +186,8 @@ def execute(config, workdir):
         return rl_train.train(config, workdir) if config.train else rl_evaluate.evaluate_run(config, workdir)
     runtime.configure(config)  # before TensorFlow loads
     _load_tensorflow()
-    from maml_tf.experiment import baselines, evaluate, pretrain, train
+    from maml_tf.experiment import evaluate, train
+    from maml_tf.transfer import baselines, pretrain
 
     if config.baseline == "scratch" and config.train:
         raise UserError("--baseline=scratch trains nothing: evaluate it with --train=False")

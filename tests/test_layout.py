@@ -10,7 +10,12 @@ import maml_tf
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(maml_tf.__file__))
 LIBRARY = ("algorithms", "evaluation", "inner_opt", "models", "layers", "kernels", "metrics", "types", "errors")
-APPLICATION = ("experiment", "reports", "bench", "rl", "main", "datasets", "deploy", "classify", "export")
+APPLICATION = ("experiment", "workdir", "transfer", "reports", "bench", "rl", "main", "datasets",
+               "deploy", "classify", "export")
+# Each runner package and what it may not import (the layers above it).
+ABOVE = {"datasets": ("experiment", "workdir", "transfer", "rl", "deploy", "reports", "bench", "main"),
+         "workdir": ("experiment", "transfer", "rl", "deploy", "reports", "bench", "main"),
+         "experiment": ("transfer", "rl", "deploy", "reports", "bench", "main")}
 
 
 def package_modules():
@@ -101,6 +106,15 @@ def test_the_library_imports_nothing_of_the_application():
         assert name in graph, f"{name} is missing"
         bad = [t for t in graph[name] if t == "maml_tf" or t.startswith(forbidden)]
         assert not bad, f"{name} imports {bad}"
+
+
+def test_each_runner_package_imports_nothing_above_it():
+    graph = import_graph()
+    for package, above in ABOVE.items():
+        forbidden = tuple(f"maml_tf.{part}" for part in above)
+        for name in (m for m in graph if m == f"maml_tf.{package}" or m.startswith(f"maml_tf.{package}.")):
+            bad = [t for t in graph[name] if t.startswith(forbidden)]
+            assert not bad, f"{name} imports {bad}"
 
 
 def test_import_maml_tf_leaves_tensorflow_unloaded_and_the_api_loads_lazily():

@@ -12,8 +12,8 @@ from maml_tf import layers  # noqa: F401  (registers maml_tf's layers for keras.
 from maml_tf.datasets import module_name, miniimagenet_io, omniglot_data, own_images, sinusoid
 from maml_tf.deploy.meta import MetaModel
 from maml_tf.errors import UserError
-from maml_tf.experiment import model_file
-from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.workdir import model_file
+from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import ALGORITHMS, Config
 from maml_tf.experiment.experiment import build_model
 from maml_tf.inner_opt import AdamMoments, InnerMoments

@@ -54,7 +54,7 @@ class Config:
     pretrain_iterations: int = 0  # joint training on all tasks (no inner loop) before meta-training
     metatrain_iterations: int = 15000
     oracle: bool = False  # sinusoid: the network also sees amplitude and phase
-    # Transfer-learning baselines on images (experiment/pretrain.py, experiment/baselines.py):
+    # Transfer-learning baselines on images (transfer/pretrain.py, transfer/baselines.py):
     # "pretrained" (supervised over all meta-train classes, pretrain_iterations steps), "scratch".
     baseline: str = "none"
     finetune: str = "all"  # at test time: "all", "head" (features frozen), "nearest", "cosine"
@@ -83,7 +83,7 @@ class Config:
     # Stop when meta-validation has not improved for this many iterations (0: never), as a paper
     # run may; the best-validation model is kept in checkpoints/best either way.
     patience: int = 0
-    # A folder of runs kept in the project (experiment/snapshot.py): a run directory without a
+    # A folder of runs kept in the project (workdir/snapshot.py): a run directory without a
     # checkpoint starts from its stored copy, so a run continues on another machine.
     run_store: Optional[str] = None
     # Where an evaluation writes its eval_*.json/csv (None: the run directory; for a read-only one)

@@ -10,8 +10,9 @@ import numpy as np
 
 from maml_tf import datasets
 from maml_tf.errors import UserError
-from maml_tf.experiment import identity, recorded, rundir, snapshot
-from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.experiment import recorded
+from maml_tf.workdir import identity, rundir, snapshot
+from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import evaluation_fields
 from maml_tf.experiment.experiment import Experiment
 from maml_tf.metrics import mean_and_ci95

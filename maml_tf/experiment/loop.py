@@ -13,9 +13,9 @@ from typing import Callable, Dict, Optional, Protocol, Sequence
 import tensorflow as tf
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import identity, rundir
-from maml_tf.experiment.interrupts import Interrupts
-from maml_tf.experiment.runlock import RunLock
+from maml_tf.workdir import identity, rundir
+from maml_tf.workdir.interrupts import Interrupts
+from maml_tf.workdir.runlock import RunLock
 
 
 class Steps(Protocol):

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.errors import UserError
-from maml_tf.experiment.rundir import read_jsonl, warn, write_jsonl
+from maml_tf.workdir.rundir import read_jsonl, warn, write_jsonl
 
 DIVERGED = 1e6  # a loss this many times its first logged value is flagged (once)
 

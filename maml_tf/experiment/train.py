@@ -9,15 +9,15 @@ import keras
 
 from maml_tf import datasets
 from maml_tf.errors import UserError
-from maml_tf.experiment import (distribute, evaluate, identity, loop, model_file, recorded,
-                                rundir, snapshot)
-from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.experiment import distribute, evaluate, loop, recorded
+from maml_tf.workdir import identity, model_file, rundir, snapshot
+from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config, identity_fields
 from maml_tf.experiment.experiment import Experiment, task_batches
-from maml_tf.experiment.interrupts import Interrupts
+from maml_tf.workdir.interrupts import Interrupts
 from maml_tf.experiment.progress import ProgressLog, trim_events, trim_history
-from maml_tf.experiment.runinfo import SegmentLog
-from maml_tf.experiment.selection import ModelSelection, score
+from maml_tf.workdir.runinfo import SegmentLog
+from maml_tf.workdir.selection import ModelSelection, score
 
 BEST_MODEL_FILE = "best.keras"  # the best-validation model, beside model.keras (the newest)
 

@@ -7,8 +7,8 @@ import re
 from typing import Dict, List, Optional
 
 from maml_tf.experiment.recorded import at_step, nearest, steps_of
-from maml_tf.experiment.rundir import read_json, read_jsonl
-from maml_tf.experiment.selection import ModelSelection
+from maml_tf.workdir.rundir import read_json, read_jsonl
+from maml_tf.workdir.selection import ModelSelection
 from maml_tf.reports.writer import wall_time_hours, write_report
 
 EVAL_NAME = re.compile(r"eval_(best_)?test_shots(\d+)_lr[^_]+_iter(\d+)\.json$")

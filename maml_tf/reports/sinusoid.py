@@ -31,7 +31,7 @@ def load_evals(run_dir: str):
 
 def restore(run_dir: str):
     """The run's Experiment with its latest checkpoint restored."""
-    from maml_tf.experiment.checkpoints import Checkpointer
+    from maml_tf.workdir.checkpoints import Checkpointer
     from maml_tf.experiment.config import Config
     from maml_tf.experiment.experiment import Experiment
 

@@ -6,7 +6,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from maml_tf.experiment.rundir import write_atomic
+from maml_tf.workdir.rundir import write_atomic
 from maml_tf.metrics import mean_and_ci95
 from maml_tf.rl import env
 from maml_tf.rl.agent import Agent

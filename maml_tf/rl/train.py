@@ -8,13 +8,13 @@ from typing import Dict
 import numpy as np
 
 from maml_tf.experiment import loop
-from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.rl import env, policy, trpo
 from maml_tf.rl.agent import Agent
 from maml_tf.rl.config import IDENTITY_FIELDS, RLConfig
-from maml_tf.experiment.runinfo import SegmentLog
+from maml_tf.workdir.runinfo import SegmentLog
 from maml_tf.experiment.progress import ProgressLog, trim_history
-from maml_tf.experiment.rundir import append_jsonl
+from maml_tf.workdir.rundir import append_jsonl
 
 VAL_STREAM, TEST_STREAM = 1, 0  # the validation and test goals come from separate RNG streams
 MILESTONE = 100  # every 100th checkpoint is also copied to archive/, out of the manager's rotation

@@ -11,7 +11,7 @@ import pytest
 import maml_tf
 from maml_tf import classify
 from maml_tf.errors import UserError
-from maml_tf.experiment import model_file
+from maml_tf.workdir import model_file
 from test_export_and_classify import toy_run, write_folders
 
 

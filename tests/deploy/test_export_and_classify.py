@@ -15,8 +15,8 @@ from maml_tf import classify, export
 from maml_tf.datasets import omniglot_data
 from maml_tf.deploy import images
 from maml_tf.deploy.loading import NetworkSpec
-from maml_tf.experiment import model_file
-from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.workdir import model_file
+from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import build_model
 from maml_tf.inner_opt import InnerMoments

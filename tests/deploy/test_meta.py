@@ -8,8 +8,9 @@ import tensorflow as tf
 import maml_tf
 from maml_tf import algorithms
 from maml_tf.errors import UserError
-from maml_tf.experiment import evaluate, model_file, train
-from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.experiment import evaluate, train
+from maml_tf.workdir import model_file
+from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import Experiment
 from maml_tf.inner_opt import first_order_step, initial_state, support_batch

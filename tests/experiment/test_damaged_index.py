@@ -5,7 +5,9 @@ import os
 
 import pytest
 
-from maml_tf.experiment import ckpt_index, evaluate, snapshot, train
+from maml_tf.experiment import evaluate, train
+
+from maml_tf.workdir import ckpt_index, snapshot
 from test_rundir import run  # noqa: F401  (the finished toy run fixture)
 
 DAMAGE = {

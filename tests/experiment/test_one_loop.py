@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from maml_tf.bench import faults
-from maml_tf.experiment import pretrain, train
+from maml_tf.experiment import train
+from maml_tf.transfer import pretrain
 from maml_tf.experiment.config import Config
 from maml_tf.rl import train as rl_train
 from maml_tf.rl.config import RLConfig

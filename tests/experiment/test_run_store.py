@@ -11,7 +11,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from maml_tf.experiment import evaluate, runlock, snapshot, train
+from maml_tf.experiment import evaluate, train
+
+from maml_tf.workdir import runlock, snapshot
 from maml_tf.experiment.config import Config
 
 TOY = dict(dataset="sinusoid", shots=5, queries=5, eval_shots=5, eval_queries=5, norm="None",

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import evaluate, rundir, train
-from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.experiment import evaluate, train
+from maml_tf.workdir import rundir
+from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import Experiment
 from maml_tf.experiment.progress import ProgressLog, clock, trim_events
-from maml_tf.experiment.runlock import RunLock
+from maml_tf.workdir.runlock import RunLock
 
 TOY = dict(dataset="sinusoid", shots=5, queries=5, eval_shots=5, eval_queries=5, norm="None",
            meta_batch_size=4, metatrain_iterations=20, checkpoint_interval=10, print_interval=5,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from maml_tf.experiment import evaluate, train
-from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import Experiment, task_batches
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from maml_tf import algorithms
-from maml_tf.experiment import baselines, evaluate, pretrain
+from maml_tf.experiment import evaluate
+from maml_tf.transfer import baselines, pretrain
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import loss_for
 from maml_tf.types import Task

@@ -1,7 +1,7 @@
 """A run's portable state: its newest checkpoint (and best-validation model) with its small files,
 kept in the project so the run continues, or is evaluated, on another machine.
 
-    python -m maml_tf.experiment.snapshot save --store results/runs RUN_DIR [RUN_DIR ...]
+    python -m maml_tf.workdir.snapshot save --store results/runs RUN_DIR [RUN_DIR ...]
 
 A run that is training meanwhile is held (SIGSTOP) while it is copied, at a moment when its state
 files are quiet, and goes on afterwards. A stored run lives at `<store>/<logdir name>/<run name>/`, mirroring `<logdir>/<run name>/`.
@@ -18,10 +18,10 @@ import time
 from typing import List, Optional
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import ckpt_index
-from maml_tf.experiment.rundir import read_json, read_jsonl
-from maml_tf.experiment.runlock import live_holder
-from maml_tf.experiment.selection import ModelSelection
+from maml_tf.workdir import ckpt_index
+from maml_tf.workdir.rundir import read_json, read_jsonl
+from maml_tf.workdir.runlock import live_holder
+from maml_tf.workdir.selection import ModelSelection
 
 SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json")
 EVAL_PREFIX = "eval_"  # evaluation results (JSON + CSV), small and what the reports read

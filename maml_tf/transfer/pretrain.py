@@ -9,11 +9,13 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.datasets import get_sampler
-from maml_tf.experiment import baselines, loop, rundir
-from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.experiment import loop
+from maml_tf.transfer import baselines
+from maml_tf.workdir import rundir
+from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import IDENTITY_FIELDS, Config
 from maml_tf.experiment.progress import ProgressLog, trim_history
-from maml_tf.experiment.runinfo import SegmentLog
+from maml_tf.workdir.runinfo import SegmentLog
 from maml_tf.errors import UserError
 
 

@@ -11,8 +11,8 @@ import os
 from typing import Optional, Sequence
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import ckpt_index
-from maml_tf.experiment.rundir import read_json, warn, write_atomic
+from maml_tf.workdir import ckpt_index
+from maml_tf.workdir.rundir import read_json, warn, write_atomic
 
 CONFIG_FILE = "config.json"
 

@@ -8,8 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import ckpt_index
-from maml_tf.experiment.rundir import warn
+from maml_tf.workdir import ckpt_index
+from maml_tf.workdir.rundir import warn
 
 
 class Checkpointer:

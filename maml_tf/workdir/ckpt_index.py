@@ -9,7 +9,7 @@ import os
 import re
 from typing import List, Optional
 
-from maml_tf.experiment.rundir import warn, write_atomic
+from maml_tf.workdir.rundir import warn, write_atomic
 
 INDEX = "checkpoint"
 _FILE = re.compile(r"^(ckpt-(\d+))\.index$")

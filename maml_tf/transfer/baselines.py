@@ -10,7 +10,7 @@ import tensorflow as tf
 from maml_tf import evaluation, metrics, models
 from maml_tf.datasets import get_sampler
 from maml_tf.experiment import evaluate
-from maml_tf.experiment.checkpoints import Checkpointer
+from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import loss_for
 from maml_tf.errors import UserError

@@ -6,7 +6,7 @@ import subprocess
 import time
 
 import maml_tf
-from maml_tf.experiment.rundir import read_json, write_json
+from maml_tf.workdir.rundir import read_json, write_json
 
 
 def hardware() -> dict:

@@ -8,7 +8,7 @@ import time
 from typing import Optional
 
 from maml_tf.errors import UserError
-from maml_tf.experiment.rundir import warn
+from maml_tf.workdir.rundir import warn
 
 LOCK_NAME = "lock"
 HEARTBEAT_SECONDS = 30  # the holder touches its lock this often, so that another host...
