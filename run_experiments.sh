@@ -38,7 +38,7 @@ save_runs() {  # every supervised run under $LOGDIR (not the toy or RL ones)
   mapfile -t runs < <(find "$LOGDIR" -mindepth 3 -maxdepth 3 -name checkpoints -type d \
     -not -path "$LOGDIR/quick/*" -not -path "$LOGDIR/rl/*" -printf '%h\n' | sort)
   [ "${#runs[@]}" -gt 0 ] || { echo "no runs with checkpoints under $LOGDIR"; return 1; }
-  "$PY" -m maml_tf.experiment.snapshot save --store "$MAML_TF_RUN_STORE" "${runs[@]}"
+  "$PY" -m maml_tf.workdir.snapshot save --store "$MAML_TF_RUN_STORE" "${runs[@]}"
 }
 if [ -n "$AUTOSAVE" ]; then
   [[ $AUTOSAVE =~ ^[1-9][0-9]*$ ]] || { echo "error: --autosave takes a number of seconds, got '$AUTOSAVE'"; exit 1; }
