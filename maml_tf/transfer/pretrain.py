@@ -20,7 +20,7 @@ from maml_tf.errors import UserError
 
 
 CLASSES_ARE = {"omniglot": "meta-train character x rotation (1,100 x 4)",
-               "miniimagenet": "the 64 meta-train classes"}
+               "miniimagenet": "the 64 meta-train classes"}  # else: its meta-train classes
 
 
 def omniglot_arrays(sampler) -> Tuple[np.ndarray, np.ndarray]:
@@ -33,19 +33,35 @@ def omniglot_arrays(sampler) -> Tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rotated.reshape((-1,) + base.shape[2:] + (1,))), labels
 
 
-def miniimagenet_arrays(sampler) -> Tuple[np.ndarray, np.ndarray]:
-    """The 64 training classes' images as they are (uint8 [38400, 84, 84, 3]) and their labels."""
+class SplitRows:
+    """Rows of a class-grouped image array (a folder's or TFDS memory map holds every split):
+    `view[i]` reads `images[rows[i]]`, so the meta-train split is never copied out."""
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray):
+        self.images, self.rows = images, rows
+        self.shape = (len(rows),) + tuple(images.shape[1:])
+
+    def __getitem__(self, i):
+        return self.images[self.rows[i]]
+
+
+def split_arrays(sampler) -> Tuple[np.ndarray, np.ndarray]:
+    """The meta-train classes' images (uint8, as they are: miniImageNet's [38400, 84, 84, 3]; a
+    folder's or TFDS dataset's rows of its array) and their labels 0..classes-1."""
     data = sampler.split("train")
     labels = np.repeat(np.arange(len(data.classes), dtype=np.int32), data.counts)
-    return data.images, labels
+    if len(data.images) == len(labels):  # the array is the split's alone
+        return data.images, labels
+    rows = np.concatenate([np.arange(s, s + c) for s, c in zip(data.starts, data.counts)])
+    return SplitRows(data.images, rows), labels
 
 
 def supervised_arrays(config: Config, sampler) -> Tuple[np.ndarray, np.ndarray]:
     """(images, labels) of every meta-train class, per dataset; no augmentation."""
     if config.dataset == "omniglot":
         return omniglot_arrays(sampler)
-    if config.dataset == "miniimagenet":
-        return miniimagenet_arrays(sampler)
+    if hasattr(sampler, "split"):  # miniImageNet, a folder, a TFDS dataset
+        return split_arrays(sampler)
     raise UserError(f"no supervised pretraining for {config.dataset}")
 
 
@@ -108,7 +124,8 @@ def _prepare(config: Config, workdir: str, sampler, arrays):
     optimizer.build(model.trainable_variables)  # before a restore, so its slots are restored
     rundir.write_json(os.path.join(workdir, "pretrain.json"), {
         "classes": int(labels.max()) + 1, "images": len(labels),
-        "classes_are": CLASSES_ARE.get(config.dataset, "test"), "augmentation": "none"})
+        "classes_are": CLASSES_ARE.get(config.dataset, "the meta-train classes"),
+        "augmentation": "none"})
     print(f"pretraining on {len(labels)} images of {labels.max() + 1} classes", flush=True)
     return sampler, images, labels, model, optimizer
 

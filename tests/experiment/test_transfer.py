@@ -201,3 +201,22 @@ def test_main_pretrains_and_evaluates_omniglot_like_maml(tmp_path, cache_dir):
     assert (run / "eval_test_shots1_lr0.4_iter4_5way_head_bnbatch.json").exists() or \
         list(run.glob("eval_test_*_5way_head_bnbatch.json")), list(run.iterdir())
     assert list((tmp_path / "omniglot.scratch.conv64").glob("eval_val_shots1_lr0.4_iter0_5way_all_bnbatch.csv"))
+
+
+def test_pretraining_on_a_folder_learns_and_fine_tunes(tmp_path):
+    """--baseline=pretrained on a user's folder: the meta-train classes' rows of its one array
+    (never copied out of the memory map), then fine-tuned on its test classes above chance."""
+    from folder_helpers import write_tree
+
+    config = toy_config(dataset="folder", data_dir=write_tree(tmp_path / "data"),
+                        cache_dir=str(tmp_path / "cache"), folder_split="0.5,0.25,0.25",
+                        pretrain_iterations=40, pretrain_lr=0.05, val_interval=20, eval_tasks=20,
+                        queries=1, eval_queries=1, eval_inner_lr=0.4)
+    from maml_tf import datasets
+
+    images, labels = pretrain.supervised_arrays(config, datasets.get_sampler(config))
+    assert isinstance(images, pretrain.SplitRows) and images.shape == (36, 20, 20, 3)
+    assert np.bincount(labels).tolist() == [6] * 6
+    pretrain.pretrain(config, str(tmp_path / "run"))
+    r = baselines.evaluate_baseline(config.replace(eval_split="test"), str(tmp_path / "run"))
+    assert r["metrics"]["accuracy"]["mean"][-1] > 1 / 3 + 0.2, r["metrics"]["accuracy"]["mean"]
