@@ -7,7 +7,7 @@ schedules count epochs of 500 iterations (`total_iter_per_epoch`).
 """
 
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import keras
 import tensorflow as tf
@@ -35,6 +35,22 @@ def head_mask(model: keras.Model) -> list:
     if layer is model or not head:
         raise ValueError("ANIL needs a model whose last layer with weights is its head")
     return [id(v) in head for v in model.trainable_variables]
+
+
+class Phase(NamedTuple):
+    """Which of MAML++'s scheduled parts a meta-update uses: a meta-step is compiled per phase."""
+    first_order: bool
+    multi_step_loss: bool
+
+
+def phase(iterations_done: int, first_order: bool, first_order_iterations: int,
+          msl_anneal_iterations: int) -> Phase:
+    """The phase after `iterations_done` meta-updates: first order while fewer than
+    `first_order_iterations` (derivative-order annealing; or always, `first_order`), the
+    multi-step loss while MAML++ keeps it (`msl_anneal_iterations` 0: never)."""
+    return Phase(first_order or iterations_done < first_order_iterations,
+                 bool(msl_anneal_iterations) and msl_epoch_active(iterations_done,
+                                                                  msl_anneal_iterations))
 
 
 def msl_epoch_active(iterations_done: int, anneal_iterations: int) -> bool:
@@ -89,8 +105,10 @@ def maml_variant_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: 
     """
     metric_fns, loss_fn, start = metric_fns or {}, get_loss(loss_fn), learner.state()
     learned = [] if rates is None else rates.learned()
-    if step_weights is not None and inner_steps and step_weights.shape[0] != inner_steps:
-        raise ValueError(f"{step_weights.shape[0]} step weights for {inner_steps} inner steps")
+    if step_weights is not None:
+        if inner_steps and step_weights.shape[0] != inner_steps:
+            raise ValueError(f"{step_weights.shape[0]} step weights for {inner_steps} inner steps")
+        step_weights = tf.cast(step_weights, weights[0].dtype)
 
     def per_task(args):
         task, index = args

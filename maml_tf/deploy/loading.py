@@ -15,8 +15,9 @@ from maml_tf.errors import UserError
 from maml_tf.experiment import model_file
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import ALGORITHMS, Config
-from maml_tf.experiment.experiment import build_model
+from maml_tf.experiment.experiment import build_model, learned_rates, make_learner
 from maml_tf.inner_opt import AdamMoments, InnerMoments
+from maml_tf.inner_rates import from_arrays
 
 
 class NetworkSpec:
@@ -99,9 +100,12 @@ def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
     state = {"model": model}
     if config.algorithm == "reptile" and config.inner_optimizer == "adam":
         state["inner_moments"] = InnerMoments(model.trainable_variables)
+    rates = learned_rates(config, make_learner(config, model))  # Meta-SGD / LSLR (else None)
+    if rates is not None:
+        state["inner_rates"] = rates
     restored = Checkpointer(workdir, state).restore_iteration(iteration)
     moments = state["inner_moments"].read() if "inner_moments" in state else None
-    return MetaModel(model, config, moments, restored)
+    return MetaModel(model, config, moments, restored, rates.read() if rates is not None else None)
 
 
 def _load_keras(path: str) -> MetaModel:
@@ -119,4 +123,7 @@ def _load_keras(path: str) -> MetaModel:
                             "network's weights")
         moments = AdamMoments([tf.constant(v) for v in extras.moments],
                               tf.constant(extras.moments_step, tf.float32))
-    return MetaModel(model, config, moments, extras.iteration)
+    if (extras.rates is not None) != (config.learned_inner_lr != "none"):
+        raise UserError(f"{path} is damaged: its learned step sizes do not match its settings")
+    rates = from_arrays(extras.rates, config.learned_inner_lr) if extras.rates is not None else None
+    return MetaModel(model, config, moments, extras.iteration, rates)

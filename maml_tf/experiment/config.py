@@ -7,7 +7,7 @@ import os
 from typing import Optional
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import recorded
+from maml_tf.experiment import recorded, variant_config
 
 ALGORITHMS = ("maml", "reptile")
 NORMS = ("batch_norm", "layer_norm", "None")
@@ -23,6 +23,7 @@ CHOICES = {"algorithm": ALGORITHMS, "inner_optimizer": INNER_OPTIMIZERS, "onednn
            "baseline": TRANSFER_BASELINES, "data_source": ("files", "tfds"),
            "omniglot_split": ("random", "alphabets", "within_alphabet"),
            "omniglot_resize": ("original", "lanczos")}
+CHOICES["learned_inner_lr"] = variant_config.LEARNED_INNER_LR  # MAML's successors (issue 41)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +107,18 @@ class Config:
     # Where the meta-batch runs (maml_tf/distribute.py): split evenly over the replicas.
     strategy: str = "default"  # "default" (one device), "mirrored", "multi_worker" or "tpu"
     num_cpu_devices: int = 2  # mirrored without GPUs: logical CPU devices (replicas), for testing
+    # MAML's successors, each off by default (maml_tf/variants.py). ANIL: the inner loop adapts
+    # the head only. Learned step sizes: "per_param" (Meta-SGD), "per_layer_step" (MAML++'s
+    # LSLR), started at inner_lr. MAML++: the multi-step loss annealed to the last step over
+    # msl_anneal_iterations; first order for the first first_order_iterations; the meta LR
+    # cosine-annealed per 500-iteration epoch to min_meta_lr over metatrain_iterations.
+    anil: bool = False
+    learned_inner_lr: str = "none"
+    multi_step_loss: bool = False
+    msl_anneal_iterations: int = 5000
+    first_order_iterations: int = 0
+    cosine_meta_lr: bool = False
+    min_meta_lr: float = 1e-5
 
     @property
     def total_iterations(self) -> int:
@@ -169,6 +182,7 @@ class Config:
         if self.oracle and self.dataset != "sinusoid":
             raise UserError("the oracle baseline exists for sinusoid only")
         self._validate_transfer()
+        variant_config.validate(self)
         return self
 
     def _validate_reptile(self):
@@ -199,6 +213,10 @@ class Config:
             raise UserError("pretrain_batch_size and pretrain_lr must be positive, got "
                             f"{self.pretrain_batch_size} and {self.pretrain_lr}")
 
+    def variants(self) -> list:
+        """The MAML successors' flags this run turns on (empty: plain MAML)."""
+        return variant_config.turned_on(self)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -222,9 +240,14 @@ REPTILE_IDENTITY_FIELDS = ("eval_shots", "eval_queries", "eval_inner_lr", "eval_
                            "transductive", "metatrain_iterations")
 
 
+# MAML's successors change what a run computes (a config.json older than them lacks them: it matches).
+IDENTITY_FIELDS += variant_config.FIELDS
+
+
 def identity_fields(config: Config) -> tuple:
     """The fields a resume of `config`'s run must keep."""
-    return IDENTITY_FIELDS + (REPTILE_IDENTITY_FIELDS if config.algorithm == "reptile" else ())
+    cosine = ("metatrain_iterations",) if config.cosine_meta_lr else ()  # its annealing length
+    return IDENTITY_FIELDS + (REPTILE_IDENTITY_FIELDS if config.algorithm == "reptile" else ()) + cosine
 
 
 # What an evaluation may choose for itself; every other identity field defines the network and
@@ -270,4 +293,5 @@ def run_name(config: Config) -> str:
         parts.append(config.omniglot_split)
     if config.dataset == "omniglot" and config.omniglot_resize != "original":
         parts.append(config.omniglot_resize)
+    parts.extend(variant_config.name_parts(config))  # none for plain MAML
     return ".".join(parts)

@@ -3,7 +3,8 @@
 The file is what `model.save` writes (`keras.models.load_model` reads it back as the network,
 once `maml_tf.models` is imported for its layers), plus two entries Keras ignores: the run's
 configuration and iteration (`maml_tf/run.json`) and, for Reptile with an inner Adam, the Adam
-moments every task starts from (`maml_tf/inner_moments.npz`). `maml_tf.load` reads all three.
+moments every task starts from (`maml_tf/inner_moments.npz`); a run with learned inner step
+sizes (Meta-SGD, LSLR) adds them (`maml_tf/inner_rates.npz`). `maml_tf.load` reads them all.
 """
 
 import io
@@ -19,6 +20,7 @@ from maml_tf.errors import UserError
 MODEL_FILE = "model.keras"  # in a run directory: the model of its newest checkpoint
 FORMAT = 1
 _RUN, _MOMENTS = "maml_tf/run.json", "maml_tf/inner_moments.npz"
+_RATES = "maml_tf/inner_rates.npz"
 
 
 class Extras(NamedTuple):
@@ -27,9 +29,10 @@ class Extras(NamedTuple):
     iteration: int
     moments: Optional[List[np.ndarray]]  # inner Adam second moments, one per trainable weight
     moments_step: float  # Adam steps those moments have seen
+    rates: Optional[List[Optional[np.ndarray]]] = None  # learned step sizes, per weight (None: kept)
 
 
-def save(path: str, model, config_json: str, iteration: int, moments=None):
+def save(path: str, model, config_json: str, iteration: int, moments=None, rates=None):
     """Writes `model` with the run's configuration (and inner Adam moments) to `path` atomically:
     a reader never sees half a file, and a crash leaves the previous one."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -43,6 +46,11 @@ def save(path: str, model, config_json: str, iteration: int, moments=None):
                      **{f"v{i}": np.asarray(v) for i, v in enumerate(moments.v)})
             archive.writestr(_MOMENTS, buffer.getvalue())
             run["inner_moments"] = True
+        if rates is not None:  # one array per trainable weight; absent: the inner loop keeps it
+            buffer = io.BytesIO()
+            np.savez(buffer, **{f"r{i}": np.asarray(r) for i, r in enumerate(rates) if r is not None})
+            archive.writestr(_RATES, buffer.getvalue())
+            run["inner_rates"] = len(rates)
         archive.writestr(_RUN, json.dumps(run, indent=1))
     os.replace(tmp, path)
 
@@ -51,7 +59,8 @@ def save_run_model(exp, outdir: str, iteration: int, name: str = MODEL_FILE) -> 
     """The training loop's hook: the current meta-parameters as `outdir/model.keras` (the
     best-validation model as `best.keras`)."""
     path = os.path.join(outdir, name)
-    save(path, exp.model, exp.config.to_json(), iteration, exp.moments())
+    rates = exp.inner_rates.arrays() if exp.inner_rates is not None else None
+    save(path, exp.model, exp.config.to_json(), iteration, exp.moments(), rates)
     return path
 
 
@@ -70,9 +79,18 @@ def read_extras(path: str) -> Extras:
                     count = len([k for k in npz.files if k.startswith("v")])
                     moments = [npz[f"v{i}"] for i in range(count)]
                     step = float(npz["step"])
+            rates = _read_rates(archive, run.get("inner_rates"))
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as err:
         raise UserError(f"cannot read {path}: {err}") from None
-    return Extras(run["config"], run["iteration"], moments, step)
+    return Extras(run["config"], run["iteration"], moments, step, rates)
+
+
+def _read_rates(archive, count) -> Optional[List[Optional[np.ndarray]]]:
+    """The learned step sizes, one entry per trainable weight (None where the inner loop keeps it)."""
+    if not count:
+        return None
+    with np.load(io.BytesIO(archive.read(_RATES))) as npz:
+        return [npz[f"r{i}"] if f"r{i}" in npz.files else None for i in range(int(count))]
 
 
 def _run_entry(data: bytes, path: str) -> Dict:
