@@ -7,9 +7,11 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import maml_tf
 from maml_tf import variants
+from maml_tf.deploy import savedmodel
 from maml_tf.deploy.meta import InputError
 from maml_tf.errors import UserError
 from maml_tf.experiment import evaluate, train
@@ -77,7 +79,7 @@ def test_extending_a_cosine_run_is_refused(tmp_path):
         trained(tmp_path, 20, cosine_meta_lr=True, checkpoint_interval=10)
 
 
-def test_evaluation_and_load_adapt_with_the_learned_rates_and_anils_mask(tmp_path):
+def test_evaluation_load_and_export_adapt_with_the_learned_rates_and_anils_mask(tmp_path):
     config, run, exp = trained(tmp_path, 20, anil=True, learned_inner_lr="per_layer_step",
                                checkpoint_interval=10, meta_batch_size=4, shots=5, queries=5)
     result = evaluate.evaluate_checkpoint(config.replace(eval_tasks=8), run)
@@ -101,6 +103,12 @@ def test_evaluation_and_load_adapt_with_the_learned_rates_and_anils_mask(tmp_pat
     fixed = maml_tf.load(run)
     fixed.rates = None
     assert not np.allclose(fixed.predict(x, y, q, steps=2), outputs[0])
+    # The SavedModel adapts with them too, outside maml_tf.
+    saved = savedmodel.export(maml_tf.load(run), str(tmp_path / "saved"), shots=5, steps=2)
+    signature = tf.saved_model.load(saved).signatures[savedmodel.SIGNATURE]
+    served = signature(**{k: tf.constant(v, tf.float32) for k, v in
+                          dict(support_x=x, support_y=y, query_x=q).items()})["outputs"]
+    np.testing.assert_allclose(served.numpy(), outputs[0], rtol=1e-5, atol=1e-6)
 
 
 def test_the_phase_follows_the_meta_updates_done():
