@@ -53,6 +53,29 @@ def phase(iterations_done: int, first_order: bool, first_order_iterations: int,
                                                                   msl_anneal_iterations))
 
 
+class PhasedStep:
+    """A compiled meta-step per phase, the one of `phase_now()` taken at each call (as a
+    tf.function is called: `step(tasks)`, `get_concrete_function`, its tracing count)."""
+
+    def __init__(self, phase_now, build):
+        self._phase_now, self._build, self._compiled = phase_now, build, {}
+
+    def current(self):
+        phase = self._phase_now()
+        if phase not in self._compiled:
+            self._compiled[phase] = self._build(phase)
+        return self._compiled[phase]
+
+    def __call__(self, tasks):
+        return self.current()(tasks)
+
+    def get_concrete_function(self, *args):
+        return self.current().get_concrete_function(*args)
+
+    def experimental_get_tracing_count(self) -> int:
+        return sum(f.experimental_get_tracing_count() for f in self._compiled.values())
+
+
 def msl_epoch_active(iterations_done: int, anneal_iterations: int) -> bool:
     """Whether MAML++ still optimises the multi-step loss (`epoch < multi_step_loss_num_epochs`)."""
     return iterations_done // ITERATIONS_PER_EPOCH < anneal_iterations / ITERATIONS_PER_EPOCH

@@ -178,17 +178,11 @@ class Experiment:
         c = self.config
         if not (c.first_order_iterations or c.multi_step_loss) or not inner_steps:
             return self._compiled_step(inner_steps)
-        compiled = {}
-
-        def train_step(tasks):
-            phase = variants.phase(int(self.optimizer.iterations), c.first_order,
+        return variants.PhasedStep(
+            lambda: variants.phase(int(self.optimizer.iterations), c.first_order,
                                    c.first_order_iterations,
-                                   c.msl_anneal_iterations if c.multi_step_loss else 0)
-            if phase not in compiled:
-                compiled[phase] = self._compiled_step(inner_steps, phase)
-            return compiled[phase](tasks)
-
-        return train_step
+                                   c.msl_anneal_iterations if c.multi_step_loss else 0),
+            lambda phase: self._compiled_step(inner_steps, phase))
 
     def _compiled_step(self, inner_steps: int, phase: Optional[variants.Phase] = None):
         c, learner, strategy = self.config, self.learner, self.strategy

@@ -17,7 +17,7 @@ from maml_tf.errors import UserError
 from maml_tf.experiment import evaluate, train
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config, run_name
-from maml_tf.experiment.experiment import Experiment
+from maml_tf.experiment.experiment import Experiment, task_batches
 from test_run_store import weights as checkpoint_variables
 
 SINE = dict(dataset="sinusoid", shots=10, queries=10, eval_shots=10, eval_queries=10, norm="None",
@@ -117,6 +117,16 @@ def test_the_phase_follows_the_meta_updates_done():
     assert variants.phase(200, False, 200, 500) == (False, True)
     assert variants.phase(500, False, 200, 500) == (False, False)
     assert variants.phase(10**6, True, 0, 0) == (True, False)
+
+
+def test_a_phased_step_is_traced_once_per_phase():
+    exp = Experiment(Config(**{**SINE, "first_order_iterations": 2, "meta_batch_size": 4}))
+    step = exp.make_train_step(2)
+    batches = task_batches(exp.sampler, "train", 4, 10, 10, seed=0, start=0)
+    for _ in range(5):
+        step(next(batches))
+    assert step.experimental_get_tracing_count() == 2  # first order, then second
+    assert int(exp.optimizer.iterations) == 5
 
 
 @pytest.mark.parametrize("settings, message", [
