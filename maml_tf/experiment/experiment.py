@@ -179,7 +179,7 @@ class Experiment:
         if not (c.first_order_iterations or c.multi_step_loss) or not inner_steps:
             return self._compiled_step(inner_steps)
         return variants.PhasedStep(
-            lambda: variants.phase(int(self.optimizer.iterations), c.first_order,
+            lambda: variants.phase(int(self.optimizer.iterations.numpy()), c.first_order,
                                    c.first_order_iterations,
                                    c.msl_anneal_iterations if c.multi_step_loss else 0),
             lambda phase: self._compiled_step(inner_steps, phase))
