@@ -190,7 +190,10 @@ class Experiment:
 
         def replica_step(tasks):
             result = replica_fn(tasks)
-            distribute.apply_mean(self.optimizer, result.grads, self.meta_variables, c.grad_clip)
+            # The weights' gradients are clipped, not the learned rates' (MAML++ clamps only
+            # its classifier's parameters).
+            distribute.apply_mean(self.optimizer, result.grads, self.meta_variables, c.grad_clip,
+                                  clipped=len(learner.variables))
             return result.metrics, result.state, result.carry
 
         if c.jit_compile:  # XLA on the replica function, as Keras' Model.fit does

@@ -111,6 +111,30 @@ def test_evaluation_load_and_export_adapt_with_the_learned_rates_and_anils_mask(
     np.testing.assert_allclose(served.numpy(), outputs[0], rtol=1e-5, atol=1e-6)
 
 
+def test_the_best_validation_model_keeps_its_learned_rates(tmp_path):
+    config, run, exp = trained(tmp_path, 20, learned_inner_lr="per_param", inner_steps=1,
+                               val_interval=10, val_tasks=4, checkpoint_interval=10,
+                               meta_batch_size=4, shots=5, queries=5)
+    iteration = Checkpointer(run, exp.state()).best_iteration()
+    best = checkpoint_variables(run, os.path.join("checkpoints", "best"))
+    then = tf.train.load_checkpoint(os.path.join(run, "checkpoints", f"ckpt-{iteration}"))
+    rates = [k for k in best if k.startswith("inner_rates/")]
+    assert len(rates) == len(exp.inner_rates.rates)
+    for k in rates:
+        np.testing.assert_array_equal(best[k], then.get_tensor(k))
+    assert evaluate.evaluate_checkpoint(config.replace(eval_tasks=8), run, best=True)["iteration"] == iteration
+
+
+def test_grad_clip_clips_the_weights_not_the_learned_rates():
+    import keras
+    from maml_tf.experiment import distribute
+
+    weight, rate = tf.Variable([0.0]), tf.Variable([0.0])
+    distribute.apply_mean(keras.optimizers.SGD(1.0), [tf.constant([5.0]), tf.constant([5.0])],
+                          [weight, rate], grad_clip=1.0, clipped=1)
+    assert float(weight[0]) == -1.0 and float(rate[0]) == -5.0
+
+
 def test_the_phase_follows_the_meta_updates_done():
     assert variants.phase(0, False, 200, 500) == (True, True)
     assert variants.phase(199, False, 200, 500) == (True, True)
