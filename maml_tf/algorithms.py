@@ -20,6 +20,7 @@ import tensorflow as tf
 from maml_tf.inner_opt import (AdamMoments, InnerState, carried, first_order_step,
                                initial_state, moment_increments, support_batch)
 from maml_tf.inner_rates import LearnedRates
+from maml_tf.per_step import StepParams
 from maml_tf.metrics import get_loss
 from maml_tf.models import Learner
 from maml_tf.types import Task
@@ -74,6 +75,7 @@ class InnerLoop(NamedTuple):
     batch_size: int = 0               # Reptile: support examples per step, in turn (0: all)
     moments: Optional[AdamMoments] = None  # Reptile's carried Adam moments each task starts from
     rates: Optional[LearnedRates] = None  # MAML: learned step sizes in place of inner_lr
+    step_params: Optional[StepParams] = None  # MAML++'s per-step batch-norm weights (BNWB)
 
 
 def adaptation_step(learner: Learner, loop: InnerLoop, state: InnerState, task: Task, step: int,
@@ -83,8 +85,10 @@ def adaptation_step(learner: Learner, loop: InnerLoop, state: InnerState, task: 
     `first_order` False (MAML's meta-gradient) keeps the inner gradient on the outer tape."""
     if loop.optimizer is None:
         lr = loop.inner_lr if loop.rates is None else loop.rates.at(step)
+        weights = state.weights if loop.step_params is None else \
+            loop.step_params.substitute(state.weights, step)  # kept in the fast weights after
         fast, loss, outputs, model_state = inner_step(
-            learner, loop.loss_fn, state.weights, task.support_x, task.support_y, lr,
+            learner, loop.loss_fn, weights, task.support_x, task.support_y, lr,
             first_order, state=state.model_state)
         return state._replace(weights=fast, model_state=model_state), loss, outputs
     x, y = support_batch(task, step, loop.batch_size)

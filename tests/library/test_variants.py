@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from maml_tf import algorithms, inner_rates, metrics, models, variants
+from maml_tf import algorithms, inner_rates, layers, metrics, models, per_step, variants
 from test_algorithms import central_differences, flat, regression_tasks, unseen_model
 
 INNER_LR, STEPS = 0.3, 2
 
 
-def objective(learner, weights, rates, tasks, step_weights=None):
+def objective(learner, weights, rates, tasks, step_weights=None, step_params=None):
     """Mean over tasks of the (step-weighted) query loss after adaptation, task by task,
     each step with its learned rates: the reference the exact meta-gradient must match."""
     losses = []
@@ -22,6 +22,9 @@ def objective(learner, weights, rates, tasks, step_weights=None):
         fast, terms = list(weights), []
         for step in range(STEPS):
             lr = INNER_LR if rates is None else rates.at(step)
+            if step_params is not None:  # step i's batch-norm offsets, kept in its query pass
+                fast = [w if p is None else (p[step - 1] if step else w)
+                        for w, p in zip(fast, step_params.values)]
             fast, *_ = algorithms.inner_step(learner, metrics.mse, fast, tasks.support_x[t],
                                              tasks.support_y[t], lr)
             query = metrics.mse(tasks.query_y[t], learner(fast, tasks.query_x[t]))
@@ -68,6 +71,43 @@ def test_meta_gradient_with_learned_rates_and_multi_step_loss_matches_finite_dif
     assert np.max(np.abs(exact - fd)) / np.max(np.abs(fd)) < 1e-6
     if learned:  # the rates' own gradient is there, not zero
         assert np.abs(flat(result.grads[len(weights):])).max() > 1e-3
+
+
+def batch_norm_model():
+    """Dense -> batch norm (an offset, no scale, as the paper's networks) -> softplus -> Dense."""
+    inp = keras.Input((2,), dtype="float64")
+    h = keras.layers.Dense(6, dtype="float64")(inp)
+    h = layers.BatchNorm(center=True, scale=False, epsilon=1e-3, dtype="float64")(h)
+    h = keras.layers.Activation("softplus", dtype="float64")(h)
+    return keras.Model(inp, keras.layers.Dense(1, dtype="float64")(h))
+
+
+@pytest.mark.parametrize("msl", [False, True])
+def test_per_step_batch_norm_offsets_meta_gradient_matches_finite_differences(msl):
+    model = batch_norm_model()
+    learner, tasks = models.Learner(model), regression_tasks()
+    weights, mask = learner.weights(), per_step.batch_norm_mask(model)
+    assert sum(mask) == 1 and not any(m and i for m, i in zip(mask, learner.inner_mask))
+    rng = np.random.default_rng(3)
+    params = per_step.from_arrays([rng.normal(size=(STEPS - 1,) + tuple(w.shape)) if m else None
+                                   for w, m in zip(weights, mask)])
+    rates = inner_rates.from_arrays(random_rates(learner, "per_layer_step"), "per_layer_step")
+    step_weights = tf.constant([0.3, 0.7], tf.float64) if msl else None
+    extra = rates.learned() + params.learned()
+
+    @tf.function
+    def fn(p):
+        own_rates = rates.replace_learned(p[len(weights):len(weights) + len(rates.learned())])
+        own_params = params.replace_learned(p[len(weights) + len(rates.learned()):])
+        return objective(learner, p[:len(weights)], own_rates, tasks, step_weights, own_params)
+
+    fd = central_differences(lambda p: float(fn(p)), list(weights) + extra)
+    result = variants.maml_variant_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
+                                              rates=rates, step_weights=step_weights,
+                                              step_params=params)
+    exact = flat(result.grads)
+    assert np.max(np.abs(exact - fd)) / np.max(np.abs(fd)) < 1e-6
+    assert np.abs(flat(result.grads[-1:])).max() > 1e-3  # step 1's offsets get their gradient
 
 
 def test_with_no_variant_it_is_maml_bit_for_bit(setup):
