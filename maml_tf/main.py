@@ -95,7 +95,8 @@ flags.DEFINE_integer("msl_anneal_iterations", -1, "MAML++'s MSL annealing length
 flags.DEFINE_integer("first_order_iterations", 0, "MAML++'s derivative-order annealing: first order for the first N iterations, then second order (0: off, as its released configs)")
 flags.DEFINE_bool("cosine_meta_lr", False, "MAML++'s cosine annealing of the meta learning rate, from --meta_lr to --min_meta_lr over --metatrain_iterations, stepped every 500-iteration epoch")
 flags.DEFINE_float("min_meta_lr", 1e-5, "the meta learning rate --cosine_meta_lr ends at (MAML++: 1e-5)")
-flags.DEFINE_bool("maml_plus_plus", False, "MAML++ (Antoniou, Edwards, Storkey, ICLR 2019) with its released configs' settings: --learned_inner_lr=per_layer_step --multi_step_loss --cosine_meta_lr (per-step batch norm, BNRS/BNWB, is not implemented)")
+flags.DEFINE_bool("per_step_bn_weights", False, "MAML++'s per-step batch-norm weights (BNWB): inner steps 1..N-1 get their own copies of the batch-norm parameters (step 0 keeps the model's), learned by the outer loop; a forward pass of inner step i uses step i's (needs --norm=batch_norm and --num_updates >= 2; per-step running statistics, BNRS, would change nothing: batch norm always uses the batch's statistics, in MAML++'s code too)")
+flags.DEFINE_bool("maml_plus_plus", False, "MAML++ (Antoniou, Edwards, Storkey, ICLR 2019) with its released configs' settings: --learned_inner_lr=per_layer_step --multi_step_loss --cosine_meta_lr, and --per_step_bn_weights with --norm=batch_norm and --num_updates >= 2")
 # Reinforcement learning (--datasource=2dnavigation), names as the paper's RL code.
 flags.DEFINE_integer("fast_batch_size", 20, "RL: trajectories per task for each policy-gradient step")
 flags.DEFINE_integer("max_path_length", 100, "RL: horizon (steps per trajectory)")
@@ -154,12 +155,13 @@ def variant_settings(f) -> dict:
             raise UserError("--maml_plus_plus learns per-layer, per-step step sizes (LSLR): drop "
                             "--learned_inner_lr=per_param")
         learned, msl, cosine = "per_layer_step", True, True
+    bnwb = f.per_step_bn_weights or (f.maml_plus_plus and f.norm == "batch_norm" and f.num_updates >= 2)
     anneal = f.msl_anneal_iterations
     if anneal == -1:  # MAML++'s multi_step_loss_num_epochs x total_iter_per_epoch
         anneal = 7500 if msl and f.datasource == "miniimagenet" else 5000
     return dict(anil=f.anil, learned_inner_lr=learned, multi_step_loss=msl,
                 msl_anneal_iterations=anneal, first_order_iterations=f.first_order_iterations,
-                cosine_meta_lr=cosine, min_meta_lr=f.min_meta_lr)
+                cosine_meta_lr=cosine, min_meta_lr=f.min_meta_lr, per_step_bn_weights=bnwb)
 
 
 def run_directory(logdir: str, name: str) -> str:

@@ -68,4 +68,8 @@ class StepVariables(tf.Module):
         return StepParams([tf.convert_to_tensor(next(it)) if m else None for m in self.mask])
 
     def arrays(self) -> List[Optional[np.ndarray]]:
+        """The parameters as numpy arrays aligned with the weights (None: not per step)."""
         return [None if v is None else v.numpy() for v in self.read().values]
+
+    def arrays_learned(self) -> List[np.ndarray]:
+        return [v.numpy() for v in self.params]

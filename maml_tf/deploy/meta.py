@@ -18,6 +18,7 @@ from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import adapt_settings, inner_loop, make_learner
 from maml_tf.inner_opt import AdamMoments
 from maml_tf.inner_rates import LearnedRates
+from maml_tf.per_step import StepParams
 from maml_tf.types import Task
 
 
@@ -45,11 +46,13 @@ class MetaModel:
     """
 
     def __init__(self, model: keras.Model, config: Config, moments: Optional[AdamMoments] = None,
-                 iteration: Optional[int] = None, rates: Optional[LearnedRates] = None):
+                 iteration: Optional[int] = None, rates: Optional[LearnedRates] = None,
+                 step_params: Optional[StepParams] = None):
         self.model, self.config, self.iteration = model, config, iteration
         self.learner = make_learner(config, model)  # ANIL: the head only
         self.moments = moments  # Reptile's inner Adam state every task starts from (else None)
         self.rates = rates  # learned step sizes (Meta-SGD, LSLR) used in place of inner_lr
+        self.step_params = step_params  # MAML++'s per-step batch-norm parameters (BNWB)
         self.settings = adapt_settings(config)
         self.problem = "regression" if config.dataset == "sinusoid" else "classification"
         self.input_shape = tuple(model.input_shape[1:])
@@ -91,7 +94,8 @@ class MetaModel:
     def inner_loop(self, shots: float, inner_lr: float, ways: Optional[int] = None):
         """The run's own inner loop (its algorithm's loss and optimizer, as training and
         evaluation), its loss over the head's first `ways` outputs (None: all)."""
-        loop = inner_loop(self.config, self.problem, shots, inner_lr, self.moments, self.rates)
+        loop = inner_loop(self.config, self.problem, shots, inner_lr, self.moments, self.rates,
+                          self.step_params)
         if self.problem == "regression" or ways is None or ways == self.num_classes:
             return loop
         loss_fn = loop.loss_fn

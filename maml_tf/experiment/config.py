@@ -119,6 +119,7 @@ class Config:
     first_order_iterations: int = 0
     cosine_meta_lr: bool = False
     min_meta_lr: float = 1e-5
+    per_step_bn_weights: bool = False  # MAML++'s BNWB: each inner step's own batch-norm parameters
 
     @property
     def total_iterations(self) -> int:

@@ -13,6 +13,7 @@ from maml_tf.experiment import distribute
 from maml_tf.experiment.config import Config
 from maml_tf.inner_opt import InnerMoments
 from maml_tf.inner_rates import InnerRates, LearnedRates
+from maml_tf.per_step import StepParams, StepVariables, batch_norm_mask
 from maml_tf.types import Task
 
 
@@ -70,9 +71,13 @@ class Experiment:
             self.optimizer = outer_optimizer(config)
             # Meta-SGD / LSLR: learned step sizes, meta-learned with the weights (else None).
             self.inner_rates = learned_rates(config, self.learner)
-            # What the outer optimizer updates: the weights, then any learned step sizes.
+            # MAML++'s BNWB: the batch-norm parameters of inner steps 1..n-1 (else None).
+            self.step_vars = step_variables(config, self.learner)
+            # What the outer optimizer updates: the weights, then any learned step sizes, then
+            # any per-step batch-norm parameters.
             self.meta_variables = self.learner.variables + (
-                self.inner_rates.rates if self.inner_rates is not None else [])
+                self.inner_rates.rates if self.inner_rates is not None else []) + (
+                self.step_vars.params if self.step_vars is not None else [])
             # Built now, not lazily, so a checkpoint restores its slots before the first step.
             self.optimizer.build(self.meta_variables)
             # Reptile's inner Adam keeps its moments from task to task (the paper's code).
@@ -92,6 +97,8 @@ class Experiment:
             extra["seed_states"] = SeedStates(self.learner)
         if self.inner_rates is not None:
             extra["inner_rates"] = self.inner_rates
+        if self.step_vars is not None:
+            extra["step_params"] = self.step_vars
         return {"model": self.model, "optimizer": self.optimizer, **extra}
 
     def moments(self):
@@ -101,6 +108,10 @@ class Experiment:
     def rates(self) -> Optional[LearnedRates]:
         """The learned inner step sizes (None: the run adapts with its fixed inner_lr)."""
         return self.inner_rates.read() if self.inner_rates is not None else None
+
+    def step_params(self) -> Optional[StepParams]:
+        """MAML++'s per-step batch-norm parameters (None: every step uses the model's)."""
+        return self.step_vars.read() if self.step_vars is not None else None
 
     def loss(self, shots: int):
         """The loss of a phase with K = `shots` (Reptile's is the same for every K)."""
@@ -129,12 +140,12 @@ class Experiment:
             @tf.function(input_signature=[self.task_signature(shots, queries)])
             def curve(tasks):
                 loop = inner_loop(c, self.sampler.problem, shots, inner_lr, self.moments(),
-                                  self.rates())
+                                  self.rates(), self.step_params())
                 return evaluation.adaptation_curve(
                     learner, loop.loss_fn, learner.weights(), tasks, inner_lr, steps,
                     self.metric_fns, transductive=c.transductive, optimizer=loop.optimizer,
                     batch_size=loop.batch_size, moments=loop.moments, record_steps=list(record),
-                    rates=loop.rates)
+                    rates=loop.rates, step_params=loop.step_params)
 
             self._curve_fns[key] = curve
         return self._curve_fns[key]
@@ -149,12 +160,14 @@ class Experiment:
                 *a, optimizer=c.inner_optimizer, batch_size=c.inner_batch_size,
                 moments=self.moments(), num_tasks=c.meta_batch_size, **k)
         first_order = c.first_order if phase is None else phase.first_order
-        if self.inner_rates is None and not (phase and phase.multi_step_loss):
+        if self.inner_rates is None and self.step_vars is None and not (
+                phase and phase.multi_step_loss):
             return functools.partial(algorithms.maml_meta_grads, first_order=first_order)
-        # Read when the step is traced: the rates' and the loss weights' current values.
+        # Read when the step is traced: the rates', parameters' and loss weights' current values.
         return lambda *a, **k: variants.maml_variant_meta_grads(
-            *a, first_order=first_order, rates=self.rates(), step_weights=variants.msl_weights(
-                self.optimizer.iterations, c.inner_steps, c.msl_anneal_iterations)
+            *a, first_order=first_order, rates=self.rates(), step_params=self.step_params(),
+            step_weights=variants.msl_weights(self.optimizer.iterations, c.inner_steps,
+                                              c.msl_anneal_iterations)
             if phase and phase.multi_step_loss else None, **k)
 
     def replica_meta_grads(self, inner_steps: int, phase: Optional[variants.Phase] = None):
@@ -243,18 +256,26 @@ def adapt_settings(config: Config) -> AdaptSettings:
 
 
 def inner_loop(config: Config, problem: str, shots: float, inner_lr: float,
-               moments=None, rates: Optional[LearnedRates] = None) -> algorithms.InnerLoop:
+               moments=None, rates: Optional[LearnedRates] = None,
+               step_params: Optional[StepParams] = None) -> algorithms.InnerLoop:
     """The one place that chooses how a run adapts a task outside its meta-gradient (validation,
     evaluation, `MetaModel`, the SavedModel): its algorithm's loss, optimizer and batches, and
-    its learned step sizes if it has them (`inner_lr` is then unused)."""
+    its learned step sizes if it has them (`inner_lr` is then unused) and per-step batch norm."""
     s = adapt_settings(config)
     return algorithms.InnerLoop(loss_for(problem, shots, config.algorithm), inner_lr, s.optimizer,
-                                s.batch_size, moments if s.optimizer else None, rates)
+                                s.batch_size, moments if s.optimizer else None, rates, step_params)
 
 
 def make_learner(config: Config, model: keras.Model) -> models.Learner:
     """The run's Learner: MAML's inner mask, or ANIL's (the head only)."""
     return models.Learner(model, inner_mask=variants.head_mask(model) if config.anil else None)
+
+
+def step_variables(config: Config, learner: models.Learner) -> Optional[StepVariables]:
+    """MAML++'s per-step batch-norm parameters as variables (None unless --per_step_bn_weights)."""
+    if not config.per_step_bn_weights:
+        return None
+    return StepVariables(learner.variables, batch_norm_mask(learner.model), config.inner_steps)
 
 
 def learned_rates(config: Config, learner: models.Learner) -> Optional[InnerRates]:

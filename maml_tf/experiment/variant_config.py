@@ -6,7 +6,7 @@ from maml_tf.errors import UserError
 # (maml_tf.inner_rates.GRANULARITIES, repeated here so the runner's flags load no TensorFlow).
 LEARNED_INNER_LR = ("none", "per_layer_step", "per_param")
 FIELDS = ("anil", "learned_inner_lr", "multi_step_loss", "msl_anneal_iterations",
-          "first_order_iterations", "cosine_meta_lr", "min_meta_lr")
+          "first_order_iterations", "cosine_meta_lr", "min_meta_lr", "per_step_bn_weights")
 
 
 def turned_on(config) -> list:
@@ -14,7 +14,8 @@ def turned_on(config) -> list:
     on = {"anil": config.anil, "learned_inner_lr": config.learned_inner_lr != "none",
           "multi_step_loss": config.multi_step_loss,
           "first_order_iterations": config.first_order_iterations > 0,
-          "cosine_meta_lr": config.cosine_meta_lr}
+          "cosine_meta_lr": config.cosine_meta_lr,
+          "per_step_bn_weights": config.per_step_bn_weights}
     return [f"--{name}" for name, value in on.items() if value]
 
 
@@ -39,6 +40,9 @@ def validate(config):
                         "drop --stop_grad")
     if config.multi_step_loss and not config.msl_anneal_iterations:
         raise UserError("--msl_anneal_iterations must be positive with --multi_step_loss")
+    if config.per_step_bn_weights and (config.norm != "batch_norm" or config.inner_steps < 2):
+        raise UserError("--per_step_bn_weights gives each inner step its own batch-norm "
+                        "parameters: it needs --norm=batch_norm and --num_updates of 2 or more")
     if config.cosine_meta_lr and config.min_meta_lr > config.meta_lr:
         raise UserError(f"--min_meta_lr={config.min_meta_lr:g} is above --meta_lr={config.meta_lr:g}")
 
@@ -53,4 +57,6 @@ def name_parts(config) -> list:
         parts.append(f"fo{config.first_order_iterations}")
     if config.cosine_meta_lr:
         parts.append(f"cos{config.min_meta_lr:g}")
+    if config.per_step_bn_weights:
+        parts.append("bnwb")
     return parts

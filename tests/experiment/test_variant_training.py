@@ -33,7 +33,11 @@ VARIANTS = {
     "cosine": dict(cosine_meta_lr=True, min_meta_lr=1e-4),
     "maml_plus_plus": dict(learned_inner_lr="per_layer_step", multi_step_loss=True,
                            cosine_meta_lr=True, first_order_iterations=200),
+    "bnwb": dict(per_step_bn_weights=True, norm="batch_norm"),
 }
+# Batch norm over 10 support points slows sinusoid MAML down: after 400 iterations plain MAML with
+# it cuts the MSE by 11% (3.99 -> 3.54), BNWB by 25% (4.89 -> 3.64; seed 1: 4.75 -> 3.58).
+BAR = {"bnwb": 0.85}
 
 
 def trained(tmp_path, iterations, **settings):
@@ -52,24 +56,31 @@ def test_each_variant_learns_to_adapt_on_sinusoid(tmp_path, name):
                                      seed=7)["loss"]["mean"]
     # At initialisation the training's inner steps change the MSE by a few percent at most;
     # after 400 meta-iterations of any variant they cut it by 40% at least, the bar of MAML's
-    # own test (measured: 3.3 -> 1.0 for ANIL, 3.5 -> 1.7 for Meta-SGD).
-    assert loss[-1] < 0.6 * loss[0], loss
+    # own test (measured: 3.3 -> 1.0 for ANIL, 3.5 -> 1.7 for Meta-SGD), batch norm aside.
+    assert loss[-1] < BAR.get(name, 0.6) * loss[0], loss
     if exp.inner_rates is not None:  # the step sizes moved away from --update_lr
         assert max(np.abs(a - 0.01).max() for a in exp.inner_rates.arrays() if a is not None) > 1e-3
+    if exp.step_vars is not None:  # step 1's batch-norm offsets moved away from step 0's
+        own = [w.numpy() for w, m in zip(exp.learner.variables, exp.step_vars.mask) if m]
+        assert max(np.abs(p[0] - w).max() for p, w in zip(exp.step_vars.arrays_learned(), own)) > 1e-3
 
 
 @pytest.mark.parametrize("settings", [
     dict(learned_inner_lr="per_layer_step", multi_step_loss=True, first_order_iterations=25),
-    dict(anil=True, learned_inner_lr="per_param")])
+    dict(anil=True, learned_inner_lr="per_param"),
+    dict(per_step_bn_weights=True, norm="batch_norm", multi_step_loss=True)])
 def test_a_resumed_run_ends_with_the_same_weights_and_learned_rates(tmp_path, settings):
     toy = dict(meta_batch_size=4, shots=5, queries=5, checkpoint_interval=10, **settings)
-    _, whole, _ = trained(tmp_path / "a", 30, **toy)
+    _, whole, first = trained(tmp_path / "a", 30, **toy)
     trained(tmp_path / "b", 20, **toy)  # stopped at 20, before the switch to second order at 25
     _, resumed, exp = trained(tmp_path / "b", 30, **toy)
     a, b = checkpoint_variables(whole), checkpoint_variables(resumed)
-    assert a.keys() == b.keys() and any("inner_rates" in k for k in a)
-    for name in a:
+    assert a.keys() == b.keys()
+    for name in a:  # every variable: weights, learned rates or parameters, optimizer slots
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert len(exp.meta_variables) > len(exp.learner.variables)  # restored as such, too
+    for x, y in zip(first.meta_variables, exp.meta_variables):
+        np.testing.assert_array_equal(x.numpy(), y.numpy())
     assert int(exp.optimizer.iterations) == 30
 
 
@@ -79,14 +90,19 @@ def test_extending_a_cosine_run_is_refused(tmp_path):
         trained(tmp_path, 20, cosine_meta_lr=True, checkpoint_interval=10)
 
 
-def test_evaluation_load_and_export_adapt_with_the_learned_rates_and_anils_mask(tmp_path):
-    config, run, exp = trained(tmp_path, 20, anil=True, learned_inner_lr="per_layer_step",
-                               checkpoint_interval=10, meta_batch_size=4, shots=5, queries=5)
+@pytest.mark.parametrize("settings", [dict(anil=True, learned_inner_lr="per_layer_step"),
+                                      dict(learned_inner_lr="per_param", norm="batch_norm",
+                                           per_step_bn_weights=True)])
+def test_evaluation_load_and_export_adapt_with_what_the_run_learned(tmp_path, settings):
+    config, run, exp = trained(tmp_path, 20, checkpoint_interval=10, meta_batch_size=4, shots=5,
+                               queries=5, **settings)
     result = evaluate.evaluate_checkpoint(config.replace(eval_tasks=8), run)
     assert result["iteration"] == 20
     stored = exp.inner_rates.arrays()
     assert [a is None for a in stored] == [not m for m in exp.learner.inner_mask]
-    assert sum(exp.learner.inner_mask) == 2  # the head's kernel and bias
+    if config.anil:
+        assert sum(exp.learner.inner_mask) == 2  # the head's kernel and bias
+    params = exp.step_vars.arrays() if exp.step_vars is not None else None
     rng = np.random.default_rng(0)
     x, y, q = rng.uniform(-5, 5, (5, 1)), rng.normal(size=(5, 1)), rng.uniform(-5, 5, (7, 1))
     outputs = []
@@ -94,6 +110,9 @@ def test_evaluation_load_and_export_adapt_with_the_learned_rates_and_anils_mask(
         meta = maml_tf.load(path)
         assert meta.learner.inner_mask == exp.learner.inner_mask
         for ours, theirs in zip(meta.rates.values, stored):
+            assert (ours is None and theirs is None) or np.array_equal(ours.numpy(), theirs)
+        assert (meta.step_params is None) == (params is None)
+        for ours, theirs in zip(meta.step_params.values if params else [], params or []):
             assert (ours is None and theirs is None) or np.array_equal(ours.numpy(), theirs)
         outputs.append(meta.predict(x, y, q, steps=2))
         with pytest.raises(InputError, match="learned step sizes"):
@@ -194,6 +213,8 @@ def test_a_phased_step_is_traced_once_per_phase():
     (dict(cosine_meta_lr=True, min_meta_lr=0.1), "--min_meta_lr=0.1 is above --meta_lr=0.001"),
     (dict(anil=True, pretrain_iterations=10), "not with --baseline or --pretrain_iterations"),
     (dict(first_order_iterations=-1), "first_order_iterations must be >= 0"),
+    (dict(per_step_bn_weights=True, norm="None", inner_steps=2), "needs --norm=batch_norm"),
+    (dict(per_step_bn_weights=True, inner_steps=1), "--num_updates of 2 or more"),
 ])
 def test_meaningless_combinations_are_one_line_errors(settings, message):
     with pytest.raises(UserError, match=None) as err:
