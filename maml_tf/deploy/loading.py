@@ -15,7 +15,8 @@ from maml_tf.errors import UserError
 from maml_tf.experiment import model_file
 from maml_tf.experiment.checkpoints import Checkpointer
 from maml_tf.experiment.config import ALGORITHMS, Config
-from maml_tf.experiment.experiment import build_model, learned_rates, make_learner, step_variables
+from maml_tf.experiment.experiment import build_model
+from maml_tf.experiment.variant_parts import learned_rates, make_learner, step_variables
 from maml_tf.inner_opt import AdamMoments, InnerMoments
 from maml_tf.inner_rates import from_arrays
 from maml_tf.per_step import from_arrays as step_params_from

@@ -15,7 +15,8 @@ import tensorflow as tf
 from maml_tf import algorithms, evaluation, layers
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
-from maml_tf.experiment.experiment import adapt_settings, inner_loop, make_learner
+from maml_tf.experiment.experiment import adapt_settings, inner_loop
+from maml_tf.experiment.variant_parts import make_learner
 from maml_tf.inner_opt import AdamMoments
 from maml_tf.inner_rates import LearnedRates
 from maml_tf.per_step import StepParams

@@ -9,11 +9,12 @@ import tensorflow as tf
 
 from maml_tf import algorithms, datasets, evaluation, metrics, models, variants
 from maml_tf.errors import UserError
-from maml_tf.experiment import distribute
+from maml_tf.experiment import distribute, variant_parts
+from maml_tf.experiment.variant_parts import learned_rates, make_learner, step_variables
 from maml_tf.experiment.config import Config
 from maml_tf.inner_opt import InnerMoments
-from maml_tf.inner_rates import InnerRates, LearnedRates
-from maml_tf.per_step import StepParams, StepVariables, batch_norm_mask
+from maml_tf.inner_rates import LearnedRates
+from maml_tf.per_step import StepParams
 from maml_tf.types import Task
 
 
@@ -163,12 +164,7 @@ class Experiment:
         if self.inner_rates is None and self.step_vars is None and not (
                 phase and phase.multi_step_loss):
             return functools.partial(algorithms.maml_meta_grads, first_order=first_order)
-        # Read when the step is traced: the rates', parameters' and loss weights' current values.
-        return lambda *a, **k: variants.maml_variant_meta_grads(
-            *a, first_order=first_order, rates=self.rates(), step_params=self.step_params(),
-            step_weights=variants.msl_weights(self.optimizer.iterations, c.inner_steps,
-                                              c.msl_anneal_iterations)
-            if phase and phase.multi_step_loss else None, **k)
+        return variant_parts.meta_grads(self, first_order, phase.multi_step_loss if phase else False)
 
     def replica_meta_grads(self, inner_steps: int, phase: Optional[variants.Phase] = None):
         """fn(tasks) -> MetaResult of the configured algorithm, means over this replica's share
@@ -264,26 +260,6 @@ def inner_loop(config: Config, problem: str, shots: float, inner_lr: float,
     s = adapt_settings(config)
     return algorithms.InnerLoop(loss_for(problem, shots, config.algorithm), inner_lr, s.optimizer,
                                 s.batch_size, moments if s.optimizer else None, rates, step_params)
-
-
-def make_learner(config: Config, model: keras.Model) -> models.Learner:
-    """The run's Learner: MAML's inner mask, or ANIL's (the head only)."""
-    return models.Learner(model, inner_mask=variants.head_mask(model) if config.anil else None)
-
-
-def step_variables(config: Config, learner: models.Learner) -> Optional[StepVariables]:
-    """MAML++'s per-step batch-norm parameters as variables (None unless --per_step_bn_weights)."""
-    if not config.per_step_bn_weights:
-        return None
-    return StepVariables(learner.variables, batch_norm_mask(learner.model), config.inner_steps)
-
-
-def learned_rates(config: Config, learner: models.Learner) -> Optional[InnerRates]:
-    """The run's learned inner step sizes as variables (None unless --learned_inner_lr)."""
-    if config.learned_inner_lr == "none":
-        return None
-    return InnerRates(learner.variables, learner.inner_mask, config.learned_inner_lr,
-                      config.inner_lr, config.inner_steps)
 
 
 def loss_for(problem: str, shots: float, algorithm: str):

@@ -244,7 +244,8 @@ def test_flags_are_in_help_and_maml_plus_plus_refuses_meta_sgd(tmp_path):
     helped = main("--helpfull").stdout
     for flag, paper in [("anil", "Raghu"), ("learned_inner_lr", "Meta-SGD"),
                         ("multi_step_loss", "MAML++"), ("first_order_iterations", "MAML++"),
-                        ("cosine_meta_lr", "MAML++"), ("maml_plus_plus", "ICLR 2019")]:
+                        ("cosine_meta_lr", "MAML++"), ("per_step_bn_weights", "MAML++"),
+                        ("maml_plus_plus", "ICLR 2019")]:
         text = helped.split(f"{flag}: ", 1)[1][:400]
         assert paper in text, flag
     proc = main(f"--logdir={tmp_path}", "--maml_plus_plus", "--learned_inner_lr=per_param")
