@@ -214,10 +214,6 @@ class Config:
             raise UserError("pretrain_batch_size and pretrain_lr must be positive, got "
                             f"{self.pretrain_batch_size} and {self.pretrain_lr}")
 
-    def variants(self) -> list:
-        """The MAML successors' flags this run turns on (empty: plain MAML)."""
-        return variant_config.turned_on(self)
-
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
