@@ -141,10 +141,10 @@ def config_from_flags(f) -> Config:
         data_dir=f.data_dir or os.environ.get(DATA_ENV) or "data", data_source=f.data_source,
         omniglot_split=f.omniglot_split, omniglot_resize=f.omniglot_resize,
         folder_split=f.folder_split, image_size=f.image_size, channels=f.channels,
-        **variant_settings(f),
         patience=f.patience, run_store=f.run_store or os.environ.get(STORE_ENV) or None,
         eval_dir=f.eval_dir or None, cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)
-        or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
+        or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"),
+        **variant_settings(f))
 
 
 def variant_settings(f) -> dict:
