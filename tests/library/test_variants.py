@@ -110,6 +110,30 @@ def test_per_step_batch_norm_offsets_meta_gradient_matches_finite_differences(ms
     assert np.abs(flat(result.grads[-1:])).max() > 1e-3  # step 1's offsets get their gradient
 
 
+@pytest.mark.parametrize("granularity", ["none", "per_param"])
+def test_anil_meta_gradient_matches_finite_differences(granularity):
+    model = unseen_model()
+    learner, tasks = models.Learner(model, inner_mask=variants.head_mask(model)), regression_tasks()
+    assert sum(learner.inner_mask) == 2
+    weights = learner.weights()
+    rates = (inner_rates.from_arrays(random_rates(learner, granularity), granularity)
+             if granularity != "none" else None)
+    learned = rates.learned() if rates else []
+
+    @tf.function
+    def fn(p):
+        own = rates.replace_learned(p[len(weights):]) if rates else None
+        return objective(learner, p[:len(weights)], own, tasks)
+
+    fd = central_differences(lambda p: float(fn(p)), list(weights) + learned)
+    result = variants.maml_variant_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
+                                              rates=rates)
+    exact = flat(result.grads)
+    assert np.max(np.abs(exact - fd)) / np.max(np.abs(fd)) < 1e-6
+    body = flat([g for g, m in zip(result.grads, learner.inner_mask) if not m])
+    assert np.abs(body).max() > 1e-3  # the body is learned through the head's adaptation
+
+
 def test_with_no_variant_it_is_maml_bit_for_bit(setup):
     learner, weights, tasks = setup
     ours = variants.maml_variant_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS)
