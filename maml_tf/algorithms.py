@@ -19,6 +19,8 @@ import tensorflow as tf
 
 from maml_tf.inner_opt import (AdamMoments, InnerState, carried, first_order_step,
                                initial_state, moment_increments, support_batch)
+from maml_tf.inner_rates import LearnedRates
+from maml_tf.per_step import StepParams
 from maml_tf.metrics import get_loss
 from maml_tf.models import Learner
 from maml_tf.types import Task
@@ -35,10 +37,11 @@ class MetaResult(NamedTuple):
     carry: Weights                  # the algorithm's carried state (Reptile + Adam: v..., step); else []
 
 
-def inner_step(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: float,
+def inner_step(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr,
                first_order: bool = False, mask: Optional[Sequence[bool]] = None, state=None):
     """One SGD step on (x, y): returns (new weights, loss before the step, outputs before it,
     the model state after the forward pass; `state` None: the model's, updates dropped).
+    `inner_lr`: one step size, or a list with each weight's (learned rates, `LearnedRates.at`).
 
     The gradient is taken with a fresh tape; when an outer tape is recording, it records
     this gradient computation too, which is what makes the meta-gradient second order.
@@ -52,13 +55,14 @@ def inner_step(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: floa
         loss = loss_fn(y, outputs)
     grads = iter(tape.gradient(loss, adapted, unconnected_gradients=tf.UnconnectedGradients.ZERO))
     new = []
-    for w, m in zip(weights, mask):
+    per_weight = isinstance(inner_lr, (list, tuple))
+    for i, (w, m) in enumerate(zip(weights, mask)):
         if not m:
             new.append(w)
             continue
-        g = next(grads)
+        g, lr = next(grads), inner_lr[i] if per_weight else inner_lr
         # First-order MAML: the inner gradient is a constant, so d(theta')/d(theta) = I.
-        new.append(w - inner_lr * (tf.stop_gradient(g) if first_order else g))
+        new.append(w - lr * (tf.stop_gradient(g) if first_order else g))
     return new, loss, outputs, state
 
 
@@ -70,6 +74,8 @@ class InnerLoop(NamedTuple):
     #                                   support set; "sgd" / "adam": Reptile's, of every weight
     batch_size: int = 0               # Reptile: support examples per step, in turn (0: all)
     moments: Optional[AdamMoments] = None  # Reptile's carried Adam moments each task starts from
+    rates: Optional[LearnedRates] = None  # MAML: learned step sizes in place of inner_lr
+    step_params: Optional[StepParams] = None  # MAML++'s per-step batch-norm weights (BNWB)
 
 
 def adaptation_step(learner: Learner, loop: InnerLoop, state: InnerState, task: Task, step: int,
@@ -78,8 +84,11 @@ def adaptation_step(learner: Learner, loop: InnerLoop, state: InnerState, task: 
     before it). The one inner step of training, evaluation, `MetaModel` and the SavedModel;
     `first_order` False (MAML's meta-gradient) keeps the inner gradient on the outer tape."""
     if loop.optimizer is None:
+        lr = loop.inner_lr if loop.rates is None else loop.rates.at(step)
+        weights = state.weights if loop.step_params is None else \
+            loop.step_params.substitute(state.weights, step)  # kept in the fast weights after
         fast, loss, outputs, model_state = inner_step(
-            learner, loop.loss_fn, state.weights, task.support_x, task.support_y, loop.inner_lr,
+            learner, loop.loss_fn, weights, task.support_x, task.support_y, lr,
             first_order, state=state.model_state)
         return state._replace(weights=fast, model_state=model_state), loss, outputs
     x, y = support_batch(task, step, loop.batch_size)

@@ -10,6 +10,8 @@ import tensorflow as tf
 
 from maml_tf.algorithms import InnerLoop, MetricFns, Weights, adaptation_step, indexed_tasks
 from maml_tf.inner_opt import AdamMoments, initial_state
+from maml_tf.inner_rates import LearnedRates
+from maml_tf.per_step import StepParams
 from maml_tf.metrics import get_loss
 from maml_tf.models import Learner
 from maml_tf.types import Task
@@ -42,7 +44,9 @@ def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, i
                      steps: int, metric_fns: Optional[MetricFns] = None, transductive: bool = True,
                      optimizer: Optional[str] = None, batch_size: int = 0,
                      moments: Optional[AdamMoments] = None,
-                     record_steps: Optional[Sequence[int]] = None) -> Dict[str, tf.Tensor]:
+                     record_steps: Optional[Sequence[int]] = None,
+                     rates: Optional[LearnedRates] = None,
+                     step_params: Optional[StepParams] = None) -> Dict[str, tf.Tensor]:
     """Query loss (and metrics) of every task before adaptation and after each of 1..steps steps.
 
     `record_steps`: only these steps (in 0..steps) are predicted and returned, in this order
@@ -54,6 +58,8 @@ def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, i
     "adam": Reptile's steps of every weight on support batches of `batch_size` (0: all), Adam
     starting from `moments` (read only: every task starts from the same). The model state is
     threaded through each task's steps (task i: seed stream i) and never written back.
+    `rates`: MAML's steps with learned step sizes in place of inner_lr (Meta-SGD, LSLR);
+    `step_params`: with MAML++'s per-step batch-norm weights.
     Returns {name: [meta_batch, len(record_steps) or steps + 1]}; used by evaluation, so no
     meta-gradient is built.
     """
@@ -64,7 +70,7 @@ def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, i
         raise ValueError(f"record_steps must lie in 0..{steps}, got {record_steps}")
     last = max(record)
 
-    loop = InnerLoop(loss_fn, inner_lr, optimizer, batch_size, moments)
+    loop = InnerLoop(loss_fn, inner_lr, optimizer, batch_size, moments, rates, step_params)
 
     def per_task(args):
         task, index = args

@@ -90,6 +90,16 @@ flags.DEFINE_enum("finetune", "all", list(CHOICES["finetune"]), "baselines at te
 flags.DEFINE_enum("finetune_bn", "batch", list(CHOICES["finetune_bn"]), "baselines' batch norm at test time: batch statistics (as MAML) or the pretrained moving statistics")
 flags.DEFINE_integer("pretrain_batch_size", 64, "images per supervised pretraining step (--baseline=pretrained)")
 flags.DEFINE_float("pretrain_lr", 0.1, "step size of the supervised pretraining's SGD with momentum 0.9 (--baseline=pretrained)")
+# MAML's successors, each off by default (maml_tf/variants.py).
+flags.DEFINE_bool("anil", False, "ANIL (Raghu, Raghu, Bengio, Vinyals, ICLR 2020): the inner loop adapts only the head (the final dense layer), at training and evaluation; the body is learned by the outer loop only")
+flags.DEFINE_enum("learned_inner_lr", "none", list(CHOICES["learned_inner_lr"]), "learned inner step sizes, started at --update_lr and meta-learned with the weights by the outer Adam: per_param: Meta-SGD (Li, Zhou, Chen, Li 2017), one per parameter; per_layer_step: MAML++'s LSLR (Antoniou, Edwards, Storkey, ICLR 2019), one per weight tensor and inner step (evaluation steps beyond --num_updates keep the last step's); none: the fixed --update_lr")
+flags.DEFINE_bool("multi_step_loss", False, "MAML++'s multi-step loss (MSL): the meta-loss weighs the query loss after every inner step, the weights annealed towards the last step per 500-iteration epoch over --msl_anneal_iterations, then the last step's alone")
+flags.DEFINE_integer("msl_anneal_iterations", -1, "MAML++'s MSL annealing length in iterations (-1: its code's, 10 epochs of 500 = 5000 for Omniglot, 15 epochs = 7500 for miniimagenet)")
+flags.DEFINE_integer("first_order_iterations", 0, "MAML++'s derivative-order annealing: first order for the first N iterations, then second order (0: off, as its released configs)")
+flags.DEFINE_bool("cosine_meta_lr", False, "MAML++'s cosine annealing of the meta learning rate, from --meta_lr to --min_meta_lr over --metatrain_iterations, stepped every 500-iteration epoch")
+flags.DEFINE_float("min_meta_lr", 1e-5, "the meta learning rate --cosine_meta_lr ends at (MAML++: 1e-5)")
+flags.DEFINE_bool("per_step_bn_weights", False, "MAML++'s per-step batch-norm weights (BNWB): inner steps 1..N-1 get their own copies of the batch-norm parameters (step 0 keeps the model's), learned by the outer loop; a forward pass of inner step i uses step i's (needs --norm=batch_norm and --num_updates >= 2; per-step running statistics, BNRS, would change nothing: batch norm always uses the batch's statistics, in MAML++'s code too)")
+flags.DEFINE_bool("maml_plus_plus", False, "MAML++ (Antoniou, Edwards, Storkey, ICLR 2019) with its released configs' settings: --learned_inner_lr=per_layer_step --multi_step_loss --cosine_meta_lr, and --per_step_bn_weights with --norm=batch_norm and --num_updates >= 2")
 # Reinforcement learning (--datasource=2dnavigation), names as the paper's RL code.
 flags.DEFINE_integer("fast_batch_size", 20, "RL: trajectories per task for each policy-gradient step")
 flags.DEFINE_integer("max_path_length", 100, "RL: horizon (steps per trajectory)")
@@ -137,7 +147,25 @@ def config_from_flags(f) -> Config:
         patience=f.patience, run_store=f.run_store or os.environ.get(STORE_ENV) or None,
         train=f.train, resume=f.resume, test_iter=f.test_iter, test_best=f.test_best,
         eval_dir=f.eval_dir or None, cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)
-        or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"))
+        or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"),
+        **variant_settings(f))
+
+
+def variant_settings(f) -> dict:
+    """The MAML successors' flags as Config fields; --maml_plus_plus turns MAML++'s parts on."""
+    learned, msl, cosine = f.learned_inner_lr, f.multi_step_loss, f.cosine_meta_lr
+    if f.maml_plus_plus:
+        if learned == "per_param":
+            raise UserError("--maml_plus_plus learns per-layer, per-step step sizes (LSLR): drop "
+                            "--learned_inner_lr=per_param")
+        learned, msl, cosine = "per_layer_step", True, True
+    bnwb = f.per_step_bn_weights or (f.maml_plus_plus and f.norm == "batch_norm" and f.num_updates >= 2)
+    anneal = f.msl_anneal_iterations
+    if anneal == -1:  # MAML++'s multi_step_loss_num_epochs x total_iter_per_epoch
+        anneal = 7500 if msl and f.datasource == "miniimagenet" else 5000
+    return dict(anil=f.anil, learned_inner_lr=learned, multi_step_loss=msl,
+                msl_anneal_iterations=anneal, first_order_iterations=f.first_order_iterations,
+                cosine_meta_lr=cosine, min_meta_lr=f.min_meta_lr, per_step_bn_weights=bnwb)
 
 
 def run_directory(logdir: str, name: str) -> str:

@@ -50,10 +50,10 @@ class Learner:
         if not model.built:
             raise ValueError("build the Keras model (give it an Input shape) before meta-learning it")
         self.model = model
-        self.variables = list(model.trainable_variables)
+        self.trainable_variables = list(model.trainable_variables)
         mask = default_inner_mask(model) if inner_mask is None else list(inner_mask)
-        if len(mask) != len(self.variables):
-            raise ValueError(f"inner_mask has {len(mask)} entries for {len(self.variables)} variables")
+        if len(mask) != len(self.trainable_variables):
+            raise ValueError(f"inner_mask has {len(mask)} entries for {len(self.trainable_variables)} variables")
         self.inner_mask = tuple(bool(m) for m in mask)
         self.training = training
         self.state_variables = list(model.non_trainable_variables)
@@ -64,7 +64,7 @@ class Learner:
 
     def weights(self) -> list:
         """The current meta-parameters θ as tensors."""
-        return [tf.convert_to_tensor(v) for v in self.variables]
+        return [tf.convert_to_tensor(v) for v in self.trainable_variables]
 
     def state(self) -> list:
         """The model's current non-trainable state as tensors (moving statistics, seed states)."""

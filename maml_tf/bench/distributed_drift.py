@@ -40,14 +40,14 @@ single, split = Experiment(base), Experiment(base.replace(strategy="mirrored"))
 batches = task_batches(single.sampler, "train", 32, 1, 1, seed=0, start=0)
 single.make_train_step(1)(next(batches))
 with split.strategy.scope():
-    for v, w in zip(split.learner.variables, single.learner.variables):
+    for v, w in zip(split.learner.trainable_variables, single.learner.trainable_variables):
         v.assign(w)
 tasks = next(batches)
 g_single, g_split = meta_gradient_fn(single)(tasks), meta_gradient_fn(split)(tasks)
 g_reversed = meta_gradient_fn(single)(reverse(tasks))
 print("1. meta-gradient at the same parameters: variable, max|g|, max|mirrored - default|, "
       "max|reversed order - default|")
-for v, a, b, c in zip(single.learner.variables, g_single, g_split, g_reversed):
+for v, a, b, c in zip(single.learner.trainable_variables, g_single, g_split, g_reversed):
     a, b, c = a.numpy(), b.numpy(), c.numpy()
     print(f"   {v.path:20s} {np.abs(a).max():.2e} {np.abs(b - a).max():.2e} {np.abs(c - a).max():.2e}")
 
@@ -56,14 +56,14 @@ runs = {"default": (single, lambda t: t), "mirrored": (split, lambda t: t),
 for exp, _ in runs.values():
     with exp.strategy.scope():  # default's parameters and Adam state after its first step
         for group in ("variables", "optimizer_variables"):
-            ref = single.learner.variables if group == "variables" else single.optimizer.variables
-            mine = exp.learner.variables if group == "variables" else exp.optimizer.variables
+            ref = single.learner.trainable_variables if group == "variables" else single.optimizer.variables
+            mine = exp.learner.trainable_variables if group == "variables" else exp.optimizer.variables
             for v, w in zip(mine, ref):
                 v.assign(w)
 losses = [float(exp.make_train_step(1)(feed(tasks))["post_loss"]) for exp, feed in runs.values()]
 print(f"2. the same second step from the same state: post_loss {losses}; max |parameter - default's|:")
-for i, v in enumerate(single.learner.variables):
-    cells = [f"{np.abs(runs[n][0].learner.variables[i].numpy() - v.numpy()).max():.2e}"
+for i, v in enumerate(single.learner.trainable_variables):
+    cells = [f"{np.abs(runs[n][0].learner.trainable_variables[i].numpy() - v.numpy()).max():.2e}"
              for n in ("mirrored", "default, tasks reversed")]
     print(f"   {v.path:20s} mirrored {cells[0]}  reversed order {cells[1]}")
 
@@ -76,10 +76,10 @@ print("3. iteration, post_loss of each run, max |parameter - default's| (worst v
 for i in range(1, 9):
     tasks = next(batches)
     losses = [float(steps[n](feed(tasks))["post_loss"]) for n, (_, feed) in runs.items()]
-    ref, cells = runs["default"][0].learner.variables, []
+    ref, cells = runs["default"][0].learner.trainable_variables, []
     for name in ("mirrored", "default, tasks reversed"):
         diffs = [float(np.abs(a.numpy() - b.numpy()).max())
-                 for a, b in zip(ref, runs[name][0].learner.variables)]
+                 for a, b in zip(ref, runs[name][0].learner.trainable_variables)]
         worst = int(np.argmax(diffs))
         cells.append(f"{name}: {diffs[worst]:.2e} ({ref[worst].path})")
     print(f"   {i} " + " ".join(f"{x:.5f}" for x in losses) + " | " + "; ".join(cells), flush=True)

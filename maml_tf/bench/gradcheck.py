@@ -14,7 +14,6 @@ import sys
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from maml_tf import algorithms, layers, metrics, models
 from maml_tf.datasets import omniglot

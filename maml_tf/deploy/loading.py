@@ -16,7 +16,10 @@ from maml_tf.workdir import model_file
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import ALGORITHMS, Config
 from maml_tf.experiment.experiment import build_model
+from maml_tf.experiment.variant_parts import learned_rates, make_learner, step_variables
 from maml_tf.inner_opt import AdamMoments, InnerMoments
+from maml_tf.inner_rates import from_arrays
+from maml_tf.per_step import from_arrays as step_params_from
 
 
 class NetworkSpec:
@@ -101,9 +104,16 @@ def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
     state = {"model": model}
     if config.algorithm == "reptile" and config.inner_optimizer == "adam":
         state["inner_moments"] = InnerMoments(model.trainable_variables)
+    learner = make_learner(config, model)
+    rates = learned_rates(config, learner)  # Meta-SGD / LSLR (else None)
+    params = step_variables(config, learner)  # MAML++'s BNWB (else None)
+    state.update({k: v for k, v in (("inner_rates", rates), ("step_params", params))
+                  if v is not None})
     restored = Checkpointer(workdir, state).restore_iteration(iteration)
     moments = state["inner_moments"].read() if "inner_moments" in state else None
-    return MetaModel(model, config, moments, restored)
+    return MetaModel(model, config, moments, restored,
+                     rates.read() if rates is not None else None,
+                     params.read() if params is not None else None)
 
 
 def _folder_input_shape(config: Config, workdir: str):
@@ -133,4 +143,10 @@ def _load_keras(path: str) -> MetaModel:
                             "network's weights")
         moments = AdamMoments([tf.constant(v) for v in extras.moments],
                               tf.constant(extras.moments_step, tf.float32))
-    return MetaModel(model, config, moments, extras.iteration)
+    if (extras.rates is not None) != (config.learned_inner_lr != "none"):
+        raise UserError(f"{path} is damaged: its learned step sizes do not match its settings")
+    if (extras.step_params is not None) != config.per_step_bn_weights:
+        raise UserError(f"{path} is damaged: its per-step batch-norm parameters do not match its settings")
+    rates = from_arrays(extras.rates, config.learned_inner_lr) if extras.rates is not None else None
+    params = step_params_from(extras.step_params) if extras.step_params is not None else None
+    return MetaModel(model, config, moments, extras.iteration, rates, params)

@@ -12,12 +12,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from maml_tf import algorithms, evaluation, layers, models
+from maml_tf import algorithms, evaluation, layers
 from maml_tf.datasets import own_images
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import adapt_settings, inner_loop
+from maml_tf.experiment.variant_parts import make_learner
 from maml_tf.inner_opt import AdamMoments
+from maml_tf.inner_rates import LearnedRates
+from maml_tf.per_step import StepParams
 from maml_tf.types import Task
 
 
@@ -45,10 +48,13 @@ class MetaModel:
     """
 
     def __init__(self, model: keras.Model, config: Config, moments: Optional[AdamMoments] = None,
-                 iteration: Optional[int] = None):
+                 iteration: Optional[int] = None, rates: Optional[LearnedRates] = None,
+                 step_params: Optional[StepParams] = None):
         self.model, self.config, self.iteration = model, config, iteration
-        self.learner = models.Learner(model)
+        self.learner = make_learner(config, model)  # ANIL: the head only
         self.moments = moments  # Reptile's inner Adam state every task starts from (else None)
+        self.rates = rates  # learned step sizes (Meta-SGD, LSLR) used in place of inner_lr
+        self.step_params = step_params  # MAML++'s per-step batch-norm parameters (BNWB)
         self.settings = adapt_settings(config)
         self.problem = "regression" if config.dataset == "sinusoid" else "classification"
         self.input_shape = tuple(model.input_shape[1:])
@@ -63,7 +69,7 @@ class MetaModel:
         training: call it on the whole query set at once (`model.predict(q, batch_size=len(q))`).
         """
         x, y, ways = self._check_support(support_x, support_y)
-        self._check_adaptation(steps, inner_lr)
+        self._check_adaptation(steps, inner_lr, self.rates)
         fast = self._fn("weights", self._shots(y), steps, inner_lr, ways)(x, y)
         return self._keras_model([w.numpy() for w in fast], ways)
 
@@ -74,7 +80,7 @@ class MetaModel:
         batch-norm rule."""
         x, y, ways = self._check_support(support_x, support_y)
         q = self._check_inputs(query_x, "query_x")
-        self._check_adaptation(steps, inner_lr)
+        self._check_adaptation(steps, inner_lr, self.rates)
         return self._fn("predict", self._shots(y), steps, inner_lr, ways)(x, y, q).numpy()
 
     def graph_function(self, shots: float, steps: Optional[int] = None,
@@ -90,7 +96,8 @@ class MetaModel:
     def inner_loop(self, shots: float, inner_lr: float, ways: Optional[int] = None):
         """The run's own inner loop (its algorithm's loss and optimizer, as training and
         evaluation), its loss over the head's first `ways` outputs (None: all)."""
-        loop = inner_loop(self.config, self.problem, shots, inner_lr, self.moments)
+        loop = inner_loop(self.config, self.problem, shots, inner_lr, self.moments, self.rates,
+                          self.step_params)
         if self.problem == "regression" or ways is None or ways == self.num_classes:
             return loop
         loss_fn = loop.loss_fn
@@ -166,8 +173,10 @@ class MetaModel:
                                  "Omniglot model takes ink = 1 on paper = 0 (give 1 - x)")
 
     @staticmethod
-    def _check_adaptation(steps, inner_lr):
+    def _check_adaptation(steps, inner_lr, rates=None):
         """A step count and step size the inner loop can take (a NaN step size gives NaN)."""
+        if inner_lr is not None and rates is not None:
+            raise InputError("this model adapts with its learned step sizes: inner_lr cannot be set")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
                                   or steps < 0):
             raise InputError(f"steps must be a whole number >= 0 (0: no adaptation), got {steps!r}")

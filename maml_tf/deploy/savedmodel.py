@@ -45,8 +45,9 @@ def export(meta: MetaModel, directory: str, shots: int, steps=None, inner_lr=Non
     if shots <= 0:
         raise UserError(f"shots must be positive, got {shots}")
     ways = meta.num_classes if ways is None or meta.problem == "regression" else int(ways)
-    if not 2 <= ways <= meta.num_classes:
+    if meta.problem == "classification" and not 2 <= ways <= meta.num_classes:
         raise UserError(f"ways must be 2..{meta.num_classes} (the model's head), got {ways}")
+    meta._check_adaptation(steps, inner_lr, meta.rates)  # learned step sizes: no inner_lr
     if os.path.exists(directory) and os.listdir(directory):
         raise UserError(f"{directory} exists and is not empty: give a new directory")
     with autodiff_batch_norm():

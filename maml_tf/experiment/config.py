@@ -8,7 +8,7 @@ import os
 from typing import Optional
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import recorded
+from maml_tf.experiment import recorded, variant_config
 
 ALGORITHMS = ("maml", "reptile")
 NORMS = ("batch_norm", "layer_norm", "None")
@@ -24,6 +24,7 @@ CHOICES = {"algorithm": ALGORITHMS, "inner_optimizer": INNER_OPTIMIZERS, "onednn
            "baseline": TRANSFER_BASELINES, "data_source": ("files", "tfds"),
            "omniglot_split": ("random", "alphabets", "within_alphabet"),
            "omniglot_resize": ("original", "lanczos")}
+CHOICES["learned_inner_lr"] = variant_config.LEARNED_INNER_LR  # MAML's successors (issue 41)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +114,19 @@ class Config:
     resume: bool = True  # continue from the run's newest checkpoint if there is one
     test_iter: int = -1  # the checkpoint an evaluation restores (-1: the newest)
     test_best: bool = False  # evaluate the best-validation model instead of test_iter's
+    # MAML's successors, each off by default (maml_tf/variants.py). ANIL: the inner loop adapts
+    # the head only. Learned step sizes: "per_param" (Meta-SGD), "per_layer_step" (MAML++'s
+    # LSLR), started at inner_lr. MAML++: the multi-step loss annealed to the last step over
+    # msl_anneal_iterations; first order for the first first_order_iterations; the meta LR
+    # cosine-annealed per 500-iteration epoch to min_meta_lr over metatrain_iterations.
+    anil: bool = False
+    learned_inner_lr: str = "none"
+    multi_step_loss: bool = False
+    msl_anneal_iterations: int = 5000
+    first_order_iterations: int = 0
+    cosine_meta_lr: bool = False
+    min_meta_lr: float = 1e-5
+    per_step_bn_weights: bool = False  # MAML++'s BNWB: each inner step's own batch-norm parameters
 
     @property
     def total_iterations(self) -> int:
@@ -181,6 +195,7 @@ class Config:
         self._validate_transfer()
         if self.test_iter < -1:
             raise UserError(f"test_iter must be a checkpoint's iteration or -1 (the newest), got {self.test_iter}")
+        variant_config.validate(self)
 
     def _validate_reptile(self):
         if self.inner_optimizer not in INNER_OPTIMIZERS:
@@ -239,9 +254,14 @@ REPTILE_IDENTITY_FIELDS = ("eval_shots", "eval_queries", "eval_inner_lr", "eval_
                            "transductive", "metatrain_iterations")
 
 
+# MAML's successors change what a run computes (a config.json older than them lacks them: it matches).
+IDENTITY_FIELDS += variant_config.FIELDS
+
+
 def identity_fields(config: Config) -> tuple:
     """The fields a resume of `config`'s run must keep."""
-    return IDENTITY_FIELDS + (REPTILE_IDENTITY_FIELDS if config.algorithm == "reptile" else ())
+    cosine = ("metatrain_iterations",) if config.cosine_meta_lr else ()  # its annealing length
+    return IDENTITY_FIELDS + (REPTILE_IDENTITY_FIELDS if config.algorithm == "reptile" else ()) + cosine
 
 
 # What an evaluation may choose for itself; every other identity field defines the network and
@@ -287,4 +307,5 @@ def run_name(config: Config) -> str:
         parts.append(config.omniglot_split)
     if config.dataset == "omniglot" and config.omniglot_resize != "original":
         parts.append(config.omniglot_resize)
+    parts.extend(variant_config.name_parts(config))  # none for plain MAML
     return ".".join(parts)

@@ -7,11 +7,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from maml_tf import algorithms, datasets, evaluation, metrics, models
+from maml_tf import algorithms, datasets, evaluation, metrics, models, variants
 from maml_tf.errors import UserError
-from maml_tf.experiment import distribute
+from maml_tf.experiment import distribute, variant_parts
+from maml_tf.experiment.variant_parts import learned_rates, make_learner, step_variables
 from maml_tf.experiment.config import Config
 from maml_tf.inner_opt import InnerMoments
+from maml_tf.inner_rates import LearnedRates
+from maml_tf.per_step import StepParams
 from maml_tf.types import Task
 
 
@@ -65,13 +68,22 @@ class Experiment:
             check_model(model, self.sampler)
         with self.strategy.scope():  # variables mirrored on every replica
             self.model = model if model is not None else build_model(config, self.sampler)
-            self.learner = models.Learner(self.model)
+            self.learner = make_learner(config, self.model)
             self.optimizer = outer_optimizer(config)
+            # Meta-SGD / LSLR: learned step sizes, meta-learned with the weights (else None).
+            self.inner_rates = learned_rates(config, self.learner)
+            # MAML++'s BNWB: the batch-norm parameters of inner steps 1..n-1 (else None).
+            self.step_vars = step_variables(config, self.learner)
+            # What the outer optimizer updates: the weights, then any learned step sizes, then
+            # any per-step batch-norm parameters.
+            self.meta_variables = self.learner.trainable_variables + (
+                self.inner_rates.rates if self.inner_rates is not None else []) + (
+                self.step_vars.params if self.step_vars is not None else [])
             # Built now, not lazily, so a checkpoint restores its slots before the first step.
-            self.optimizer.build(self.learner.variables)
+            self.optimizer.build(self.meta_variables)
             # Reptile's inner Adam keeps its moments from task to task (the paper's code).
             adam = config.algorithm == "reptile" and config.inner_optimizer == "adam"
-            self.inner_moments = InnerMoments(self.learner.variables) if adam else None
+            self.inner_moments = InnerMoments(self.learner.trainable_variables) if adam else None
         # What the algorithm carries from one meta-step to the next (`MetaResult.carry`).
         self.carry_variables = ([*self.inner_moments.v, self.inner_moments.step]
                                 if self.inner_moments is not None else [])
@@ -84,11 +96,23 @@ class Experiment:
         extra = {"inner_moments": self.inner_moments} if self.inner_moments is not None else {}
         if any(self.learner.is_seed):
             extra["seed_states"] = SeedStates(self.learner)
+        if self.inner_rates is not None:
+            extra["inner_rates"] = self.inner_rates
+        if self.step_vars is not None:
+            extra["step_params"] = self.step_vars
         return {"model": self.model, "optimizer": self.optimizer, **extra}
 
     def moments(self):
         """The inner Adam's carried moments (None unless Reptile with an inner Adam)."""
         return self.inner_moments.read() if self.inner_moments is not None else None
+
+    def rates(self) -> Optional[LearnedRates]:
+        """The learned inner step sizes (None: the run adapts with its fixed inner_lr)."""
+        return self.inner_rates.read() if self.inner_rates is not None else None
+
+    def step_params(self) -> Optional[StepParams]:
+        """MAML++'s per-step batch-norm parameters (None: every step uses the model's)."""
+        return self.step_vars.read() if self.step_vars is not None else None
 
     def loss(self, shots: int):
         """The loss of a phase with K = `shots` (Reptile's is the same for every K)."""
@@ -116,30 +140,36 @@ class Experiment:
 
             @tf.function(input_signature=[self.task_signature(shots, queries)])
             def curve(tasks):
-                loop = inner_loop(c, self.sampler.problem, shots, inner_lr, self.moments())
+                loop = inner_loop(c, self.sampler.problem, shots, inner_lr, self.moments(),
+                                  self.rates(), self.step_params())
                 return evaluation.adaptation_curve(
                     learner, loop.loss_fn, learner.weights(), tasks, inner_lr, steps,
                     self.metric_fns, transductive=c.transductive, optimizer=loop.optimizer,
-                    batch_size=loop.batch_size, moments=loop.moments, record_steps=list(record))
+                    batch_size=loop.batch_size, moments=loop.moments, record_steps=list(record),
+                    rates=loop.rates, step_params=loop.step_params)
 
             self._curve_fns[key] = curve
         return self._curve_fns[key]
 
-    def algorithm(self) -> Callable[..., algorithms.MetaResult]:
+    def algorithm(self, phase: Optional[variants.Phase] = None) -> Callable[..., algorithms.MetaResult]:
         """The configured algorithm's meta-step with its own settings bound (the one place that
-        looks at `config.algorithm` for training)."""
+        looks at `config.algorithm` for training); `phase`: MAML++'s scheduled parts now."""
         c = self.config
         if c.algorithm == "reptile":
             # The moments after the meta-batch count all its tasks, on every replica.
             return lambda *a, **k: algorithms.reptile_meta_grads(
                 *a, optimizer=c.inner_optimizer, batch_size=c.inner_batch_size,
                 moments=self.moments(), num_tasks=c.meta_batch_size, **k)
-        return functools.partial(algorithms.maml_meta_grads, first_order=c.first_order)
+        first_order = c.first_order if phase is None else phase.first_order
+        if self.inner_rates is None and self.step_vars is None and not (
+                phase and phase.multi_step_loss):
+            return functools.partial(algorithms.maml_meta_grads, first_order=first_order)
+        return variant_parts.meta_grads(self, first_order, phase.multi_step_loss if phase else False)
 
-    def replica_meta_grads(self, inner_steps: int):
+    def replica_meta_grads(self, inner_steps: int, phase: Optional[variants.Phase] = None):
         """fn(tasks) -> MetaResult of the configured algorithm, means over this replica's share
         of the meta-batch (to call inside `strategy.run`)."""
-        c, learner, meta_grads = self.config, self.learner, self.algorithm()
+        c, learner, meta_grads = self.config, self.learner, self.algorithm(phase)
 
         def replica_fn(tasks):
             return meta_grads(learner, self.loss_fn, learner.weights(),
@@ -151,13 +181,28 @@ class Experiment:
     def make_train_step(self, inner_steps: int):
         """One compiled meta-iteration: each replica's meta-gradient of the configured algorithm,
         then the outer optimizer (Adam for MAML, SGD with step size epsilon for Reptile) applies
-        their mean, the same update on every replica and as on one device."""
+        their mean, the same update on every replica and as on one device. With MAML++'s
+        scheduled parts, one compiled step per phase, chosen by the meta-updates done (the
+        optimizer's checkpointed count, so a resumed run is in the phase it left)."""
+        c = self.config
+        if not (c.first_order_iterations or c.multi_step_loss) or not inner_steps:
+            return self._compiled_step(inner_steps)
+        return variants.PhasedStep(
+            lambda: variants.phase(int(self.optimizer.iterations.numpy()), c.first_order,
+                                   c.first_order_iterations,
+                                   c.msl_anneal_iterations if c.multi_step_loss else 0),
+            lambda phase: self._compiled_step(inner_steps, phase))
+
+    def _compiled_step(self, inner_steps: int, phase: Optional[variants.Phase] = None):
         c, learner, strategy = self.config, self.learner, self.strategy
-        replica_fn = self.replica_meta_grads(inner_steps)
+        replica_fn = self.replica_meta_grads(inner_steps, phase)
 
         def replica_step(tasks):
             result = replica_fn(tasks)
-            distribute.apply_mean(self.optimizer, result.grads, learner.variables, c.grad_clip)
+            # The weights' gradients are clipped, not the learned rates' (MAML++ clamps only
+            # its classifier's parameters).
+            distribute.apply_mean(self.optimizer, result.grads, self.meta_variables, c.grad_clip,
+                                  clipped=len(learner.trainable_variables))
             return result.metrics, result.state, result.carry
 
         if c.jit_compile:  # XLA on the replica function, as Keras' Model.fit does
@@ -183,6 +228,9 @@ def outer_optimizer(config: Config) -> keras.optimizers.Optimizer:
             config.meta_step, max(config.metatrain_iterations, 1), config.meta_step_final, power=1.0)
         return keras.optimizers.SGD(epsilon)
     # epsilon 1e-8 as TF1's AdamOptimizer in the original (Keras' default is 1e-7).
+    if config.cosine_meta_lr:  # MAML++'s annealing of the meta learning rate
+        return keras.optimizers.Adam(variants.EpochCosine(
+            config.meta_lr, config.min_meta_lr, config.metatrain_iterations), epsilon=1e-8)
     return keras.optimizers.Adam(config.meta_lr, epsilon=1e-8)
 
 
@@ -204,12 +252,14 @@ def adapt_settings(config: Config) -> AdaptSettings:
 
 
 def inner_loop(config: Config, problem: str, shots: float, inner_lr: float,
-               moments=None) -> algorithms.InnerLoop:
+               moments=None, rates: Optional[LearnedRates] = None,
+               step_params: Optional[StepParams] = None) -> algorithms.InnerLoop:
     """The one place that chooses how a run adapts a task outside its meta-gradient (validation,
-    evaluation, `MetaModel`, the SavedModel): its algorithm's loss, optimizer and batches."""
+    evaluation, `MetaModel`, the SavedModel): its algorithm's loss, optimizer and batches, and
+    its learned step sizes if it has them (`inner_lr` is then unused) and per-step batch norm."""
     s = adapt_settings(config)
     return algorithms.InnerLoop(loss_for(problem, shots, config.algorithm), inner_lr, s.optimizer,
-                                s.batch_size, moments if s.optimizer else None)
+                                s.batch_size, moments if s.optimizer else None, rates, step_params)
 
 
 def loss_for(problem: str, shots: float, algorithm: str):

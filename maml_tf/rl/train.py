@@ -50,7 +50,7 @@ def meta_iteration(agent: Agent, objective: trpo.MetaObjective, iteration: int,
         outer.trajectories.rewards.sum(-1).mean())
     new, info = trpo.trpo_step(objective, weights, trpo.MetaBatch(inner, outer.batch), c.max_kl,
                                c.cg_iters, c.cg_damping)
-    for var, value in zip(agent.learner.variables, new):
+    for var, value in zip(agent.learner.trainable_variables, new):
         var.assign(value)
     return {**metrics, **{k: info[k] for k in ("kl", "backtracks", "accepted", "grad_norm")}}
 

@@ -28,7 +28,11 @@ class Checkpointer:
         self.model_variables = _variables(state.get("model"))
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
         # The model chosen by meta-validation (the paper's model selection): weights only.
-        self.best_checkpoint = tf.train.Checkpoint(model=state["model"], iteration=self.iteration)
+        # Learned inner step sizes (Meta-SGD, LSLR) and per-step batch-norm parameters (MAML++'s
+        # BNWB) are part of the model: kept with it.
+        learned = {k: state[k] for k in ("inner_rates", "step_params") if k in state}
+        self.best_checkpoint = tf.train.Checkpoint(model=state["model"], iteration=self.iteration,
+                                                   **learned)
         self.best = tf.train.CheckpointManager(self.best_checkpoint, os.path.join(self.directory, "best"),
                                                max_to_keep=1)
         # A non-chief worker saves into a scratch `workdir` but resumes from the chief's run.

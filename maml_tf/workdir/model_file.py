@@ -3,7 +3,9 @@
 The file is what `model.save` writes (`keras.models.load_model` reads it back as the network,
 once `maml_tf.models` is imported for its layers), plus two entries Keras ignores: the run's
 configuration and iteration (`maml_tf/run.json`) and, for Reptile with an inner Adam, the Adam
-moments every task starts from (`maml_tf/inner_moments.npz`). `maml_tf.load` reads all three.
+moments every task starts from (`maml_tf/inner_moments.npz`); a run with learned inner step
+sizes (Meta-SGD, LSLR) adds them (`maml_tf/inner_rates.npz`), one with per-step batch-norm
+parameters (MAML++'s BNWB) those (`maml_tf/step_params.npz`). `maml_tf.load` reads them all.
 """
 
 import io
@@ -19,6 +21,7 @@ from maml_tf.errors import UserError
 MODEL_FILE = "model.keras"  # in a run directory: the model of its newest checkpoint
 FORMAT = 1
 _RUN, _MOMENTS = "maml_tf/run.json", "maml_tf/inner_moments.npz"
+_RATES, _STEP_PARAMS = "maml_tf/inner_rates.npz", "maml_tf/step_params.npz"
 
 
 class Extras(NamedTuple):
@@ -27,9 +30,12 @@ class Extras(NamedTuple):
     iteration: int
     moments: Optional[List[np.ndarray]]  # inner Adam second moments, one per trainable weight
     moments_step: float  # Adam steps those moments have seen
+    rates: Optional[List[Optional[np.ndarray]]] = None  # learned step sizes, per weight (None: kept)
+    step_params: Optional[List[Optional[np.ndarray]]] = None  # steps 1.. batch norm, per weight
 
 
-def save(path: str, model, config_json: str, iteration: int, moments=None):
+def save(path: str, model, config_json: str, iteration: int, moments=None, rates=None,
+         step_params=None):
     """Writes `model` with the run's configuration (and inner Adam moments) to `path` atomically:
     a reader never sees half a file, and a crash leaves the previous one."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -43,6 +49,14 @@ def save(path: str, model, config_json: str, iteration: int, moments=None):
                      **{f"v{i}": np.asarray(v) for i, v in enumerate(moments.v)})
             archive.writestr(_MOMENTS, buffer.getvalue())
             run["inner_moments"] = True
+        for key, entry, arrays in (("inner_rates", _RATES, rates),
+                                   ("step_params", _STEP_PARAMS, step_params)):
+            if arrays is not None:  # one array per trainable weight; absent: none for it
+                buffer = io.BytesIO()
+                np.savez(buffer, **{f"r{i}": np.asarray(a) for i, a in enumerate(arrays)
+                                    if a is not None})
+                archive.writestr(entry, buffer.getvalue())
+                run[key] = len(arrays)
         archive.writestr(_RUN, json.dumps(run, indent=1))
     os.replace(tmp, path)
 
@@ -51,7 +65,9 @@ def save_run_model(exp, outdir: str, iteration: int, name: str = MODEL_FILE) -> 
     """The training loop's hook: the current meta-parameters as `outdir/model.keras` (the
     best-validation model as `best.keras`)."""
     path = os.path.join(outdir, name)
-    save(path, exp.model, exp.config.to_json(), iteration, exp.moments())
+    rates = exp.inner_rates.arrays() if exp.inner_rates is not None else None
+    params = exp.step_vars.arrays() if exp.step_vars is not None else None
+    save(path, exp.model, exp.config.to_json(), iteration, exp.moments(), rates, params)
     return path
 
 
@@ -70,9 +86,19 @@ def read_extras(path: str) -> Extras:
                     count = len([k for k in npz.files if k.startswith("v")])
                     moments = [npz[f"v{i}"] for i in range(count)]
                     step = float(npz["step"])
+            rates = _read_arrays(archive, _RATES, run.get("inner_rates"))
+            params = _read_arrays(archive, _STEP_PARAMS, run.get("step_params"))
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as err:
         raise UserError(f"cannot read {path}: {err}") from None
-    return Extras(run["config"], run["iteration"], moments, step)
+    return Extras(run["config"], run["iteration"], moments, step, rates, params)
+
+
+def _read_arrays(archive, entry: str, count) -> Optional[List[Optional[np.ndarray]]]:
+    """Learned step sizes or per-step parameters, one entry per trainable weight (None: none)."""
+    if not count:
+        return None
+    with np.load(io.BytesIO(archive.read(entry))) as npz:
+        return [npz[f"r{i}"] if f"r{i}" in npz.files else None for i in range(int(count))]
 
 
 def _run_entry(data: bytes, path: str) -> Dict:

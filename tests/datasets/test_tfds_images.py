@@ -7,7 +7,6 @@ import pytest
 import tensorflow_datasets as tfds
 
 from maml_tf import datasets
-from maml_tf.datasets import tfds_images
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
 from folder_helpers import class_image

@@ -53,7 +53,7 @@ for name, case in CASES.items():
         out[f"{name}/{strategy}"] = dict(
             replicas=s.num_replicas_in_sync, grads=[g.numpy().tolist() for g in grads],
             pre_loss=float(metrics["pre_loss"]), losses=losses,
-            params=[v.numpy().tolist() for v in exp.learner.variables])
+            params=[v.numpy().tolist() for v in exp.learner.trainable_variables])
 config = Config(**BASE, **CASES["maml"]).replace(metatrain_iterations=4)
 train.train_and_evaluate(config, os.path.join(sys.argv[1], "default"))
 for iterations in (2, 4):

@@ -69,8 +69,8 @@ def test_reptile_training_and_evaluation_steps_share_one_scale():
                                 eval_shots=1, num_filters=4), sampler=sampler)
         loss = exp.loss_fn if shots is None else exp.loss(shots)
         with tf.GradientTape() as tape:
-            value = loss(y, exp.learner(exp.learner.variables, x))
-        return np.concatenate([g.numpy().ravel() for g in tape.gradient(value, exp.learner.variables)])
+            value = loss(y, exp.learner(exp.learner.trainable_variables, x))
+        return np.concatenate([g.numpy().ravel() for g in tape.gradient(value, exp.learner.trainable_variables)])
 
     np.testing.assert_allclose(grads("reptile", None), grads("reptile", 1), rtol=1e-6)
     np.testing.assert_allclose(grads("maml", 1), 4 * grads("maml", None), rtol=1e-5)

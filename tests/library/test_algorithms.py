@@ -104,7 +104,7 @@ def test_first_order_differs_and_equals_gradient_at_adapted_weights(setup):
 
 def test_adapt_zero_steps_is_identity_and_variables_never_change(setup):
     learner, weights, tasks, _ = setup
-    before = [v.numpy().copy() for v in learner.variables]
+    before = [v.numpy().copy() for v in learner.trainable_variables]
     same = algorithms.adapt(learner, metrics.mse, weights, tasks.support_x[0], tasks.support_y[0],
                             INNER_LR, 0)
     assert all(a is b for a, b in zip(same, weights))
@@ -112,20 +112,20 @@ def test_adapt_zero_steps_is_identity_and_variables_never_change(setup):
                             INNER_LR, 3)
     assert not np.allclose(flat(fast), flat(weights))
     meta_grads(learner, weights, tasks, first_order=False)
-    for b, v in zip(before, learner.variables):
+    for b, v in zip(before, learner.trainable_variables):
         np.testing.assert_array_equal(b, v.numpy())
 
 
 def test_batch_norm_offsets_are_outer_loop_only():
     model = models.conv_net((8, 8, 1), outputs=3, filters=4, seed=1)
     learner = models.Learner(model)
-    names = [v.path for v, m in zip(learner.variables, learner.inner_mask) if not m]
+    names = [v.path for v, m in zip(learner.trainable_variables, learner.inner_mask) if not m]
     assert len(names) == 4 and all("batch_norm" in n and n.endswith("beta") for n in names)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(6, 8, 8, 1)).astype("float32"), np.arange(6, dtype="int32") % 3
     loss = metrics.make_xent_over_k(2)
     fast = algorithms.adapt(learner, loss, learner.weights(), x, y, 0.5, 2)
-    for v, w, f, m in zip(learner.variables, learner.weights(), fast, learner.inner_mask):
+    for v, w, f, m in zip(learner.trainable_variables, learner.weights(), fast, learner.inner_mask):
         if not m:
             np.testing.assert_array_equal(w.numpy(), f.numpy())
         elif "conv" in v.path and v.path.endswith("bias"):

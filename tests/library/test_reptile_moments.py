@@ -80,7 +80,7 @@ def _distances(exp, step, phi0, seed):
     rng = np.random.default_rng(seed)
     warmup = [exp.sampler.sample("train", 4, 5, 5, rng) for _ in range(10)]
     phi, v, t = sequential_reference(exp.learner, phi0, warmup, [0.5] * 10)
-    for var, value in zip(exp.learner.variables + exp.inner_moments.v, phi + v):
+    for var, value in zip(exp.learner.trainable_variables + exp.inner_moments.v, phi + v):
         var.assign(value)
     exp.inner_moments.step.assign(t)
     tasks = exp.sampler.sample("train", 4, 5, 5, rng)

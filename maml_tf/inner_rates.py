@@ -1,0 +1,78 @@
+"""Learned inner step sizes: Meta-SGD's one per parameter, MAML++'s one per weight tensor and inner step (LSLR).
+
+Either is a list of tensors beside the weights, meta-learned with them by the one outer optimizer
+(the meta-gradient has an entry for each); only the inner-adapted weights have one.
+"""
+
+from typing import List, NamedTuple, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+# none: the fixed inner_lr; per_layer_step: MAML++'s LSLR; per_param: Meta-SGD.
+GRANULARITIES = ("none", "per_layer_step", "per_param")
+
+
+class LearnedRates(NamedTuple):
+    """The step sizes of one inner loop, aligned with the weights."""
+    values: List[Optional[tf.Tensor]]  # per weight: per_param shaped like it, per_layer_step
+    #                                    [inner_steps]; None for a weight the inner loop keeps
+    per_step: bool                     # True: per_layer_step (entry `step` for inner step `step`)
+
+    def at(self, step: int) -> list:
+        """Each weight's step size at inner step `step` (a Python int). LSLR has one rate per
+        trained step; an evaluation taking more steps keeps the last trained step's rate."""
+        if not self.per_step:
+            return list(self.values)
+        return [None if v is None else v[min(step, int(v.shape[0]) - 1)] for v in self.values]
+
+    def learned(self) -> list:
+        """The rate tensors themselves (the meta-gradient's extra entries), in weight order."""
+        return [v for v in self.values if v is not None]
+
+    def replace_learned(self, tensors: Sequence[tf.Tensor]) -> "LearnedRates":
+        """The same layout holding `tensors` (e.g. a task's watched copies) in place of `learned()`."""
+        it = iter(tensors)
+        return self._replace(values=[None if v is None else next(it) for v in self.values])
+
+
+def initial_values(weights: Sequence, mask: Sequence[bool], granularity: str, inner_lr: float,
+                   inner_steps: int) -> List[Optional[np.ndarray]]:
+    """The rates a run starts from: inner_lr everywhere (MAML++'s LSLR initialisation, the
+    `init_learning_rate` of its LSLRGradientDescentLearningRule; learn2learn's MetaSGD's too)."""
+    if granularity not in GRANULARITIES[1:]:
+        raise ValueError(f"unknown granularity {granularity!r}: use one of {GRANULARITIES[1:]}")
+    out = []
+    for w, m in zip(weights, mask):
+        dtype = w.dtype.as_numpy_dtype if hasattr(w.dtype, "as_numpy_dtype") else w.dtype
+        shape = tuple(w.shape) if granularity == "per_param" else (max(inner_steps, 1),)
+        out.append(np.full(shape, inner_lr, dtype) if m else None)
+    return out
+
+
+def from_arrays(arrays: Sequence[Optional[np.ndarray]], granularity: str) -> LearnedRates:
+    """LearnedRates holding fixed arrays (a loaded model's)."""
+    return LearnedRates([None if a is None else tf.constant(a) for a in arrays],
+                        granularity == "per_layer_step")
+
+
+class InnerRates(tf.Module):
+    """The learned rates as trainable (checkpointed) variables, one per inner-adapted weight."""
+
+    def __init__(self, weights: Sequence[tf.Variable], mask: Sequence[bool], granularity: str,
+                 inner_lr: float, inner_steps: int):
+        super().__init__(name="inner_rates")
+        init = initial_values(weights, mask, granularity, inner_lr, inner_steps)
+        self.granularity = granularity
+        self.mask = tuple(bool(m) for m in mask)
+        self.rates = [tf.Variable(a, trainable=True, name="inner_lr") for a in init if a is not None]
+
+    def read(self) -> LearnedRates:
+        """The current rates as tensors (inside a tf.function: reads of the variables)."""
+        it = iter(self.rates)
+        values = [tf.convert_to_tensor(next(it)) if m else None for m in self.mask]
+        return LearnedRates(values, self.granularity == "per_layer_step")
+
+    def arrays(self) -> List[Optional[np.ndarray]]:
+        """The current rates as numpy arrays aligned with the weights (None: not adapted)."""
+        return [None if v is None else v.numpy() for v in self.read().values]
