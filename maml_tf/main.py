@@ -79,6 +79,7 @@ flags.DEFINE_enum("omniglot_split", "random", list(CHOICES["omniglot_split"]), "
 flags.DEFINE_enum("omniglot_resize", "original", list(CHOICES["omniglot_resize"]), "original: the pixels the original's Pillow call produced (nearest, binary); lanczos: a real Lanczos resize")
 flags.DEFINE_string("folder_split", "0.64,0.16,0.2", "--datasource=folder with ROOT/<class>/ or tfds:NAME: train,val,test fractions of the classes (split by a fixed seed over the sorted class names, or TFDS's class order; kept in the run's config.json); for tfds:cifar100 also a community split by name: cifar-fs (Bertinetto et al. 2019, 64/16/20 classes) or fc100 (Oreshkin et al. 2018, 12/4/4 superclasses)")
 flags.DEFINE_integer("image_size", 0, "--datasource=folder or tfds:NAME: side the images are resized to (0: their most common size, at most 84)")
+flags.DEFINE_integer("min_class_images", 0, "--datasource=folder: leave out the classes with fewer images than this (one line names them), before the classes are split; 0: keep every class (one too small for a task is an error naming it)")
 flags.DEFINE_integer("channels", 0, "--datasource=folder or tfds:NAME: 1 (grey) or 3 (RGB); 0: grey if every image is grey, else RGB")
 flags.DEFINE_enum("onednn", "auto", list(CHOICES["onednn"]), "CPU kernels: oneDNN (on) or Eigen (off); auto: Eigen when a conv call sees <= 10 images without max-pool (Omniglot 5-way 1-query), where it is faster, else oneDNN")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the meta-step (for GPUs; on CPU it is ~8x slower, results/performance.md)")
@@ -144,6 +145,7 @@ def config_from_flags(f) -> Config:
         data_dir=f.data_dir or os.environ.get(DATA_ENV) or "data", data_source=f.data_source,
         omniglot_split=f.omniglot_split, omniglot_resize=f.omniglot_resize,
         folder_split=f.folder_split, image_size=f.image_size, channels=f.channels,
+        min_class_images=f.min_class_images,
         patience=f.patience, run_store=f.run_store or os.environ.get(STORE_ENV) or None,
         train=f.train, resume=f.resume, test_iter=f.test_iter, test_best=f.test_best,
         eval_dir=f.eval_dir or None, cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)

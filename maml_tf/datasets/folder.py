@@ -31,6 +31,8 @@ def check_config(config):
     """The checks that need no data (Config.validate calls it, before TensorFlow loads)."""
     io.parse_split(config.folder_split)
     check_image_format(config)
+    if config.min_class_images < 0:
+        raise UserError(f"--min_class_images must be >= 0, got {config.min_class_images}")
 
 
 def check_image_format(config):
@@ -59,8 +61,9 @@ def check_classes(listing: io.Listing, split: str, need: int):
     small = min(members, key=lambda c: len(c.files))
     if len(small.files) < need:
         raise UserError(f"class {small.name} ({split} split) has {len(small.files)} images, fewer "
-                        f"than the {need} (support + query) a task needs: add images, remove the "
-                        f"class folder, or lower --update_batch_size/--num_query"
+                        f"than the {need} (support + query) a task needs: add images, leave such "
+                        f"classes out with --min_class_images={need}, or lower "
+                        f"--update_batch_size/--num_query"
                         + ("; is --data_dir the folder of class folders (ROOT/<class>/<image>)?"
                            if not small.files else ""))
 
@@ -68,7 +71,7 @@ def check_classes(listing: io.Listing, split: str, need: int):
 def split_size(config, split: str) -> Optional[SplitSize]:
     """The split's classes and images from the file names; UserError naming a class too small
     for the configured tasks, or a folder that is not one class per sub-folder."""
-    listing = io.list_folder(config.data_dir, config.folder_split)
+    listing = io.list_folder(config.data_dir, config.folder_split, config.min_class_images)
     counts = [len(listing.classes[i].files) for i in listing.splits[split]]
     if len(counts) >= config.ways:
         check_classes(listing, split, needed(config, split))
@@ -120,7 +123,7 @@ class Loaded(NamedTuple):
 
 def load(config) -> Loaded:
     """The listing and the decoded images of `config.data_dir` (cached in config.cache_dir)."""
-    listing = io.list_folder(config.data_dir, config.folder_split)
+    listing = io.list_folder(config.data_dir, config.folder_split, config.min_class_images)
     size, channels = image_format(config, listing)
     return Loaded(listing, io.load_cached(listing, size, channels, config.cache_dir))
 

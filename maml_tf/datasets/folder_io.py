@@ -100,9 +100,10 @@ def _image_files(folder: str, skipped: List[str]) -> Tuple[str, ...]:
 _SAID = set()
 
 
-def list_folder(root: str, fractions: str) -> Listing:
+def list_folder(root: str, fractions: str, min_images: int = 0) -> Listing:
     """The classes and their image files under `root`, split; UserError for a folder that is not
-    one class per sub-folder."""
+    one class per sub-folder. Classes with fewer than `min_images` images are left out first
+    (--min_class_images: before the split, so every run of the folder splits the same classes)."""
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise UserError(f"--data_dir={root} is not a folder (--datasource=folder reads "
@@ -122,9 +123,11 @@ def list_folder(root: str, fractions: str) -> Listing:
             if not names:
                 raise UserError(f"{os.path.join(root, split)} has no class sub-folders "
                                 "(one folder of images per class)")
-            splits[split] = np.arange(len(classes), len(classes) + len(names))
-            classes += [ClassFiles(f"{split}/{n}", _image_files(os.path.join(root, split, n), skipped))
-                        for n in names]
+            found = [ClassFiles(f"{split}/{n}", _image_files(os.path.join(root, split, n), skipped))
+                     for n in names]
+            found = _enough(found, min_images, os.path.join(root, split))
+            splits[split] = np.arange(len(classes), len(classes) + len(found))
+            classes += found
         seen = [c.name.split("/", 1)[1] for c in classes]
         twice = sorted({n for n in seen if seen.count(n) > 1})
         if twice:
@@ -134,14 +137,27 @@ def list_folder(root: str, fractions: str) -> Listing:
         if not top:
             raise UserError(f"{root} has no class sub-folders: --datasource=folder reads "
                             "DATA_DIR/<class>/<image> or DATA_DIR/{train,val,test}/<class>/<image>")
-        classes = [ClassFiles(n, _image_files(os.path.join(root, n), skipped)) for n in top]
-        splits = split_classes(top, fractions, f" in {root}")
+        classes = _enough([ClassFiles(n, _image_files(os.path.join(root, n), skipped)) for n in top],
+                          min_images, root)
+        splits = split_classes([c.name for c in classes], fractions, f" in {root}")
     if skipped and (root, len(skipped)) not in _SAID:  # once per process, not per listing
         _SAID.add((root, len(skipped)))
         shown = ", ".join(os.path.relpath(p, root) for p in skipped[:3])
         print(f"folder: skipped {len(skipped)} hidden or non-image files in {root} ({shown}"
               f"{' ...' if len(skipped) > 3 else ''})", file=sys.stderr, flush=True)
     return Listing(root, tuple(classes), splits)
+
+
+def _enough(classes: List[ClassFiles], min_images: int, where: str) -> List[ClassFiles]:
+    """The classes with at least `min_images` images; one line naming those left out."""
+    small = [c for c in classes if len(c.files) < min_images]
+    if small and (where, min_images) not in _SAID:
+        _SAID.add((where, min_images))
+        shown = ", ".join(f"{os.path.basename(c.name)} ({len(c.files)})" for c in small[:3])
+        print(f"folder: left out {len(small)} of {len(classes)} classes in {where} with fewer than "
+              f"{min_images} images (--min_class_images): {shown}{' ...' if len(small) > 3 else ''}",
+              file=sys.stderr, flush=True)
+    return [c for c in classes if len(c.files) >= min_images]
 
 
 def fingerprint(listing: Listing, *extra) -> str:

@@ -60,6 +60,8 @@ def check_config(config):
     if config.folder_split not in NAMED_SPLITS:
         folder_io.parse_split(config.folder_split)
     check_image_format(config)
+    if config.min_class_images:
+        raise UserError("--min_class_images is for --datasource=folder")
 
 
 def _builder(config):

@@ -101,6 +101,7 @@ class Config:
     folder_split: str = "0.64,0.16,0.2"
     image_size: int = 0
     channels: int = 0
+    min_class_images: int = 0  # a folder's classes with fewer images are left out (0: none)
     # Speed only: the maths and the results do not depend on these (results/performance.md).
     onednn: str = "auto"  # CPU kernels: "on" oneDNN, "off" Eigen, "auto": Eigen for tiny batches
     jit_compile: bool = False  # XLA-compile the meta-step: for GPUs (~8x slower on CPU)
@@ -161,7 +162,7 @@ class Config:
 
         name = module_name(self.dataset)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        folder_only = [n for n in ("folder_split", "image_size", "channels")
+        folder_only = [n for n in ("folder_split", "image_size", "channels", "min_class_images")
                        if getattr(self, n) != defaults[n]]
         if folder_only and not own_images(self.dataset):
             raise UserError(f"--{', --'.join(folder_only)} set: only --datasource=folder and "
@@ -248,7 +249,7 @@ IDENTITY_FIELDS = ("dataset", "ways", "shots", "queries", "meta_batch_size", "me
                    "data_source", "omniglot_split", "omniglot_resize", "inner_batch_size",
                    "inner_optimizer", "meta_step", "meta_step_final", "eval_seed", "val_tasks",
                    "eval_inner_steps", "baseline", "pretrain_batch_size", "pretrain_lr",
-                   "folder_split", "image_size", "channels")
+                   "folder_split", "image_size", "channels", "min_class_images")
 # Reptile validates as it is evaluated, and anneals epsilon over the iteration target.
 REPTILE_IDENTITY_FIELDS = ("eval_shots", "eval_queries", "eval_inner_lr", "eval_inner_batch_size",
                            "transductive", "metatrain_iterations")

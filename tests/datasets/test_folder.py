@@ -106,7 +106,7 @@ def test_meta_training_learns(tmp_path):
         train.train_and_evaluate(cfg.replace(folder_split="0.6,0.2,0.2"), str(tmp_path / "run"))
 
 
-def test_bad_inputs_one_line(tmp_path):
+def test_bad_inputs_one_line(tmp_path, capsys):
     cache = tmp_path / "cache"
     root = write_tree(tmp_path / "data")
     cfg = config(root, cache)
@@ -124,7 +124,13 @@ def test_bad_inputs_one_line(tmp_path):
     for i in range(3, 6):
         os.remove(os.path.join(root, "class05", f"{i}.png"))
     one_line_error(lambda: datasets.check_task_sizes(cfg.replace(shots=2, queries=2), [("train", 2, 2)]),
-                   "class05", "has 3 images")
+                   "class05", "has 3 images", "--min_class_images=4")
+    # ... which --min_class_images leaves out, before the split, with one line naming it
+    dropped = folder_io.list_folder(root, cfg.folder_split, 4)
+    assert "class05" not in [c.name for c in dropped.classes] and len(dropped.classes) == 11
+    assert "left out 1 of 12 classes" in capsys.readouterr().err
+    datasets.check_task_sizes(cfg.replace(shots=2, queries=2, min_class_images=4), [("train", 2, 2)])
+    one_line_error(lambda: cfg.replace(min_class_images=-1).validate(), "min_class_images")
     # an unreadable image and a zero-byte one, named
     (tmp_path / "data" / "class01" / "broken.png").write_bytes(b"not a png at all")
     one_line_error(lambda: datasets.get_sampler(cfg), "broken.png")
