@@ -19,6 +19,6 @@ setup(
         "pillow",  # reads the Omniglot / miniImageNet images
         "matplotlib",  # the plots in results/
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"]},
     entry_points={"console_scripts": ["maml_tf=maml_tf.main:run"]},
 )
