@@ -187,6 +187,15 @@ report miniimagenet-report "$PY" -m maml_tf.reports.miniimagenet --out "$RESULTS
 [ "$QUICK" = 1 ] || report distributed-drift "$PY" -m maml_tf.bench.distributed_drift \
   "${MAML_TF_DATA_DIR:-data}" "${MAML_TF_CACHE_DIR:-$HOME/.cache/maml_tf}"
 
+# BEGIN maml_family (issue 41: Omniglot 20-way 1-shot, MAML and its successors by one flag each on the MAML
+# paper's 20-way command, the same 5,000 iterations; tested on the same 600 tasks; results/maml_family.md to come)
+FAM="--datasource=omniglot --num_classes=20 --update_batch_size=1 --num_updates=5 --meta_batch_size=16 --update_lr=0.1 --metatrain_iterations=5000 --val_interval=500 --logdir=$LOGDIR/maml_family"
+for V in "maml:" "anil:--anil" "metasgd:--learned_inner_lr=per_param" "lslr:--learned_inner_lr=per_layer_step" "msl:--multi_step_loss" "mamlpp:--maml_plus_plus"; do
+  run family-${V%%:*}      $FAM ${V#*:}
+  run family-${V%%:*}-test $FAM ${V#*:} --train=False --test_set=True
+done
+# END maml_family
+
 # BEGIN transfer (issue 15: MAML beside pretrained-then-fine-tuned baselines; same network, splits, 600 test tasks)
 # Pretraining: supervised over all meta-train classes (Omniglot: 1,100 characters x 4 rotations = 4,400
 # classes), best checkpoint by fine-tuned accuracy on 100 validation tasks. Each baseline's step size and
