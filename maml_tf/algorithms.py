@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 import tensorflow as tf
 
 from maml_tf.inner_opt import (AdamMoments, InnerState, carried, first_order_step,
-                               initial_state, moment_increments, support_batch)
+                               initial_state, inner_gradient, moment_increments, support_batch)
 from maml_tf.inner_rates import LearnedRates
 from maml_tf.per_step import StepParams
 from maml_tf.metrics import get_loss
@@ -43,17 +43,13 @@ def inner_step(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr,
     the model state after the forward pass; `state` None: the model's, updates dropped).
     `inner_lr`: one step size, or a list with each weight's (learned rates, `LearnedRates.at`).
 
-    The gradient is taken with a fresh tape; when an outer tape is recording, it records
-    this gradient computation too, which is what makes the meta-gradient second order.
+    The gradient is `inner_opt.inner_gradient`'s, the one every inner step takes (kept on an
+    outer tape that is recording: the meta-gradient is then second order).
     """
     mask = learner.inner_mask if mask is None else mask
     state = learner.state() if state is None else state
-    adapted = [w for w, m in zip(weights, mask) if m]
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(adapted)
-        outputs, state = learner.apply(weights, state, x)
-        loss = loss_fn(y, outputs)
-    grads = iter(tape.gradient(loss, adapted, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+    grads, loss, outputs, state = inner_gradient(learner, loss_fn, weights, x, y, state, mask)
+    grads = iter(grads)
     new = []
     per_weight = isinstance(inner_lr, (list, tuple))
     for i, (w, m) in enumerate(zip(weights, mask)):

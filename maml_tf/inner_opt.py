@@ -58,6 +58,20 @@ def initial_state(weights: Weights, moments: Optional[AdamMoments] = None,
     return InnerState(list(weights), zeros, list(moments.v), moments.step, model_state)
 
 
+def inner_gradient(learner, loss_fn, weights: Weights, x, y, model_state, mask=None):
+    """(the gradient of the loss on (x, y) w.r.t. the weights `mask` marks (None: all), the loss,
+    the outputs, the model state after the pass): every inner step's one gradient. It is taken
+    with a fresh tape; an outer tape recording records it too, which is what makes MAML's
+    meta-gradient second order."""
+    adapted = list(weights) if mask is None else [w for w, m in zip(weights, mask) if m]
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(adapted)
+        outputs, model_state = learner.apply(weights, model_state, x)
+        loss = loss_fn(y, outputs)
+    grads = tape.gradient(loss, adapted, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return grads, loss, outputs, model_state
+
+
 def first_order_step(learner, loss_fn, state: InnerState, x, y, lr: float, optimizer: str = "sgd"):
     """One SGD or Adam step of every weight on (x, y); returns (state, loss, outputs) before it.
 
@@ -66,12 +80,9 @@ def first_order_step(learner, loss_fn, state: InnerState, x, y, lr: float, optim
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"unknown inner optimizer {optimizer!r}")
     model_state = learner.state() if state.model_state is None else state.model_state
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(state.weights)
-        outputs, model_state = learner.apply(state.weights, model_state, x)
-        loss = loss_fn(y, outputs)
-    grads = [tf.stop_gradient(g) for g in tape.gradient(
-        loss, state.weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
+    grads, loss, outputs, model_state = inner_gradient(learner, loss_fn, state.weights, x, y,
+                                                       model_state)
+    grads = [tf.stop_gradient(g) for g in grads]
     m, v, t = state.m, state.v, state.step + 1
     if optimizer == "adam":
         lr_t = lr * (1 - ADAM_BETA2 ** t) ** 0.5 / (1 - ADAM_BETA1 ** t)
