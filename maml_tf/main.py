@@ -11,6 +11,7 @@ from absl import app, flags, logging  # noqa: E402
 from maml_tf.experiment import runtime  # noqa: E402
 from maml_tf.experiment.config import CHOICES, Config, run_name  # noqa: E402
 from maml_tf.workdir.interrupts import Interrupted  # noqa: E402
+from maml_tf.datasets import choose_network, own_images  # noqa: E402
 from maml_tf.errors import UserError  # noqa: E402
 
 DATA_ENV, CACHE_ENV, STORE_ENV = "MAML_TF_DATA_DIR", "MAML_TF_CACHE_DIR", "MAML_TF_RUN_STORE"
@@ -70,7 +71,7 @@ flags.DEFINE_integer("checkpoint_interval", 1000, "save a checkpoint every N ite
 flags.DEFINE_integer("print_interval", 100, "print and log training metrics every N iterations")
 flags.DEFINE_float("grad_clip", -1, "clip meta-gradients to +-this (0: off; -1: 10 for miniimagenet as the original, else off)")
 flags.DEFINE_string("run_name", None, "run directory under --logdir (default: built from the run's settings)")
-flags.DEFINE_bool("print_run_dir", False, "print the run directory these flags name (--logdir/<run name>) and exit: nothing is checked, loaded or trained")
+flags.DEFINE_bool("print_run_dir", False, "print the run directory these flags name (--logdir/<run name>) and exit: nothing is trained (a folder's or TFDS dataset's images are looked at only to choose the network, when neither --max_pool nor --num_filters is given)")
 flags.DEFINE_string("data_dir", None, f"dataset root (default: ${DATA_ENV}, else ./data)")
 flags.DEFINE_string("eval_dir", None, "with --train=False: write the evaluation's eval_*.json/csv here instead of into the run directory (e.g. a read-only one)")
 flags.DEFINE_string("cache_dir", None, f"writable cache for prepared data (default: ${CACHE_ENV}, else ~/.cache/maml_tf)")
@@ -203,6 +204,9 @@ def config_and_workdir(f):
         config = flags_map.config_from_flags(f)
         return config, run_directory(f.logdir, f.run_name or rl_run_name(config))
     config = config_from_flags(f)
+    if own_images(config.dataset) and config.conv and not (f["max_pool"].present or
+                                                           f["num_filters"].present):
+        config = choose_network(config)  # the paper's net for these images, as it is for its own
     return config, run_directory(f.logdir, f.run_name or run_name(config))
 
 

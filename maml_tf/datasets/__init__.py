@@ -1,6 +1,7 @@
 """Registry of task distributions: `get_sampler(config)` returns the dataset's TaskSampler."""
 
 import importlib
+import sys
 from typing import Iterable, NamedTuple, Protocol, Tuple
 
 import numpy as np
@@ -32,6 +33,16 @@ def module_name(dataset: str) -> str:
                         f"{', '.join(sorted(DATASETS))}, tfds:NAME (a tensorflow-datasets image "
                         "dataset) or 2dnavigation (RL)")
     return DATASETS[dataset]
+
+
+def choose_network(config):
+    """`config` with the paper's network for its images (a folder's, a TFDS dataset's: their
+    size and channels choose, `datasets.folder.paper_network`), and one line saying which."""
+    max_pool, filters = importlib.import_module(module_name(config.dataset)).network_for(config)
+    print(f"{config.dataset}: the paper's {'MiniImageNet' if max_pool else 'Omniglot'} network "
+          f"for these images ({'2x2 max-pool, ' if max_pool else 'stride 2, '}{filters} filters; "
+          "--max_pool/--num_filters choose another)", file=sys.stderr, flush=True)
+    return config.replace(max_pool=max_pool, num_filters=filters)
 
 
 def own_images(dataset: str) -> bool:

@@ -7,9 +7,9 @@ format and size are resized to --image_size (0: their most common size, at most 
 grey or RGB by --channels (0: grey if every image is grey), decoded once into a uint8 .npy in
 --cache_dir that is read by memory map, and scaled to [0, 1] per task batch only.
 
-The network is the paper's conv net, as for the paper's datasets: for RGB images of 64 px or
-more pick --max_pool --num_filters=32 (the MiniImageNet setting); for small grey images keep the
-strided convolutions (the Omniglot setting, --num_filters=64). --max_pool needs 16 px or more.
+The network is the paper's conv net, chosen by the images unless --max_pool or --num_filters is
+given (`paper_network`): for RGB images of 64 px or more its MiniImageNet net (max-pool, 32
+filters), else its Omniglot net (stride 2, 64 filters). --max_pool needs 16 px or more.
 """
 
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
@@ -114,6 +114,23 @@ def image_format(config, listing: io.Listing) -> Tuple[int, int]:
         raise UserError(f"the images are {size} px: --max_pool halves them 4 times and needs 16 "
                         "or more (give --image_size, or use --max_pool=False)")
     return size, channels
+
+
+# The paper's two conv nets, chosen by the images when no network flag is given: 2x2 max-pool
+# and 32 filters (its MiniImageNet net) for RGB images of this side or more, else stride 2 and
+# 64 filters (its Omniglot net).
+LARGE_RGB_SIDE = 64
+
+
+def paper_network(side: int, channels: int) -> Tuple[bool, int]:
+    """(max_pool, num_filters) of the paper's network for images of `side` px and `channels`."""
+    return (True, 32) if channels == 3 and side >= LARGE_RGB_SIDE else (False, 64)
+
+
+def network_for(config) -> Tuple[bool, int]:
+    """The paper's network for this folder's images, at the size and channels they are read."""
+    return paper_network(*image_format(config, io.list_folder(
+        config.data_dir, config.folder_split, config.min_class_images)))
 
 
 class Loaded(NamedTuple):

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from maml_tf.datasets import folder_io, pixels
-from maml_tf.datasets.folder import ClassImagesSampler, check_image_format
+from maml_tf.datasets.folder import ClassImagesSampler, check_image_format, paper_network
 from maml_tf.datasets.miniimagenet_io import temp_path
 from maml_tf.errors import UserError
 
@@ -62,6 +62,13 @@ def check_config(config):
     check_image_format(config)
     if config.min_class_images:
         raise UserError("--min_class_images is for --datasource=folder")
+
+
+def network_for(config) -> tuple:
+    """The paper's network for the dataset's images as they are read (folder.paper_network):
+    from the cached array's shape (read and cached now if it is not yet)."""
+    shape = load(config).images.shape
+    return paper_network(shape[1], shape[3])
 
 
 def _builder(config):

@@ -206,6 +206,30 @@ def test_flags_map_to_the_config():
     assert main.run_name(cfg).startswith("folder-leaves.5way5shot.")
 
 
+@pytest.mark.parametrize("flags, size, network", [
+    ([], 20, (False, 64)),  # small images: the paper's Omniglot net (stride 2, 64 filters)
+    (["--image_size=64"], 64, (True, 32)),  # RGB at 64 px: its MiniImageNet net
+    (["--image_size=64", "--channels=1"], 64, (False, 64)),  # grey: the Omniglot net
+    (["--image_size=64", "--max_pool=False"], 64, (False, 64)),  # a network flag given: kept
+])
+def test_the_network_follows_the_images(tmp_path, capsys, flags, size, network):
+    from maml_tf import main
+
+    root = write_tree(tmp_path / "data")
+    main.FLAGS.unparse_flags()
+    try:
+        main.FLAGS(["main", "--datasource=folder", f"--data_dir={root}", f"--cache_dir={tmp_path}",
+                    f"--logdir={tmp_path / 'logs'}", *flags])
+        cfg, workdir = main.config_and_workdir(main.FLAGS)
+    finally:
+        main.FLAGS.unparse_flags()
+    assert (cfg.max_pool, cfg.num_filters) == network
+    assert workdir.endswith(".conv32.maxpool" if network[0] else ".conv64")  # named by the choice
+    said = capsys.readouterr().err
+    assert ("MiniImageNet network" if network[0] else "Omniglot network" if not flags or
+            "--max_pool=False" not in flags else "") in said
+
+
 def test_channels_follow_the_images(tmp_path, capsys):
     root = write_tree(tmp_path / "data")
     for c in range(12):  # every image grey (one of them 1-bit): read as grey

@@ -108,6 +108,14 @@ def test_pooled_split_by_class_resized_and_cached(tmp_path, capsys):
     assert task.support_x.shape == (2, 3, 20, 20, 3) and task.support_x.max() <= 1.0
 
 
+def test_the_network_follows_the_images(tmp_path):
+    from maml_tf.datasets import choose_network
+
+    small = choose_network(toy_config(tmp_path))  # 20 px: the paper's Omniglot net
+    large = choose_network(toy_config(tmp_path, image_size=64))  # RGB, 64 px: its MiniImageNet net
+    assert (small.max_pool, small.num_filters, large.max_pool, large.num_filters) == (False, 64, True, 32)
+
+
 def test_meta_training_learns(tmp_path):
     from maml_tf.experiment import train
 
