@@ -195,6 +195,9 @@ for V in "maml:" "anil:--anil" "metasgd:--learned_inner_lr=per_param" "lslr:--le
   run family-${V%%:*}-test $FAM ${V#*:} --train=False --test_set=True
 done
 # END maml_family
+report maml-family-report "$PY" -m maml_tf.reports.maml_family --out "$RESULTS" \
+  --logdir "$LOGDIR/maml_family" --logdir "$MAML_TF_RUN_STORE/maml_family" \
+  --commands "$(sed -n '/^# BEGIN maml_family/,/^# END maml_family/p' "$0")"
 
 # BEGIN transfer (issue 15: MAML beside pretrained-then-fine-tuned baselines; same network, splits, 600 test tasks)
 # Pretraining: supervised over all meta-train classes (Omniglot: 1,100 characters x 4 rotations = 4,400

@@ -1,0 +1,39 @@
+"""The MAML-family report: one row per variant's run directory (named as run_experiments.sh's family lines name them), published numbers only where checked, missing runs marked."""
+
+import json
+import os
+import subprocess
+import sys
+
+from maml_tf.reports import maml_family, runs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_rows_are_the_family_lines_run_directories(tmp_path):
+    flags = ["--datasource=omniglot", "--num_classes=20", "--update_batch_size=1", "--num_updates=5",
+             "--meta_batch_size=16", "--update_lr=0.1", "--metatrain_iterations=5000",
+             f"--logdir={tmp_path}"]
+    for (name, run, _), extra in zip(maml_family.SETTINGS, [[], ["--anil"],
+                                     ["--learned_inner_lr=per_param"], ["--learned_inner_lr=per_layer_step"],
+                                     ["--multi_step_loss"], ["--maml_plus_plus"]]):
+        out = subprocess.run([sys.executable, "-m", "maml_tf.main", *flags, *extra, "--print_run_dir"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out == os.path.join(str(tmp_path), run), name
+
+
+def test_report_rows(tmp_path):
+    run = tmp_path / "logs" / maml_family.SETTINGS[1][1]
+    os.makedirs(run)
+    acc = {"mean": [0.05, 0.6, 0.8, 0.85, 0.9, 0.93] + [0.93] * 5, "ci95": [0.005] * 11}
+    (run / "eval_test_shots1_lr0.1_iter5000.json").write_text(json.dumps(
+        {"iteration": 5000, "num_tasks": 600, "metrics": {"accuracy": acc}}))
+    (run / "validation.jsonl").write_text(json.dumps({"iteration": 5000, "accuracy": [0.05, 0.9]}) + "\n")
+    (run / "runinfo.json").write_text(json.dumps({"iterations": 5000, "wall_seconds": 3600}))
+    (run / "config.json").write_text(json.dumps({"patience": 0}))
+    rows = maml_family.collect([str(tmp_path / "logs")])
+    text = maml_family.markdown(rows, "python -m maml_tf.main ...")
+    assert "| ANIL (--anil) | not confirmed here | 93.0 ± 0.5 (it. 5,000) |" in text
+    assert "| MAML | 95.8 ± 0.3 | not run yet |" in text and text.count("not run yet") == 5
+    runs.plot_validation(rows, str(tmp_path / "val.png"), "t")
+    assert os.path.getsize(tmp_path / "val.png") > 1000
