@@ -152,40 +152,57 @@ def _metric_names(metric_fns: MetricFns) -> List[str]:
 
 def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
                     inner_steps: int, first_order: bool = False,
-                    metric_fns: Optional[MetricFns] = None) -> MetaResult:
+                    metric_fns: Optional[MetricFns] = None, rates: Optional[LearnedRates] = None,
+                    step_weights: Optional[tf.Tensor] = None,
+                    step_params: Optional[StepParams] = None) -> MetaResult:
     """∇θ of the mean over tasks of the query loss after `inner_steps` steps on the support set.
 
     Exact second order (nested tapes) unless `first_order`. With `inner_steps=0` it is the
     gradient of the plain query loss: the pretrained baseline, trained jointly on all tasks.
     Metrics: `pre_*` on the support set before adaptation (as the original logs them; the
     query set when there is no inner step) and `post_*` on the query set after it.
+    MAML's successors (maml_tf/variants.py): `rates`, learned step sizes used in place of
+    inner_lr (Meta-SGD, LSLR), and `step_params`, MAML++'s per-step batch-norm weights, get
+    meta-gradient entries after the weights'; `step_weights` [inner_steps]: the meta-loss is
+    Σ_i w_i · (query loss after step i+1), MAML++'s multi-step loss.
     """
     metric_fns, loss_fn, start = metric_fns or {}, get_loss(loss_fn), learner.state()
+    learned = (rates.learned() if rates else []) + (step_params.learned() if step_params else [])
+    if step_weights is not None:
+        step_weights = tf.cast(step_weights, weights[0].dtype)
 
     def per_task(args):
         task, index = args
-        theta = [tf.identity(w) for w in weights]  # this task's own copy, for its tape
+        theta = [tf.identity(w) for w in list(weights) + learned]  # this task's own, for its tape
         state = learner.task_state(start, index)
         with tf.GradientTape(watch_accessed_variables=False) as outer:
             outer.watch(theta)
-            fast, pre = list(theta), None
-            for _ in range(inner_steps):
-                fast, loss, outputs, state = inner_step(learner, loss_fn, fast, task.support_x,
-                                                        task.support_y, inner_lr, first_order,
-                                                        state=state)
+            own = rates.replace_learned(theta[len(weights):][:len(rates.learned())]) if rates else None
+            own_bn = step_params.replace_learned(theta[len(theta) - len(step_params.learned()):]) \
+                if step_params else None
+            fast, pre, terms = theta[:len(weights)], None, []
+            for step in range(inner_steps):
+                fast = own_bn.substitute(fast, step) if own_bn else fast
+                fast, loss, outputs, state = inner_step(
+                    learner, loss_fn, fast, task.support_x, task.support_y,
+                    own.at(step) if own else inner_lr, first_order, state=state)
                 pre = pre or _task_metrics("pre", loss, outputs, task.support_y, metric_fns)
+                if step_weights is not None and step < inner_steps - 1:
+                    between, state = learner.apply(fast, state, task.query_x)
+                    terms.append(step_weights[step] * loss_fn(task.query_y, between))
             outputs, state = learner.apply(fast, state, task.query_x)
-            query_loss = loss_fn(task.query_y, outputs)
-        grads = outer.gradient(query_loss, theta,
-                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            query_loss = objective = loss_fn(task.query_y, outputs)
+            if step_weights is not None and inner_steps:
+                objective = tf.add_n(terms + [step_weights[inner_steps - 1] * query_loss])
+        grads = outer.gradient(objective, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         post = _task_metrics("post", query_loss, outputs, task.query_y, metric_fns)
         return grads + learner.averaged(state), {
             **(pre or _task_metrics("pre", query_loss, outputs, task.query_y, metric_fns)), **post}
 
-    shapes = list(weights) + learner.averaged(start)
+    shapes = list(weights) + learned + learner.averaged(start)
     out, mean_metrics = _mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
                                                     _metric_names(metric_fns)))
-    grads, state = _split_state(learner, start, out, len(weights))
+    grads, state = _split_state(learner, start, out, len(weights) + len(learned))
     return MetaResult(grads, mean_metrics, state, [])
 
 

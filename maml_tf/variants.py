@@ -1,4 +1,4 @@
-"""MAML's successors as pure parts: ANIL's head-only inner loop, MAML++'s multi-step loss and schedules, learned step sizes.
+"""MAML's successors as pure parts: ANIL's head-only inner loop, MAML++'s multi-step loss weights and schedules (their meta-gradient is `algorithms.maml_meta_grads`, with learned step sizes from inner_rates and per-step batch norm from per_step).
 
 Sources: ANIL, Raghu, Raghu, Bengio, Vinyals (ICLR 2020); Meta-SGD, Li, Zhou, Chen, Li (2017);
 MAML++, Antoniou, Edwards, Storkey, "How to train your MAML" (ICLR 2019) and its code,
@@ -7,18 +7,10 @@ schedules count epochs of 500 iterations (`total_iter_per_epoch`).
 """
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
-
-from maml_tf.algorithms import (MetaResult, MetricFns, Weights, _mean_over_tasks, _metric_names,
-                                _split_state, _task_metrics, indexed_tasks, inner_step, map_tasks)
-from maml_tf.inner_rates import LearnedRates
-from maml_tf.per_step import StepParams
-from maml_tf.metrics import get_loss
-from maml_tf.models import Learner
-from maml_tf.types import Task
 
 ITERATIONS_PER_EPOCH = 500  # MAML++'s total_iter_per_epoch: its schedules step once per epoch
 
@@ -113,64 +105,3 @@ class EpochCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"initial": self.initial, "minimum": self.minimum, "iterations": self.iterations}
-
-
-def maml_variant_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
-                            inner_lr: float, inner_steps: int, first_order: bool = False,
-                            metric_fns: Optional[MetricFns] = None,
-                            rates: Optional[LearnedRates] = None,
-                            step_weights: Optional[tf.Tensor] = None,
-                            step_params: Optional[StepParams] = None) -> MetaResult:
-    """`algorithms.maml_meta_grads` with learned step sizes and/or the multi-step loss.
-
-    `rates`: each inner step uses `rates.at(step)` instead of inner_lr, and the meta-gradient
-    has one more entry per learned rate (after the weights'), so the outer optimizer learns
-    them with θ. `step_weights` [inner_steps]: the meta-loss is Σ_i w_i · (query loss after
-    step i+1), as MAML++'s (None: the last step's alone). `step_params`: MAML++'s per-step
-    batch-norm weights, meta-learned too (their entries after the rates'). Metrics as
-    maml_meta_grads'.
-    """
-    metric_fns, loss_fn, start = metric_fns or {}, get_loss(loss_fn), learner.state()
-    learned = [] if rates is None else rates.learned()
-    per_step = [] if step_params is None else step_params.learned()
-    if step_weights is not None:
-        if inner_steps and step_weights.shape[0] != inner_steps:
-            raise ValueError(f"{step_weights.shape[0]} step weights for {inner_steps} inner steps")
-        step_weights = tf.cast(step_weights, weights[0].dtype)
-
-    def per_task(args):
-        task, index = args
-        theta = [tf.identity(w) for w in weights]  # this task's own copies, for its tape
-        alphas = [tf.identity(r) for r in learned]
-        betas = [tf.identity(b) for b in per_step]
-        state = learner.task_state(start, index)
-        with tf.GradientTape(watch_accessed_variables=False) as outer:
-            outer.watch(theta + alphas + betas)
-            own = None if rates is None else rates.replace_learned(alphas)
-            own_bn = None if step_params is None else step_params.replace_learned(betas)
-            fast, pre, terms = list(theta), None, []
-            for step in range(inner_steps):
-                lr = inner_lr if own is None else own.at(step)
-                fast = fast if own_bn is None else own_bn.substitute(fast, step)
-                fast, loss, outputs, state = inner_step(learner, loss_fn, fast, task.support_x,
-                                                        task.support_y, lr, first_order, state=state)
-                pre = pre or _task_metrics("pre", loss, outputs, task.support_y, metric_fns)
-                if step_weights is not None and step < inner_steps - 1:
-                    between, state = learner.apply(fast, state, task.query_x)
-                    terms.append(step_weights[step] * loss_fn(task.query_y, between))
-            outputs, state = learner.apply(fast, state, task.query_x)
-            query_loss = loss_fn(task.query_y, outputs)
-            objective = query_loss
-            if step_weights is not None and inner_steps:
-                objective = tf.add_n(terms + [step_weights[inner_steps - 1] * query_loss])
-        grads = outer.gradient(objective, theta + alphas + betas,
-                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        post = _task_metrics("post", query_loss, outputs, task.query_y, metric_fns)
-        return grads + learner.averaged(state), {
-            **(pre or _task_metrics("pre", query_loss, outputs, task.query_y, metric_fns)), **post}
-
-    shapes = list(weights) + learned + per_step + learner.averaged(start)
-    out, mean_metrics = _mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
-                                                    _metric_names(metric_fns)))
-    grads, state = _split_state(learner, start, out, len(weights) + len(learned) + len(per_step))
-    return MetaResult(grads, mean_metrics, state, [])

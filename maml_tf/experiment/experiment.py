@@ -1,6 +1,5 @@
 """The pieces of a run built from a Config: `Experiment` (sampler, network, optimizers, compiled steps) and the task stream."""
 
-import functools
 from typing import Callable, Dict, Iterator, NamedTuple, Optional, Sequence
 
 import keras
@@ -161,9 +160,6 @@ class Experiment:
                 *a, optimizer=c.inner_optimizer, batch_size=c.inner_batch_size,
                 moments=self.moments(), num_tasks=c.meta_batch_size, **k)
         first_order = c.first_order if phase is None else phase.first_order
-        if self.inner_rates is None and self.step_vars is None and not (
-                phase and phase.multi_step_loss):
-            return functools.partial(algorithms.maml_meta_grads, first_order=first_order)
         return variant_parts.meta_grads(self, first_order, phase.multi_step_loss if phase else False)
 
     def replica_meta_grads(self, inner_steps: int, phase: Optional[variants.Phase] = None):

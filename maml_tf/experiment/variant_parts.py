@@ -4,7 +4,7 @@ from typing import Optional
 
 import keras
 
-from maml_tf import models, variants
+from maml_tf import algorithms, models, variants
 from maml_tf.inner_rates import InnerRates
 from maml_tf.per_step import StepVariables, batch_norm_mask
 
@@ -30,10 +30,10 @@ def step_variables(config, learner: models.Learner) -> Optional[StepVariables]:
 
 
 def meta_grads(exp, first_order: bool, multi_step_loss: bool):
-    """`variants.maml_variant_meta_grads` with the run's learned rates and per-step parameters
-    (and MAML++'s loss weights now), read when the meta-step is traced: their current values."""
+    """`algorithms.maml_meta_grads` with the run's learned rates and per-step parameters (and
+    MAML++'s loss weights now), read when the meta-step is traced: their current values."""
     c = exp.config
-    return lambda *a, **k: variants.maml_variant_meta_grads(
+    return lambda *a, **k: algorithms.maml_meta_grads(
         *a, first_order=first_order, rates=exp.rates(), step_params=exp.step_params(),
         step_weights=variants.msl_weights(exp.optimizer.iterations, c.inner_steps,
                                           c.msl_anneal_iterations) if multi_step_loss else None,

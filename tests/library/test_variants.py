@@ -64,7 +64,7 @@ def test_meta_gradient_with_learned_rates_and_multi_step_loss_matches_finite_dif
         return objective(learner, params[:len(weights)], own, tasks, step_weights)
 
     fd = central_differences(lambda p: float(fn(p)), list(weights) + learned)
-    result = variants.maml_variant_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
+    result = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
                                               rates=rates, step_weights=step_weights)
     exact = flat(result.grads)
     assert len(result.grads) == len(weights) + len(learned)
@@ -102,7 +102,7 @@ def test_per_step_batch_norm_offsets_meta_gradient_matches_finite_differences(ms
         return objective(learner, p[:len(weights)], own_rates, tasks, step_weights, own_params)
 
     fd = central_differences(lambda p: float(fn(p)), list(weights) + extra)
-    result = variants.maml_variant_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
+    result = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
                                               rates=rates, step_weights=step_weights,
                                               step_params=params)
     exact = flat(result.grads)
@@ -126,7 +126,7 @@ def test_anil_meta_gradient_matches_finite_differences(granularity):
         return objective(learner, p[:len(weights)], own, tasks)
 
     fd = central_differences(lambda p: float(fn(p)), list(weights) + learned)
-    result = variants.maml_variant_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
+    result = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
                                               rates=rates)
     exact = flat(result.grads)
     assert np.max(np.abs(exact - fd)) / np.max(np.abs(fd)) < 1e-6
@@ -134,12 +134,14 @@ def test_anil_meta_gradient_matches_finite_differences(granularity):
     assert np.abs(body).max() > 1e-3  # the body is learned through the head's adaptation
 
 
-def test_with_no_variant_it_is_maml_bit_for_bit(setup):
+def test_the_annealed_multi_step_loss_is_maml(setup):
+    """Once MAML++'s annealing ends, its weights are the last step's alone: MAML's meta-gradient."""
     learner, weights, tasks = setup
-    ours = variants.maml_variant_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS)
+    last = variants.msl_weights(10 ** 6, STEPS, 5000, tf.float64)
+    ours = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
+                                      step_weights=last)
     maml = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS)
-    for a, b in zip(ours.grads, maml.grads):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_allclose(flat(ours.grads), flat(maml.grads), rtol=1e-12, atol=1e-15)
     assert {k: float(v) for k, v in ours.metrics.items()} == {k: float(v) for k, v in maml.metrics.items()}
 
 
@@ -148,7 +150,7 @@ def test_uniform_learned_rates_equal_the_fixed_step_size(setup):
     for granularity in ("per_param", "per_layer_step"):
         init = inner_rates.initial_values(weights, learner.inner_mask, granularity, INNER_LR, STEPS)
         rates = inner_rates.from_arrays(init, granularity)
-        ours = variants.maml_variant_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR,
+        ours = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR,
                                                 STEPS, rates=rates)
         maml = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS)
         np.testing.assert_allclose(flat(ours.grads[:len(weights)]), flat(maml.grads), rtol=1e-12,
@@ -158,7 +160,7 @@ def test_uniform_learned_rates_equal_the_fixed_step_size(setup):
 def test_first_order_learned_rates_still_get_their_gradient(setup):
     learner, weights, tasks = setup
     rates = inner_rates.from_arrays(random_rates(learner, "per_param"), "per_param")
-    result = variants.maml_variant_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
+    result = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
                                               first_order=True, rates=rates)
     assert np.abs(flat(result.grads[len(weights):])).max() > 1e-3
 
