@@ -25,7 +25,7 @@ for arg in "$@"; do
     *) ONLY=$arg ;;
   esac
 done
-LOGDIR=${LOGDIR:-$HOME/maml_tf_runs}
+export LOGDIR=${LOGDIR:-$HOME/maml_tf_runs}  # exported: reports write run paths as $LOGDIR/...
 RESULTS=results
 if [ "$QUICK" = 1 ]; then LOGDIR=$LOGDIR/quick; RESULTS=$LOGDIR/results; fi
 PY=${PYTHON:-python}

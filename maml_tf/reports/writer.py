@@ -66,10 +66,28 @@ def wall_time_hours(run_dir: str, until: int) -> Optional[float]:
     return total / 3600 if total else None
 
 
+def portable(value, root: str = "", logdir: str = ""):
+    """`value` with every absolute path in it written without this machine's folders: relative
+    to `root` (the checkout: results/runs/...) or as $LOGDIR/... (default: the environment's)."""
+    root = os.path.abspath(root or os.getcwd()) + os.sep
+    logdir = logdir or os.environ.get("LOGDIR", "")
+    if isinstance(value, dict):
+        return {k: portable(v, root, logdir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, root, logdir) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        if value.startswith(root):
+            return os.path.relpath(value, root)
+        if logdir and value.startswith(os.path.abspath(logdir) + os.sep):
+            return "$LOGDIR/" + os.path.relpath(value, logdir)
+    return value
+
+
 def write_report(out: str, name: str, text: str, rows: List[Dict]):
-    """`out/name.md` and `out/name.json` (the rows and the hardware they ran on)."""
+    """`out/name.md` and `out/name.json` (the rows and the hardware they ran on; paths without
+    this machine's folders, `portable`)."""
     with open(os.path.join(out, f"{name}.md"), "w") as f:
         f.write(text)
     with open(os.path.join(out, f"{name}.json"), "w") as f:
-        json.dump({"hardware": hardware(rows), "rows": rows}, f, indent=1)
+        json.dump({"hardware": hardware(rows), "rows": portable(rows)}, f, indent=1)
     print(f"wrote {out}/{name}.md, {name}.json", flush=True)

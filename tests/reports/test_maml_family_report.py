@@ -37,3 +37,16 @@ def test_report_rows(tmp_path):
     assert "| MAML | 95.8 ± 0.3 | not run yet |" in text and text.count("not run yet") == 5
     runs.plot_validation(rows, str(tmp_path / "val.png"), "t")
     assert os.path.getsize(tmp_path / "val.png") > 1000
+
+
+def test_report_json_holds_no_path_of_this_machine(tmp_path, monkeypatch):
+    """Run directories in a report's JSON: relative to the checkout, or as $LOGDIR/..."""
+    from maml_tf.reports import writer
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOGDIR", str(tmp_path / "logs"))
+    rows = [{"run_dir": str(tmp_path / "results" / "runs" / "g" / "r"), "also": [str(tmp_path / "logs" / "g" / "r")]}]
+    os.makedirs(tmp_path / "out")
+    writer.write_report(str(tmp_path / "out"), "x", "text", rows)
+    saved = json.load(open(tmp_path / "out" / "x.json"))["rows"][0]
+    assert saved == {"run_dir": "results/runs/g/r", "also": ["$LOGDIR/g/r"]}
