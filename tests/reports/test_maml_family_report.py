@@ -43,10 +43,12 @@ def test_report_json_holds_no_path_of_this_machine(tmp_path, monkeypatch):
     """Run directories in a report's JSON: relative to the checkout, or as $LOGDIR/..."""
     from maml_tf.reports import writer
 
-    monkeypatch.chdir(tmp_path)
+    checkout = tmp_path / "checkout"  # the runs' LOGDIR lies beside it
+    os.makedirs(checkout / "out")
+    monkeypatch.chdir(checkout)
     monkeypatch.setenv("LOGDIR", str(tmp_path / "logs"))
-    rows = [{"run_dir": str(tmp_path / "results" / "runs" / "g" / "r"), "also": [str(tmp_path / "logs" / "g" / "r")]}]
-    os.makedirs(tmp_path / "out")
-    writer.write_report(str(tmp_path / "out"), "x", "text", rows)
-    saved = json.load(open(tmp_path / "out" / "x.json"))["rows"][0]
+    rows = [{"run_dir": str(checkout / "results" / "runs" / "g" / "r"),
+             "also": [str(tmp_path / "logs" / "g" / "r")]}]
+    writer.write_report(str(checkout / "out"), "x", "text", rows)
+    saved = json.load(open(checkout / "out" / "x.json"))["rows"][0]
     assert saved == {"run_dir": "results/runs/g/r", "also": ["$LOGDIR/g/r"]}
