@@ -12,6 +12,10 @@ from maml_tf.workdir import ckpt_index
 from maml_tf.workdir.rundir import warn
 
 
+# The state, besides the weights, that the inner loop adapts with (see Checkpointer's best model).
+ADAPTATION_STATE = ("inner_rates", "step_params", "inner_moments")
+
+
 class Checkpointer:
     """Wraps tf.train.CheckpointManager over `state` (e.g. {"model", "optimizer"}) and the
     iteration in `workdir/checkpoints`; never saves non-finite weights; skips unreadable ones."""
@@ -27,10 +31,12 @@ class Checkpointer:
         self.variables = [v for obj in state.values() for v in _variables(obj)]
         self.model_variables = _variables(state.get("model"))
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
-        # The model chosen by meta-validation (the paper's model selection): weights only.
-        # Learned inner step sizes (Meta-SGD, LSLR) and per-step batch-norm parameters (MAML++'s
-        # BNWB) are part of the model: kept with it.
-        learned = {k: state[k] for k in ("inner_rates", "step_params") if k in state}
+        # The model chosen by meta-validation (the paper's model selection), without the outer
+        # optimizer. What the inner loop starts each task from is part of the model, kept with it:
+        # learned inner step sizes (Meta-SGD, LSLR), per-step batch-norm parameters (MAML++'s
+        # BNWB) and Reptile's inner Adam moments, which it carries from task to task.
+        learned = {k: state[k] for k in ADAPTATION_STATE if k in state}
+        self.best_needs = sorted(learned)
         self.best_checkpoint = tf.train.Checkpoint(model=state["model"], iteration=self.iteration,
                                                    **learned)
         self.best = tf.train.CheckpointManager(self.best_checkpoint, os.path.join(self.directory, "best"),
@@ -70,6 +76,11 @@ class Checkpointer:
         if not paths:
             raise UserError(f"no best-validation checkpoint in {self.best.directory}: the run has "
                             "not meta-validated since it kept one (see --val_interval)")
+        lacking = [k for k in self.best_needs if not _holds(paths[-1], k)]
+        if lacking:  # kept before the inner Adam moments were: it would adapt from zero moments
+            raise UserError(f"the best-validation checkpoint {paths[-1]} lacks the {', '.join(lacking)} "
+                            "this run adapts with (kept by an older maml_tf): evaluate the newest "
+                            "model instead (--test_best=False)")
         self._restore(paths[-1], self.best_checkpoint)
         return int(self.iteration.numpy())
 
@@ -130,6 +141,14 @@ class Checkpointer:
         iteration, largest = self.newest
         text = f"the newest checkpoint, iteration {iteration}, holds finite weights (largest |w| {largest:.3g})"
         return text + (", which may be diverged too" if largest > 1e6 else "")
+
+
+def _holds(path: str, key: str) -> bool:
+    """Whether the checkpoint at `path` holds the object `key`; an unreadable one says so on restore."""
+    try:
+        return any(name.startswith(key + "/") for name, _ in tf.train.list_variables(path))
+    except Exception:  # noqa: BLE001
+        return True
 
 
 def _paths(manager) -> list:

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from maml_tf import metrics
+from maml_tf.errors import UserError
 from maml_tf.experiment import train
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import Experiment
@@ -154,3 +155,23 @@ def test_only_an_inner_adam_has_moments():
                    Config(dataset="sinusoid", log=False)):
         exp = Experiment(config)
         assert exp.inner_moments is None and "inner_moments" not in exp.state()
+
+
+def test_the_best_model_keeps_its_moments_and_one_kept_without_them_is_refused(tmp_path):
+    """--test_best adapts from the moments of the best iteration, as --test_iter of that
+    iteration does; a best checkpoint of an older maml_tf (model only) is refused, not
+    evaluated from zero moments."""
+    run = str(tmp_path / "run")
+    config = reptile_adam(2, 4, checkpoint_interval=4, val_interval=4, val_tasks=2).config
+    train.train_and_evaluate(config, run)
+    newest, best = Experiment(config), Experiment(config)
+    assert train.Checkpointer(run, newest.state()).restore_iteration(4) == 4
+    assert train.Checkpointer(run, best.state()).restore_best() == 4
+    moments = flat(newest.inner_moments.read().v)
+    assert np.abs(moments).max() > 0
+    np.testing.assert_array_equal(flat(best.inner_moments.read().v), moments)
+    assert int(best.inner_moments.step) == int(newest.inner_moments.step) == 4 * 2 * STEPS
+    old = str(tmp_path / "old")
+    train.Checkpointer(old, {"model": newest.model}).save_best(4)
+    with pytest.raises(UserError, match="lacks the inner_moments"):
+        train.Checkpointer(old, best.state()).restore_best()
