@@ -1,4 +1,4 @@
-"""The MAML-family report: one row per variant's run directory (named as run_experiments.sh's family lines name them), published numbers only where checked, missing runs marked."""
+"""The MAML-family report: one row per variant's run directory (named as run_experiments.sh's family lines name them), published numbers with where each was read, missing runs marked."""
 
 import json
 import os
@@ -14,7 +14,7 @@ def test_rows_are_the_family_lines_run_directories(tmp_path):
     flags = ["--datasource=omniglot", "--num_classes=20", "--update_batch_size=1", "--num_updates=5",
              "--meta_batch_size=16", "--update_lr=0.1", "--metatrain_iterations=5000",
              f"--logdir={tmp_path}"]
-    for (name, run, _), extra in zip(maml_family.SETTINGS, [[], ["--anil"],
+    for (name, run, *_), extra in zip(maml_family.SETTINGS, [[], ["--anil"],
                                      ["--learned_inner_lr=per_param"], ["--learned_inner_lr=per_layer_step"],
                                      ["--multi_step_loss"], ["--maml_plus_plus"]]):
         out = subprocess.run([sys.executable, "-m", "maml_tf.main", *flags, *extra, "--print_run_dir"],
@@ -33,8 +33,12 @@ def test_report_rows(tmp_path):
     (run / "config.json").write_text(json.dumps({"patience": 0}))
     rows = maml_family.collect([str(tmp_path / "logs")])
     text = maml_family.markdown(rows, "python -m maml_tf.main ...")
-    assert "| ANIL (--anil) | not confirmed here | 93.0 ± 0.5 (it. 5,000) |" in text
+    assert "| ANIL (--anil) | 96.2 ± 0.5 (std) | 93.0 ± 0.5 (it. 5,000) |" in text
     assert "| MAML | 95.8 ± 0.3 | not run yet |" in text and text.count("not run yet") == 5
+    # Every published number says where it was read.
+    sources = text.split("Published numbers, where each was read:")[1]
+    assert all(f"- {name}: " in sources for name, *_ in maml_family.SETTINGS)
+    assert "Table 2, row ANIL" in sources and "issue #20" in sources
     runs.plot_validation(rows, str(tmp_path / "val.png"), "t")
     assert os.path.getsize(tmp_path / "val.png") > 1000
 
