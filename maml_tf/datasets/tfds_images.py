@@ -133,16 +133,17 @@ def _read(builder, config) -> Examples:
     features = builder.info.features
     image_key, label_key = _keys(features)
     splits = "+".join(sorted(builder.info.splits.keys()))
-    rows = list(tfds.as_numpy(builder.as_dataset(split=splits, shuffle_files=False)))
-    if not rows:
+    dataset = builder.as_dataset(split=splits, shuffle_files=False)
+    # Streamed: only the resized images are held, never the decoded originals.
+    first_sizes = [max(r[image_key].shape[:2]) for r in tfds.as_numpy(dataset.take(1000))]
+    if not first_sizes:
         raise UserError(f"{config.dataset} has no examples")
-    size, channels = _image_format(config, features[image_key],
-                                   [max(r[image_key].shape[:2]) for r in rows[:1000]])
+    size, channels = _image_format(config, features[image_key], first_sizes)
     names = list(features[label_key].names)
     by_class = [[] for _ in names]
     coarse = [""] * len(names)
     super_names = features[SUPERCLASS_FEATURE].names if SUPERCLASS_FEATURE in features else None
-    for row in rows:
+    for row in tfds.as_numpy(dataset):
         label = int(row[label_key])
         pixels_ = row[image_key]
         image = Image.fromarray(pixels_[..., 0] if pixels_.shape[-1] == 1 else pixels_)
