@@ -9,7 +9,8 @@ from maml_tf import quiet  # noqa: F401  (first: TensorFlow's start-up lines hel
 from absl import app, flags, logging  # noqa: E402
 
 from maml_tf.experiment import runtime  # noqa: E402
-from maml_tf.experiment.config import CHOICES, Config, run_name  # noqa: E402
+from maml_tf.experiment.config import CHOICES, Config  # noqa: E402
+from maml_tf.experiment.run_id import run_name  # noqa: E402
 from maml_tf.workdir.interrupts import Interrupted  # noqa: E402
 from maml_tf.datasets import choose_network, own_images  # noqa: E402
 from maml_tf.errors import UserError  # noqa: E402

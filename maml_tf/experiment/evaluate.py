@@ -13,7 +13,7 @@ from maml_tf.errors import UserError
 from maml_tf.experiment import recorded
 from maml_tf.workdir import identity, rundir, snapshot
 from maml_tf.workdir.checkpoints import Checkpointer
-from maml_tf.experiment.config import evaluation_fields
+from maml_tf.experiment.run_id import evaluation_fields
 from maml_tf.experiment.experiment import Experiment
 from maml_tf.metrics import mean_and_ci95
 from maml_tf.types import Task

@@ -12,7 +12,8 @@ from maml_tf.errors import UserError
 from maml_tf.experiment import distribute, evaluate, loop, recorded
 from maml_tf.workdir import identity, model_file, rundir, snapshot
 from maml_tf.workdir.checkpoints import Checkpointer
-from maml_tf.experiment.config import Config, identity_fields
+from maml_tf.experiment.config import Config
+from maml_tf.experiment.run_id import identity_fields
 from maml_tf.experiment.experiment import Experiment, task_batches
 from maml_tf.workdir.interrupts import Interrupts
 from maml_tf.experiment.progress import ProgressLog, trim_events, trim_history

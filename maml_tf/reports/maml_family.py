@@ -13,7 +13,7 @@ from maml_tf.reports.writer import hardware
 
 ITERATIONS = 5000
 BASE = "omniglot.20way1shot.maml.mbs16.steps5.lr0.1.conv64"
-# (row, run directory as `config.run_name` builds it, published 20-way 1-shot accuracy, its source)
+# (row, run directory as `run_id.run_name` builds it, published 20-way 1-shot accuracy, its source)
 SETTINGS = [
     ("MAML", BASE, {"mean": 95.8, "ci95": 0.3}, "finn"),
     ("ANIL (--anil)", BASE + ".anil", "96.2 ± 0.5 (std)", "raghu"),

@@ -12,7 +12,7 @@ from maml_tf.reports.runs import paper_row, report_main, table, tail
 from maml_tf.reports.writer import hardware
 
 PAPER_ITERATIONS, TEST_STEPS = 60000, 10
-# (name, run directory as `config.run_name` builds it, K, the paper's accuracy ± 95% CI in %)
+# (name, run directory as `run_id.run_name` builds it, K, the paper's accuracy ± 95% CI in %)
 SETTINGS = [
     ("5-way 1-shot, MAML", "miniimagenet.5way1shot.maml.mbs4.steps5.lr0.01.conv32.maxpool", 1, (48.70, 1.84)),
     ("5-way 1-shot, first-order MAML", "miniimagenet.5way1shot.maml_fo.mbs4.steps5.lr0.01.conv32.maxpool",

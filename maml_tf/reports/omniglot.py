@@ -12,7 +12,7 @@ from maml_tf.reports.runs import paper_row, report_main, table, tail
 from maml_tf.reports.writer import hardware
 
 PAPER_ITERATIONS = 60000
-# (name, run directory as `config.run_name` builds it, K, paper's test steps, paper's accuracy ± CI, %)
+# (name, run directory as `run_id.run_name` builds it, K, paper's test steps, paper's accuracy ± CI, %)
 SETTINGS = [
     ("5-way 1-shot", "omniglot.5way1shot.maml.mbs32.steps1.lr0.4.conv64", 1, 3, (98.7, 0.4)),
     ("5-way 5-shot", "omniglot.5way5shot.maml.mbs32.steps1.lr0.4.conv64", 5, 3, (99.9, 0.1)),

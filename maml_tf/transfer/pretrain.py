@@ -13,7 +13,8 @@ from maml_tf.experiment import loop
 from maml_tf.transfer import baselines
 from maml_tf.workdir import rundir
 from maml_tf.workdir.checkpoints import Checkpointer
-from maml_tf.experiment.config import IDENTITY_FIELDS, Config
+from maml_tf.experiment.config import Config
+from maml_tf.experiment.run_id import IDENTITY_FIELDS
 from maml_tf.experiment.progress import ProgressLog, trim_history
 from maml_tf.workdir.runinfo import SegmentLog
 from maml_tf.errors import UserError

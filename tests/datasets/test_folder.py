@@ -11,7 +11,8 @@ from PIL import Image
 from maml_tf import datasets
 from maml_tf.datasets import folder_io, omniglot_data
 from maml_tf.errors import UserError
-from maml_tf.experiment.config import IDENTITY_FIELDS, Config
+from maml_tf.experiment.config import Config
+from maml_tf.experiment.run_id import IDENTITY_FIELDS
 from folder_helpers import class_image, write_tree
 
 def config(root, cache, **changes):

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from maml_tf.experiment.config import Config, run_name
+from maml_tf.experiment.config import Config
+from maml_tf.experiment.run_id import run_name
 from maml_tf.rl.config import RLConfig, run_name as rl_run_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -16,7 +16,8 @@ from maml_tf.deploy.meta import InputError
 from maml_tf.errors import UserError
 from maml_tf.experiment import evaluate, train
 from maml_tf.workdir.checkpoints import Checkpointer
-from maml_tf.experiment.config import Config, run_name
+from maml_tf.experiment.config import Config
+from maml_tf.experiment.run_id import run_name
 from maml_tf.experiment.experiment import Experiment, task_batches
 from test_run_store import weights as checkpoint_variables
 
