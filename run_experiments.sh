@@ -188,12 +188,20 @@ report miniimagenet-report "$PY" -m maml_tf.reports.miniimagenet --out "$RESULTS
   "${MAML_TF_DATA_DIR:-data}" "${MAML_TF_CACHE_DIR:-$HOME/.cache/maml_tf}"
 
 # BEGIN maml_family (issue 41: Omniglot 20-way 1-shot, MAML and its successors by one flag each on the MAML
-# paper's 20-way command, the same 5,000 iterations; tested on the same 600 tasks; results/maml_family.md to come)
+# paper's 20-way command, the same 5,000 iterations; tested on the same 600 tasks; then MAML++ at full length)
 FAM="--datasource=omniglot --num_classes=20 --update_batch_size=1 --num_updates=5 --meta_batch_size=16 --update_lr=0.1 --metatrain_iterations=5000 --val_interval=500 --logdir=$LOGDIR/maml_family"
 for V in "maml:" "anil:--anil" "metasgd:--learned_inner_lr=per_param" "lslr:--learned_inner_lr=per_layer_step" "msl:--multi_step_loss" "mamlpp:--maml_plus_plus"; do
   run family-${V%%:*}      $FAM ${V#*:}
   run family-${V%%:*}-test $FAM ${V#*:} --train=False --test_set=True
+  run family-${V%%:*}-test $FAM ${V#*:} --train=False --test_set=True --test_best=True
 done
+# MAML++ at full length with its own released settings (HowToTrainYourMAMLPytorch,
+# experiment_config/omniglot_maml++-omniglot_1_8_0.1_64_20_0.json): 8 tasks, 5 steps, max pooling,
+# 100 epochs of 500 iterations; its inner step 0.1 on the mean loss is 0.1/20 on this loss
+MPP="--datasource=omniglot --num_classes=20 --update_batch_size=1 --num_updates=5 --meta_batch_size=8 --update_lr=0.005 --test_num_updates=5 --max_pool=True --maml_plus_plus --metatrain_iterations=50000 --val_interval=500 --logdir=$LOGDIR/maml_family"
+run mamlpp-full      $MPP
+run mamlpp-full-test $MPP --train=False --test_set=True
+run mamlpp-full-test $MPP --train=False --test_set=True --test_best=True
 # END maml_family
 report maml-family-report "$PY" -m maml_tf.reports.maml_family --out "$RESULTS" \
   --logdir "$LOGDIR/maml_family" --logdir "$MAML_TF_RUN_STORE/maml_family" \
