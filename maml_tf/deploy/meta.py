@@ -16,7 +16,7 @@ from maml_tf import algorithms, evaluation, layers
 from maml_tf.datasets import own_images
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
-from maml_tf.experiment.experiment import adapt_settings, inner_loop
+from maml_tf.experiment.choices import adapt_settings, inner_loop
 from maml_tf.experiment.variant_parts import make_learner
 from maml_tf.inner_opt import AdamMoments
 from maml_tf.inner_rates import LearnedRates

@@ -12,7 +12,7 @@ from maml_tf.datasets import get_sampler
 from maml_tf.experiment import evaluate
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
-from maml_tf.experiment.experiment import loss_for
+from maml_tf.experiment.choices import loss_for
 from maml_tf.errors import UserError
 from maml_tf.types import Task
 

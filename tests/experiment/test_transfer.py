@@ -13,7 +13,7 @@ from maml_tf import algorithms
 from maml_tf.experiment import evaluate
 from maml_tf.transfer import baselines, pretrain
 from maml_tf.experiment.config import Config
-from maml_tf.experiment.experiment import loss_for
+from maml_tf.experiment.choices import loss_for
 from maml_tf.types import Task
 from omniglot_helpers import DATA_DIR, ROOT, needs_data
 
