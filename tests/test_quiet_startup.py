@@ -50,3 +50,13 @@ def test_training_is_quiet(tmp_path):
                f"--logdir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert_quiet(proc)
+
+
+def test_reports_are_quiet_when_they_load_tensorflow(tmp_path):
+    # the sinusoid, Omniglot and transfer reports load TensorFlow inside their functions
+    proc = subprocess.run([sys.executable, "-c", "import maml_tf.reports.sinusoid\n"
+                           "import tensorflow as tf\nprint(int(tf.constant(1)))"], cwd=tmp_path,
+                          env={**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+                               "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout == "1\n", proc.stderr
+    assert_quiet(proc)
