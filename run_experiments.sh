@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's experiments, one `run` line per result; each run resumes from its checkpoint.
 # Usage: ./run_experiments.sh [--quick] [--save | --autosave=SECONDS] [PATTERN]
-#   --quick   every line at toy size (20 iterations, 20 test tasks) into $LOGDIR/quick: a smoke test
+#   --quick   every run and report line at toy size (20 iterations, 20 test tasks) into $LOGDIR/quick:
+#             a smoke test (the timing lines, which have no toy size, are left out)
 #   --save    keep every run's newest checkpoint and small files in results/runs (then commit them);
 #             a run training meanwhile is held for the moment of the copy
 #   --autosave=SECONDS  --save, and commit results/runs, every SECONDS until stopped (beside the queue)
@@ -21,7 +22,7 @@ for arg in "$@"; do
     --quick) QUICK=1 ;;
     --save) SAVE=1 ;;
     --autosave=*) SAVE=1 AUTOSAVE=${arg#*=} ;;
-    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
     *) ONLY=$arg ;;
   esac
 done
