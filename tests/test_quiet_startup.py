@@ -13,10 +13,11 @@ NOISE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d|absl::InitializeLog|oneDNN|cuIn
 
 
 def run(module, *args, cwd):
+    """`python -m module args` (or `python -c code` with module "-c") without TF_CPP_MIN_LOG_LEVEL."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = ROOT
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    command = [sys.executable, module, *args] if module == "-c" else [sys.executable, "-m", module, *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def assert_quiet(proc):
@@ -54,9 +55,7 @@ def test_training_is_quiet(tmp_path):
 
 def test_reports_are_quiet_when_they_load_tensorflow(tmp_path):
     # the sinusoid, Omniglot and transfer reports load TensorFlow inside their functions
-    proc = subprocess.run([sys.executable, "-c", "import maml_tf.reports.sinusoid\n"
-                           "import tensorflow as tf\nprint(int(tf.constant(1)))"], cwd=tmp_path,
-                          env={**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
-                               "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=600)
+    proc = run("-c", "import maml_tf.reports.sinusoid\nimport tensorflow as tf\nprint(int(tf.constant(1)))",
+               cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout == "1\n", proc.stderr
     assert_quiet(proc)
