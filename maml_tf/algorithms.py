@@ -12,21 +12,19 @@ stream (`Learner.task_state`), and after the meta-step the model keeps the tasks
 moving statistics and seed states advanced by one (`Learner.next_state`).
 """
 
-import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
 from maml_tf.inner_opt import (AdamMoments, InnerState, carried, first_order_step,
                                initial_state, inner_gradient, moment_increments, support_batch)
 from maml_tf.inner_rates import LearnedRates
+from maml_tf.meta_batch import (MetricFns, Weights, indexed_tasks, map_tasks, mean_over_tasks,
+                                metric_names, split_state, task_metrics)
 from maml_tf.per_step import StepParams
 from maml_tf.metrics import get_loss
 from maml_tf.models import Learner
 from maml_tf.types import Task
-
-Weights = List[tf.Tensor]
-MetricFns = Dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
 
 
 class MetaResult(NamedTuple):
@@ -111,45 +109,6 @@ def adapt(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: float, st
     return fast
 
 
-def _task_metrics(prefix, loss, outputs, y, metric_fns: MetricFns) -> Dict[str, tf.Tensor]:
-    out = {f"{prefix}_loss": loss}
-    for name, fn in metric_fns.items():
-        out[f"{prefix}_{name}"] = fn(y, outputs)
-    return out
-
-
-def indexed_tasks(tasks: Task):
-    """(tasks, their indices 0..n-1): map_fn's elements, so each task can fold in its index."""
-    return tasks, tf.range(tf.shape(tasks.support_x)[0])
-
-
-def _split_state(learner: Learner, start: Weights, mean_out: Weights, n: int):
-    """The mean per-task outputs [:n] (meta-gradient) and the model's next state from the rest."""
-    return mean_out[:n], learner.next_state(start, mean_out[n:])
-
-
-def map_tasks(fn, tasks: Task, weights: Weights, metric_names: Sequence[str]):
-    """Applies fn(task) -> (per-weight tensors, {name: scalar}) to every task of a batch.
-
-    A graph-mode loop (`tf.map_fn`), so the traced graph does not grow with the meta-batch.
-    As many tasks run at once as TensorFlow has inter-op threads (one per core by default):
-    more would not run sooner, only hold more activations (measured: results/performance.md).
-    """
-    signature = ([tf.TensorSpec(w.shape, w.dtype) for w in weights],
-                 {name: tf.TensorSpec((), weights[0].dtype) for name in metric_names})
-    in_flight = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count() or 2
-    return tf.map_fn(fn, tasks, fn_output_signature=signature, parallel_iterations=in_flight)
-
-
-def _mean_over_tasks(per_task_grads, per_task_metrics):
-    grads = [tf.reduce_mean(g, axis=0) for g in per_task_grads]
-    return grads, {k: tf.reduce_mean(v) for k, v in per_task_metrics.items()}
-
-
-def _metric_names(metric_fns: MetricFns) -> List[str]:
-    return [f"{p}_{m}" for p in ("pre", "post") for m in ["loss", *metric_fns]]
-
-
 def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, inner_lr: float,
                     inner_steps: int, first_order: bool = False,
                     metric_fns: Optional[MetricFns] = None, rates: Optional[LearnedRates] = None,
@@ -186,7 +145,7 @@ def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, in
                 fast, loss, outputs, state = inner_step(
                     learner, loss_fn, fast, task.support_x, task.support_y,
                     own.at(step) if own else inner_lr, first_order, state=state)
-                pre = pre or _task_metrics("pre", loss, outputs, task.support_y, metric_fns)
+                pre = pre or task_metrics("pre", loss, outputs, task.support_y, metric_fns)
                 if step_weights is not None and step < inner_steps - 1:
                     between, state = learner.apply(fast, state, task.query_x)
                     terms.append(step_weights[step] * loss_fn(task.query_y, between))
@@ -195,14 +154,14 @@ def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, in
             if step_weights is not None and inner_steps:
                 objective = tf.add_n(terms + [step_weights[inner_steps - 1] * query_loss])
         grads = outer.gradient(objective, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        post = _task_metrics("post", query_loss, outputs, task.query_y, metric_fns)
+        post = task_metrics("post", query_loss, outputs, task.query_y, metric_fns)
         return grads + learner.averaged(state), {
-            **(pre or _task_metrics("pre", query_loss, outputs, task.query_y, metric_fns)), **post}
+            **(pre or task_metrics("pre", query_loss, outputs, task.query_y, metric_fns)), **post}
 
     shapes = list(weights) + learned + learner.averaged(start)
-    out, mean_metrics = _mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
-                                                    _metric_names(metric_fns)))
-    grads, state = _split_state(learner, start, out, len(weights) + len(learned))
+    out, mean_metrics = mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
+                                                    metric_names(metric_fns)))
+    grads, state = split_state(learner, start, out, len(weights) + len(learned))
     return MetaResult(grads, mean_metrics, state, [])
 
 
@@ -228,16 +187,16 @@ def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
                                  optimizer, batch_size, metric_fns, moments,
                                  state=learner.task_state(start, index))
         outputs, state = learner.apply(end.weights, end.model_state, task.query_x)
-        post = _task_metrics("post", loss_fn(task.query_y, outputs), outputs, task.query_y,
+        post = task_metrics("post", loss_fn(task.query_y, outputs), outputs, task.query_y,
                              metric_fns)
         out = [w - f for w, f in zip(weights, end.weights)]
         return out + (end.v if keep_v else []) + learner.averaged(state), {**pre, **post}
 
     n = len(weights) * (2 if keep_v else 1)
     shapes = list(weights) * (2 if keep_v else 1) + learner.averaged(start)
-    out, mean_metrics = _mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
-                                                    _metric_names(metric_fns)))
-    mean, state = _split_state(learner, start, out, n)
+    out, mean_metrics = mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
+                                                    metric_names(metric_fns)))
+    mean, state = split_state(learner, start, out, n)
     carry = []
     if keep_v:
         count = num_tasks or tasks.support_x.shape[0]
@@ -267,9 +226,9 @@ def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner
         state, loss, outputs = adaptation_step(learner, loop, state, task, step)
         if pre is None:  # on the first inner batch
             y = support_batch(task, step, batch_size)[1]
-            pre = _task_metrics("pre", loss, outputs, y, metric_fns)
+            pre = task_metrics("pre", loss, outputs, y, metric_fns)
     if pre is None:
         outputs, _ = learner.apply(state.weights, state.model_state, task.support_x)
-        pre = _task_metrics("pre", loss_fn(task.support_y, outputs), outputs, task.support_y,
+        pre = task_metrics("pre", loss_fn(task.support_y, outputs), outputs, task.support_y,
                             metric_fns)
     return state, pre

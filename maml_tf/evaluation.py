@@ -8,7 +8,8 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from maml_tf.algorithms import InnerLoop, MetricFns, Weights, adaptation_step, indexed_tasks
+from maml_tf.algorithms import InnerLoop, adaptation_step
+from maml_tf.meta_batch import MetricFns, Weights, indexed_tasks
 from maml_tf.inner_opt import AdamMoments, initial_state
 from maml_tf.inner_rates import LearnedRates
 from maml_tf.per_step import StepParams

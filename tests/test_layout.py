@@ -9,7 +9,7 @@ import sys
 import maml_tf
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(maml_tf.__file__))
-LIBRARY = ("algorithms", "evaluation", "inner_opt", "inner_rates", "per_step", "variants", "models", "layers", "kernels", "metrics", "types", "errors")
+LIBRARY = ("algorithms", "meta_batch", "evaluation", "inner_opt", "inner_rates", "per_step", "variants", "models", "layers", "kernels", "metrics", "types", "errors")
 APPLICATION = ("experiment", "workdir", "transfer", "reports", "bench", "rl", "main", "flag_definitions",
                "datasets", "deploy", "classify", "export")
 # Each runner package and what it may not import (the layers above it).

@@ -25,7 +25,7 @@ def environment(config) -> Dict[str, str]:
     """The environment variables TensorFlow must see for `config`'s CPU kernels and threads.
 
     Threads: the meta-batch's tasks already run concurrently on TensorFlow's inter-op threads
-    (one per core; `algorithms.map_tasks` keeps that many in flight), so splitting each op over the
+    (one per core; `meta_batch.map_tasks` keeps that many in flight), so splitting each op over the
     cores as well mostly adds synchronisation. Measured on 2 cores (results/performance.md),
     one thread per op made the meta-step 15-35% faster on every Omniglot and MiniImageNet setting.
     `intra_op_threads=0` leaves TensorFlow's default (all cores, or TF_NUM_INTRAOP_THREADS).

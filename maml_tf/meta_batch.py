@@ -1,0 +1,54 @@
+"""One function over a meta-batch of tasks: `map_tasks` runs it, each task with its index, and the mean over tasks is the meta-step's."""
+
+import os
+from typing import Callable, Dict, List, Sequence
+
+import tensorflow as tf
+
+from maml_tf.models import Learner
+from maml_tf.types import Task
+
+Weights = List[tf.Tensor]
+MetricFns = Dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
+
+
+def task_metrics(prefix, loss, outputs, y, metric_fns: MetricFns) -> Dict[str, tf.Tensor]:
+    """{prefix_loss: loss, prefix_<metric>: metric(y, outputs)...} of one task."""
+    out = {f"{prefix}_loss": loss}
+    for name, fn in metric_fns.items():
+        out[f"{prefix}_{name}"] = fn(y, outputs)
+    return out
+
+
+def indexed_tasks(tasks: Task):
+    """(tasks, their indices 0..n-1): map_fn's elements, so each task can fold in its index."""
+    return tasks, tf.range(tf.shape(tasks.support_x)[0])
+
+
+def split_state(learner: Learner, start: Weights, mean_out: Weights, n: int):
+    """The mean per-task outputs [:n] (meta-gradient) and the model's next state from the rest."""
+    return mean_out[:n], learner.next_state(start, mean_out[n:])
+
+
+def map_tasks(fn, tasks: Task, weights: Weights, names: Sequence[str]):
+    """Applies fn(task) -> (per-weight tensors, {name: scalar}) to every task of a batch.
+
+    A graph-mode loop (`tf.map_fn`), so the traced graph does not grow with the meta-batch.
+    As many tasks run at once as TensorFlow has inter-op threads (one per core by default):
+    more would not run sooner, only hold more activations (measured: results/performance.md).
+    """
+    signature = ([tf.TensorSpec(w.shape, w.dtype) for w in weights],
+                 {name: tf.TensorSpec((), weights[0].dtype) for name in names})
+    in_flight = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count() or 2
+    return tf.map_fn(fn, tasks, fn_output_signature=signature, parallel_iterations=in_flight)
+
+
+def mean_over_tasks(per_task_grads, per_task_metrics):
+    """`map_tasks`' outputs averaged over the tasks (axis 0)."""
+    grads = [tf.reduce_mean(g, axis=0) for g in per_task_grads]
+    return grads, {k: tf.reduce_mean(v) for k, v in per_task_metrics.items()}
+
+
+def metric_names(metric_fns: MetricFns) -> List[str]:
+    """The names `task_metrics` gives, before (pre_) and after (post_) adaptation."""
+    return [f"{p}_{m}" for p in ("pre", "post") for m in ["loss", *metric_fns]]
