@@ -15,7 +15,6 @@ Lanczos resize (grey levels), which is what the original's code says but not wha
 import functools
 import hashlib
 import io
-import json
 import os
 import re
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from maml_tf.datasets import DATA_DIR_SOURCES
+from maml_tf.datasets import DATA_DIR_SOURCES, npz_cache
 from maml_tf.errors import UserError
 
 ZIPS = ("images_background.zip", "images_evaluation.zip")  # background = the authors' training set
@@ -173,13 +172,6 @@ def _sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def _array_checksum(data: Omniglot) -> str:
-    digest = hashlib.sha256()
-    for array in data:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
 def check_files(directory: str):
     """UserError naming the missing zips and where to get them, or a truncated one (no central
     directory: cheap to see). Damage inside a zip shows up when the images are read."""
@@ -212,38 +204,10 @@ def cache_key(source: str, directory: str, mode: str) -> Dict:
     return key
 
 
-def _read_cache(path: str, key: Dict):
+def read_cache(path: str, key: Dict):
     """The cached Omniglot if `path` holds one made with `key` and its checksum holds, else None."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            data = Omniglot(*(saved[f] for f in Omniglot._fields))
-            saved_key, checksum = json.loads(str(saved["key"])), str(saved["checksum"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
-        print(f"omniglot: unreadable cache {path} ({type(err).__name__}), rebuilding", file=sys.stderr)
-        return None
-    if saved_key != key:
-        print(f"omniglot: stale cache {path} (made from other data or code), rebuilding",
-              file=sys.stderr)
-        return None
-    if checksum != _array_checksum(data):
-        print(f"omniglot: corrupt cache {path} (checksum mismatch), rebuilding", file=sys.stderr)
-        return None
-    return data
-
-
-def _write_cache(path: str, key: Dict, data: Omniglot):
-    """Atomic write (temp file + rename), so an interrupted run never leaves half a cache."""
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, key=json.dumps(key, sort_keys=True), checksum=_array_checksum(data),
-                 **data._asdict())
-        os.replace(tmp, path)
-    except OSError as err:
-        print(f"omniglot: cannot write the cache {path} ({err}); continuing without it",
-              file=sys.stderr)
+    arrays = npz_cache.read(path, key, Omniglot._fields, "omniglot")
+    return None if arrays is None else Omniglot(**arrays)
 
 
 def load(data_dir: str, cache_dir: str, source: str = "files", mode: str = "original") -> Omniglot:
@@ -259,14 +223,14 @@ def load(data_dir: str, cache_dir: str, source: str = "files", mode: str = "orig
     directory = os.path.join(data_dir, "omniglot")
     key = cache_key(source, directory, mode)
     path = os.path.join(cache_dir, "omniglot", f"omniglot_{source}_{mode}.npz")
-    data = _read_cache(path, key)
+    data = read_cache(path, key)
     if data is None:
         print(f"omniglot: preparing the 28x28 array from {source} (once; cached in {path})",
               file=sys.stderr, flush=True)
         data = assemble(read_zips(directory) if source == "files" else read_tfds(), mode)
         if len(data.images) != NUM_CHARACTERS:
             raise UserError(f"omniglot has {len(data.images)} characters, not {NUM_CHARACTERS}; {WHERE}")
-        _write_cache(path, key, data)
+        npz_cache.write(path, key, data._asdict(), "omniglot")
     return data
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maml_tf.datasets import omniglot_data
+from maml_tf.datasets import npz_cache, omniglot_data
 from maml_tf.errors import UserError
 from omniglot_helpers import ZIP_DIR, needs_data
 
@@ -49,20 +49,20 @@ def test_cache_is_reused_and_a_stale_or_corrupt_one_rebuilt(small_zips, tmp_path
     key = omniglot_data.cache_key("files", small_zips + "/omniglot", "original")
     path = str(tmp_path / "c.npz")
     fresh = load()
-    omniglot_data._write_cache(path, key, fresh)
-    assert all(np.array_equal(a, b) for a, b in zip(omniglot_data._read_cache(path, key), fresh))
-    assert omniglot_data._read_cache(path, {**key, "prep_version": -1}) is None
+    npz_cache.write(path, key, fresh._asdict(), "omniglot")
+    assert all(np.array_equal(a, b) for a, b in zip(omniglot_data.read_cache(path, key), fresh))
+    assert omniglot_data.read_cache(path, {**key, "prep_version": -1}) is None
     assert "stale cache" in capsys.readouterr().err
     with np.load(path) as saved:
         arrays = dict(saved)
     arrays["images"] = arrays["images"].copy()
     arrays["images"][0, 0, 0, 0] ^= 255  # one flipped pixel
     np.savez(path, **arrays)
-    assert omniglot_data._read_cache(path, key) is None
+    assert omniglot_data.read_cache(path, key) is None
     assert "corrupt cache" in capsys.readouterr().err
     with open(path, "r+b") as f:
         f.truncate(1000)
-    assert omniglot_data._read_cache(path, key) is None
+    assert omniglot_data.read_cache(path, key) is None
     assert "unreadable cache" in capsys.readouterr().err
 
 
