@@ -160,7 +160,7 @@ def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, in
 
     shapes = list(weights) + learned + learner.averaged(start)
     out, mean_metrics = mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
-                                                    metric_names(metric_fns)))
+                                                   metric_names(metric_fns)))
     grads, state = split_state(learner, start, out, len(weights) + len(learned))
     return MetaResult(grads, mean_metrics, state, [])
 
@@ -188,14 +188,14 @@ def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
                                  state=learner.task_state(start, index))
         outputs, state = learner.apply(end.weights, end.model_state, task.query_x)
         post = task_metrics("post", loss_fn(task.query_y, outputs), outputs, task.query_y,
-                             metric_fns)
+                            metric_fns)
         out = [w - f for w, f in zip(weights, end.weights)]
         return out + (end.v if keep_v else []) + learner.averaged(state), {**pre, **post}
 
     n = len(weights) * (2 if keep_v else 1)
     shapes = list(weights) * (2 if keep_v else 1) + learner.averaged(start)
     out, mean_metrics = mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
-                                                    metric_names(metric_fns)))
+                                                   metric_names(metric_fns)))
     mean, state = split_state(learner, start, out, n)
     carry = []
     if keep_v:
@@ -230,5 +230,5 @@ def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner
     if pre is None:
         outputs, _ = learner.apply(state.weights, state.model_state, task.support_x)
         pre = task_metrics("pre", loss_fn(task.support_y, outputs), outputs, task.support_y,
-                            metric_fns)
+                           metric_fns)
     return state, pre
