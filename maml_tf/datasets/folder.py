@@ -17,7 +17,7 @@ from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from maml_tf.datasets import SplitSize
-from maml_tf.datasets import folder_io as io
+from maml_tf.datasets import folder_images, folder_io as io
 from maml_tf.datasets.miniimagenet import split_tasks
 from maml_tf.datasets.miniimagenet_io import SplitImages
 from maml_tf.errors import UserError
@@ -108,7 +108,7 @@ def image_format(config, listing: io.Listing) -> Tuple[int, int]:
     """(side, channels) the images are read at: the config's, or (0) what the images are."""
     size, channels = config.image_size, config.channels
     if not size or not channels:
-        common, grey = io.probe_cached(listing, config.cache_dir)
+        common, grey = folder_images.probe_cached(listing, config.cache_dir)
         size, channels = size or common, channels or (1 if grey else 3)
     if config.max_pool and config.conv and size < 16:
         raise UserError(f"the images are {size} px: --max_pool halves them 4 times and needs 16 "
@@ -142,7 +142,7 @@ def load(config) -> Loaded:
     """The listing and the decoded images of `config.data_dir` (cached in config.cache_dir)."""
     listing = io.list_folder(config.data_dir, config.folder_split, config.min_class_images)
     size, channels = image_format(config, listing)
-    return Loaded(listing, io.load_cached(listing, size, channels, config.cache_dir))
+    return Loaded(listing, folder_images.load_cached(listing, size, channels, config.cache_dir))
 
 
 def make_sampler(config) -> ClassImagesSampler:
