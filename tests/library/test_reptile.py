@@ -161,7 +161,7 @@ def test_evaluation_curve_ends_at_reptile_adapted_weights():
 
 
 @needs_data
-def test_short_reptile_run_on_omniglot_beats_chance(tmp_path):
+def test_short_reptile_run_on_omniglot_beats_chance(cache_dir):
     """The paper's 5-way settings (train shots 10, inner batch 10, 5 Adam steps, meta-batch 5,
     ε 1 → 0) for 200 iterations; 5-way 1-shot evaluation with 5 Adam steps, both modes."""
     from maml_tf.experiment import evaluate, train
@@ -169,7 +169,7 @@ def test_short_reptile_run_on_omniglot_beats_chance(tmp_path):
     config = Config(dataset="omniglot", ways=5, shots=10, queries=1, algorithm="reptile",
                     inner_optimizer="adam", inner_lr=1e-3, inner_steps=5, inner_batch_size=10,
                     eval_inner_batch_size=5, meta_batch_size=5, metatrain_iterations=200,
-                    log=False, data_dir=DATA_DIR, cache_dir=str(tmp_path)).validate()
+                    log=False, data_dir=DATA_DIR, cache_dir=cache_dir).validate()
     exp = Experiment(config)
     step = exp.make_train_step(config.inner_steps)
     batches = train.task_batches(exp.sampler, "train", 5, 10, 1, config.seed, 0)
