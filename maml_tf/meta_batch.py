@@ -5,10 +5,10 @@ from typing import Callable, Dict, List, Sequence
 
 import tensorflow as tf
 
+from maml_tf.inner_opt import Weights
 from maml_tf.models import Learner
 from maml_tf.types import Task
 
-Weights = List[tf.Tensor]
 MetricFns = Dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
 
 
