@@ -23,7 +23,7 @@ def batch_norm_train(x, beta, epsilon: float, axes):
       VJP of ∂x = r·P(g) at u:        ∂g = r·P(u)
                                       ∂x = −r²·(b·u + c·g − b·m(u) − c·m(g) + x̂·(m(u·P(g)) − 2bc)),
                                       b = m(g·x̂), c = m(u·x̂)
-    (the x-derivative counts r's and x̂'s dependence on x; tests/library/test_speed_paths.py
+    (the x-derivative counts r's and x̂'s dependence on x; tests/library/test_kernel_paths.py
     holds it to the autodiff reference at 1e-9 in float64). A third derivative is not provided.
     """
     mean_ = lambda t: tf.reduce_mean(t, axes, keepdims=True)
