@@ -1,5 +1,5 @@
 """MAML's successors through the real loop at toy size: each learns, resumes to the same weights and
-learned step sizes, evaluates and loads with them; refused combinations; run names."""
+learned step sizes, evaluates and loads with them (their flags: test_variant_flags)."""
 
 import os
 import subprocess
@@ -202,54 +202,3 @@ def test_a_phased_step_is_traced_once_per_phase():
         step(next(batches))
     assert step.experimental_get_tracing_count() == 2  # first order, then second
     assert int(exp.optimizer.iterations) == 5
-
-
-@pytest.mark.parametrize("settings, message", [
-    (dict(algorithm="reptile", anil=True), "--anil: MAML variants, not for --algorithm=reptile"),
-    (dict(algorithm="reptile", learned_inner_lr="per_param"), "not for --algorithm=reptile"),
-    (dict(algorithm="reptile", multi_step_loss=True), "not for --algorithm=reptile"),
-    (dict(learned_inner_lr="per_step"), "unknown learned_inner_lr 'per_step'"),
-    (dict(first_order=True, first_order_iterations=100), "drop --stop_grad"),
-    (dict(multi_step_loss=True, msl_anneal_iterations=0), "must be positive with --multi_step_loss"),
-    (dict(cosine_meta_lr=True, min_meta_lr=0.1), "--min_meta_lr=0.1 is above --meta_lr=0.001"),
-    (dict(anil=True, pretrain_iterations=10), "not with --baseline or --pretrain_iterations"),
-    (dict(first_order_iterations=-1), "first_order_iterations must be >= 0"),
-    (dict(per_step_bn_weights=True, norm="None", inner_steps=2), "needs --norm=batch_norm"),
-    (dict(per_step_bn_weights=True, inner_steps=1), "--num_updates of 2 or more"),
-])
-def test_meaningless_combinations_are_one_line_errors(settings, message):
-    with pytest.raises(UserError, match=None) as err:
-        Config(**settings).validate()
-    assert message in str(err.value) and "\n" not in str(err.value)
-
-
-def test_run_names_change_with_a_variant_and_only_then():
-    plain = Config(**SINE)
-    assert run_name(plain) == "sinusoid.k10.maml.mbs25.steps2.lr0.01.normNone"  # as before
-    omniglot = Config(dataset="omniglot", ways=20, shots=1, meta_batch_size=16, inner_lr=0.1,
-                      inner_steps=5)
-    assert run_name(omniglot) == "omniglot.20way1shot.maml.mbs16.steps5.lr0.1.conv64"
-    names = {run_name(plain.replace(**v)) for v in VARIANTS.values()}
-    assert len(names) == len(VARIANTS) and run_name(plain) not in names
-    assert run_name(omniglot.replace(**VARIANTS["maml_plus_plus"])).endswith(
-        ".conv64.lslr.msl5000.fo200.cos1e-05")
-
-
-def main(*flags):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "maml_tf.main", *flags], capture_output=True,
-                          text=True, env=env, timeout=300)
-
-
-def test_flags_are_in_help_and_maml_plus_plus_refuses_meta_sgd(tmp_path):
-    helped = main("--helpfull").stdout
-    for flag, paper in [("anil", "Raghu"), ("learned_inner_lr", "Meta-SGD"),
-                        ("multi_step_loss", "MAML++"), ("first_order_iterations", "MAML++"),
-                        ("cosine_meta_lr", "MAML++"), ("per_step_bn_weights", "MAML++"),
-                        ("maml_plus_plus", "ICLR 2019")]:
-        text = helped.split(f"{flag}: ", 1)[1][:400]
-        assert paper in text, flag
-    proc = main(f"--logdir={tmp_path}", "--maml_plus_plus", "--learned_inner_lr=per_param")
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
-        "error: --maml_plus_plus learns per-layer, per-step step sizes (LSLR): drop "
-        "--learned_inner_lr=per_param"]
