@@ -1,11 +1,9 @@
-"""Shared pytest settings (the `slow` marker: run by default; `-m "not slow"` skips them; how pytest-xdist orders and hands out the tests) and the data fixtures several test folders use."""
+"""Shared pytest settings (the `slow` marker: run by default; `-m "not slow"` skips them) and the data fixtures several test folders use."""
 
-import functools
 import os
 import zipfile
 
 import pytest
-from xdist.scheduler import LoadScopeScheduling
 
 from maml_tf.datasets import omniglot_data
 from miniimagenet_helpers import write_processed
@@ -27,37 +25,6 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONG_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: files stay whole
-
-
-class ModuleFixtureScheduling(LoadScopeScheduling):
-    """`--dist load`, except that a module with a module-scoped fixture is one unit of work.
-
-    Under plain `load` both workers ran tests of such a module and each built its fixture: the
-    mirrored run (45-55 s), the shipped models, the uninterrupted reference run, built twice on a
-    2-core AMD EPYC (2026-12-07). pytest-xdist 3.8's `--dist loadgroup` would do it with marks, but
-    it renames the marked items through an attribute that pytest 9.2 no longer reads.
-    """
-
-    def __init__(self, config, log=None):
-        super().__init__(config, log)
-        self.root = str(config.rootpath)
-
-    def _split_scope(self, nodeid: str) -> str:
-        path = nodeid.split("::", 1)[0]
-        return path if has_a_module_fixture(os.path.join(self.root, path)) else nodeid
-
-
-@functools.lru_cache(maxsize=None)
-def has_a_module_fixture(path: str) -> bool:
-    with open(path, encoding="utf-8") as f:
-        return 'scope="module"' in f.read()
-
-
-def pytest_xdist_make_scheduler(config, log):
-    if config.getvalue("dist") != "load":  # an explicit --dist other than the default
-        return None
-    config.option.loadscopereorder = False  # keep LONG_FIRST's order
-    return ModuleFixtureScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
