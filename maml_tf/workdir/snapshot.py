@@ -4,7 +4,8 @@ kept in the project so the run continues, or is evaluated, on another machine.
     python -m maml_tf.workdir.snapshot save --store results/runs RUN_DIR [RUN_DIR ...]
 
 A run that is training meanwhile is held (SIGSTOP) while it is copied, at a moment when its state
-files are quiet, and goes on afterwards. A stored run lives at `<store>/<logdir name>/<run name>/`, mirroring `<logdir>/<run name>/`.
+files are quiet, and goes on afterwards; one stopped already (the pause wrapper, a user) stays
+stopped. A stored run lives at `<store>/<logdir name>/<run name>/`, mirroring `<logdir>/<run name>/`.
 Training and evaluation (`Config.run_store`) copy it into a run directory that has no checkpoint.
 """
 
@@ -87,12 +88,13 @@ def _last_write(workdir: str) -> float:
     return newest
 
 
-def _stopped(pid: int) -> bool:
+def _stopped(pid: int, unknown: bool = True) -> bool:
+    """Whether `pid` is stopped; `unknown` where /proc cannot tell (no /proc, or the process is gone)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] in "Tt"
     except (OSError, IndexError):
-        return True  # no /proc to look in (or the process is gone): nothing left to wait for
+        return unknown
 
 
 @contextlib.contextmanager
@@ -101,6 +103,12 @@ def _held(workdir: str, quiet: float, tries: int = 10):
     been quiet for `quiet` seconds, so that what is copied is one state; it goes on afterwards."""
     pid = live_holder(workdir)
     if pid is None:
+        yield
+        return
+    if _stopped(pid, unknown=False):  # held by someone else (pause wrapper, user): theirs to resume
+        if time.time() - _last_write(workdir) < quiet:
+            raise UserError(f"{workdir}: its training process {pid} was stopped by another process "
+                            f"within {quiet:g} s of a write; not kept this time")
         yield
         return
     for _ in range(tries):
@@ -178,17 +186,17 @@ def main(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):  # a run held when this is stopped must go on
         signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
-    try:
-        for run in args.runs:
+    failed = 0
+    for run in args.runs:  # one run that cannot be kept leaves the others kept
+        try:
             if newest_checkpoint(os.path.join(run, "checkpoints")) is None:
-                # a run that has just started: nothing to keep yet, and the others still are
-                print(f"skipped {run}: no checkpoint yet")
+                print(f"skipped {run}: no checkpoint yet")  # a run that has just started
                 continue
             print(f"kept {run} in {save(run, args.store)}")
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+        except (UserError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed = 1
+    return failed
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -111,15 +112,20 @@ def _state(pid):
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
+def _holder(run):
+    """A stand-in for the process training in `run`: it holds the run's lock."""
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    with open(os.path.join(run, runlock.LOCK_NAME), "w") as f:
+        json.dump({"pid": holder.pid, "host": socket.gethostname(),
+                   "start": runlock._process_start(holder.pid)}, f)
+    return holder
+
+
 def test_save_holds_a_training_process_until_its_state_is_quiet_and_copied(tmp_path, monkeypatch):
     run = str(tmp_path / "logs" / "run")
     train.train_and_evaluate(Config(metatrain_iterations=10, **TOY), run)
-    # A stand-in for the process training in `run`: it holds the run's lock.
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    holder = _holder(run)
     try:
-        with open(os.path.join(run, runlock.LOCK_NAME), "w") as f:
-            json.dump({"pid": holder.pid, "host": socket.gethostname(),
-                       "start": runlock._process_start(holder.pid)}, f)
         seen = []
         copy = snapshot._copy_checkpoint
         monkeypatch.setattr(snapshot, "_copy_checkpoint",
@@ -132,6 +138,35 @@ def test_save_holds_a_training_process_until_its_state_is_quiet_and_copied(tmp_p
         assert _state(holder.pid) != "T"  # ...and going on after them
         assert runlock.LOCK_NAME not in os.listdir(kept)
         assert weights(kept).keys() == weights(run).keys()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_process_stopped_by_someone_else_is_left_stopped(tmp_path, capsys, monkeypatch):
+    """A run held already (the pause wrapper's timing window, a user's SIGSTOP) is kept once its
+    files are quiet and left stopped, for its holder to resume; caught within the quiet time of
+    a write it is not kept this time, and the other runs of the same save still are."""
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # main's handlers: not pytest's
+    runs = [str(tmp_path / "logs" / name) for name in ("held", "free")]
+    for run in runs:
+        train.train_and_evaluate(Config(metatrain_iterations=10, **TOY), run)
+    holder = _holder(runs[0])
+    try:
+        os.kill(holder.pid, signal.SIGSTOP)
+        while _state(holder.pid) != "T":
+            time.sleep(0.01)
+        os.utime(os.path.join(runs[0], "runinfo.json"))  # written just now
+        store = str(tmp_path / "store")
+        assert snapshot.main(["save", "--store", store, *runs]) == 1
+        out, err = capsys.readouterr()
+        assert err.strip() == (f"error: {runs[0]}: its training process {holder.pid} was stopped by "
+                               "another process within 30 s of a write; not kept this time")
+        assert f"kept {runs[1]} in " in out and not os.path.exists(snapshot.store_dir(store, runs[0]))
+        time.sleep(0.6)
+        kept = snapshot.save(runs[0], store, quiet=0.5)
+        assert weights(kept).keys() == weights(runs[0]).keys()
+        assert _state(holder.pid) == "T"
     finally:
         holder.kill()
         holder.wait()
