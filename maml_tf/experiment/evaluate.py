@@ -11,7 +11,7 @@ import numpy as np
 from maml_tf import datasets
 from maml_tf.errors import UserError
 from maml_tf.experiment import recorded
-from maml_tf.workdir import identity, rundir, snapshot
+from maml_tf.workdir import identity, model_file, rundir, snapshot
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.run_id import evaluation_fields
 from maml_tf.experiment.experiment import Experiment
@@ -67,6 +67,11 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
     identity.check(workdir, identity.as_dict(config), evaluation_fields(config), "evaluate")
     ckpt = Checkpointer(workdir, exp.state())
     restored = ckpt.restore_best() if best else ckpt.restore_iteration(iteration)
+    best_file = os.path.join(workdir, model_file.BEST_MODEL_FILE)
+    if best and not config.eval_dir and not os.path.exists(best_file):
+        # A run moved between machines before it finished was stored without its best.keras.
+        model_file.save_run_model(exp, workdir, restored, model_file.BEST_MODEL_FILE)
+        print(f"wrote {best_file}, the best-validation model, which the run lacked", flush=True)
     steps = recorded.eval_steps(config.eval_inner_steps, config.eval_record_steps)
     stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
                              config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,

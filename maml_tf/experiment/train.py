@@ -20,8 +20,6 @@ from maml_tf.experiment.progress import ProgressLog, trim_events, trim_history
 from maml_tf.workdir.runinfo import SegmentLog
 from maml_tf.workdir.selection import ModelSelection, score
 
-BEST_MODEL_FILE = "best.keras"  # the best-validation model, beside model.keras (the newest)
-
 
 def train_and_evaluate(config: Config, workdir: str, model: Optional[keras.Model] = None) -> Dict:
     """Trains (pretraining, then meta-training) to `config.total_iterations`, resuming from the
@@ -127,7 +125,7 @@ class MetaTraining:
             _print_selection(iteration, self.last_val, selection, better)
             if better or self.need_best:
                 self.ckpt.save_best(iteration)
-                model_file.save_run_model(self.exp, self.outdir, iteration, BEST_MODEL_FILE)
+                model_file.save_run_model(self.exp, self.outdir, iteration, model_file.BEST_MODEL_FILE)
                 self.need_best = False
         early = selection.exhausted(iteration)
         if early:

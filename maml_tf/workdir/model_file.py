@@ -19,6 +19,7 @@ import numpy as np
 from maml_tf.errors import UserError
 
 MODEL_FILE = "model.keras"  # in a run directory: the model of its newest checkpoint
+BEST_MODEL_FILE = "best.keras"  # beside it: the best-validation model
 FORMAT = 1
 _RUN, _MOMENTS = "maml_tf/run.json", "maml_tf/inner_moments.npz"
 _RATES, _STEP_PARAMS = "maml_tf/inner_rates.npz", "maml_tf/step_params.npz"

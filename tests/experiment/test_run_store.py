@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -92,6 +93,26 @@ def test_run_stops_when_validation_has_not_improved_for_patience_iterations(tmp_
     # Finished by the rule: its snapshot ships the models, as a run that reached its target does.
     kept = snapshot.save(run, str(tmp_path / "store"))
     assert {"model.keras", "best.keras"} <= set(os.listdir(kept))
+
+
+def test_testing_the_best_model_writes_the_best_keras_a_moved_run_lacks(tmp_path, capsys):
+    """A run stored before it finished travels without best.keras; evaluating its best-validation
+    model writes it again, with the weights the training loop had written."""
+    config = Config(metatrain_iterations=20, **TOY)
+    run = str(tmp_path / "logs" / "run")
+    train.train_and_evaluate(config, run)
+    assert os.listdir(os.path.join(run, "checkpoints", "best"))[0].startswith("ckpt-15")  # not 20
+
+    def model_weights(name):
+        return [w.numpy() for w in keras.models.load_model(os.path.join(run, name), compile=False).weights]
+
+    written, newest = model_weights("best.keras"), model_weights("model.keras")
+    os.remove(os.path.join(run, "best.keras"))
+    evaluate.evaluate_checkpoint(config.replace(test_best=True, eval_tasks=2), run)
+    assert "the best-validation model, which the run lacked" in capsys.readouterr().out
+    again = model_weights("best.keras")
+    assert len(again) == len(written) and all(np.array_equal(a, b) for a, b in zip(again, written))
+    assert not all(np.array_equal(a, b) for a, b in zip(again, newest))
 
 
 def test_snapshot_of_an_unfinished_run_keeps_the_checkpoint_without_models(tmp_path):
