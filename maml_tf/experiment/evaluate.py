@@ -67,11 +67,8 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
     identity.check(workdir, identity.as_dict(config), evaluation_fields(config), "evaluate")
     ckpt = Checkpointer(workdir, exp.state())
     restored = ckpt.restore_best() if best else ckpt.restore_iteration(iteration)
-    best_file = os.path.join(workdir, model_file.BEST_MODEL_FILE)
-    if best and not config.eval_dir and not os.path.exists(best_file):
-        # A run moved between machines before it finished was stored without its best.keras.
-        model_file.save_run_model(exp, workdir, restored, model_file.BEST_MODEL_FILE)
-        print(f"wrote {best_file}, the best-validation model, which the run lacked", flush=True)
+    if best and not config.eval_dir:
+        _write_missing_best_model(exp, workdir, restored)
     steps = recorded.eval_steps(config.eval_inner_steps, config.eval_record_steps)
     stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
                              config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,
@@ -93,6 +90,15 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
     print_summary(result)  # first: the numbers are not lost if writing them fails
     write_result(stem, result)
     return result
+
+
+def _write_missing_best_model(exp, workdir: str, iteration: int):
+    """A run moved between machines before it finished was stored without its best.keras: the
+    best checkpoint, just restored into `exp`, gives it back."""
+    path = os.path.join(workdir, model_file.BEST_MODEL_FILE)
+    if not os.path.exists(path):
+        model_file.save_run_model(exp, workdir, iteration, model_file.BEST_MODEL_FILE)
+        print(f"wrote {path}, the best-validation model, which the run lacked", flush=True)
 
 
 def print_summary(result: Dict):
