@@ -26,6 +26,8 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Optional, Sequence
 
+from maml_tf.workdir.procstat import parent, state
+
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Python options that take the next argument as their value.
 OPTIONS_WITH_VALUE = {"-W", "-X", "--check-hash-based-pycs"}
@@ -39,27 +41,6 @@ def command_line(pid: int) -> Optional[List[str]]:
     except OSError:
         return None
     return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]] or None
-
-
-def _stat(pid: int) -> List[str]:
-    """/proc/PID/stat's fields after the command name: state, parent pid, ... ([] if gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
-def parent(pid: int) -> int:
-    """The parent pid (0 if unknown)."""
-    fields = _stat(pid)
-    return int(fields[1]) if len(fields) > 1 else 0
-
-
-def state(pid: int) -> str:
-    """One letter: R running, S sleeping, T stopped, ... ('' if gone)."""
-    fields = _stat(pid)
-    return fields[0] if fields else ""
 
 
 def is_queue_process(argv: Sequence[str]) -> bool:

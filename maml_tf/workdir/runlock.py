@@ -8,6 +8,7 @@ import time
 from typing import Optional
 
 from maml_tf.errors import UserError
+from maml_tf.workdir.procstat import start_time
 from maml_tf.workdir.rundir import warn
 
 LOCK_NAME = "lock"
@@ -15,17 +16,8 @@ HEARTBEAT_SECONDS = 30  # the holder touches its lock this often, so that anothe
 STALE_SECONDS = 600  # ...can tell a lock untouched this long from a live run's
 
 
-def _process_start(pid: int) -> Optional[str]:
-    """The kernel's start time of `pid` (tells a reused pid from the holder); None if none runs."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _me() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid()),
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": start_time(os.getpid()),
             "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
 
@@ -40,7 +32,7 @@ def _is_dead(holder: dict, age: float) -> bool:
     if not isinstance(pid, int):
         return True
     if os.path.isdir("/proc/self"):
-        return _process_start(pid) != holder.get("start")
+        return start_time(pid) != holder.get("start")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

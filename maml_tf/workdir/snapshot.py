@@ -19,7 +19,7 @@ import time
 from typing import List, Optional
 
 from maml_tf.errors import UserError
-from maml_tf.workdir import ckpt_index
+from maml_tf.workdir import ckpt_index, procstat
 from maml_tf.workdir.rundir import read_json, read_jsonl
 from maml_tf.workdir.runlock import live_holder
 from maml_tf.workdir.selection import ModelSelection
@@ -90,11 +90,8 @@ def _last_write(workdir: str) -> float:
 
 def _stopped(pid: int, unknown: bool = True) -> bool:
     """Whether `pid` is stopped; `unknown` where /proc cannot tell (no /proc, or the process is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in "Tt"
-    except (OSError, IndexError):
-        return unknown
+    letter = procstat.state(pid)
+    return letter in ("T", "t") if letter else unknown
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from maml_tf.bench import pause
+from maml_tf.workdir import procstat
 
 PY = sys.executable
 
@@ -45,11 +46,24 @@ def sleeper():
     proc.wait()
 
 
+def test_proc_stat_reads_state_parent_and_start_time_of_a_process_until_it_is_gone(sleeper):
+    proc, _ = sleeper
+    assert procstat.parent(proc.pid) == os.getpid()
+    started = procstat.start_time(proc.pid)
+    assert started and started.isdigit() and started != procstat.start_time(os.getpid())
+    os.kill(proc.pid, signal.SIGSTOP)
+    assert wait_state(proc.pid, "T") == "T"
+    proc.kill()
+    proc.wait()
+    assert (procstat.fields(proc.pid), procstat.state(proc.pid), procstat.parent(proc.pid),
+            procstat.start_time(proc.pid)) == ([], "", 0, None)
+
+
 def wait_state(pid, states, timeout=10.0):
     end = time.time() + timeout
-    while pause.state(pid) not in states and time.time() < end:
+    while procstat.state(pid) not in states and time.time() < end:
         time.sleep(0.05)
-    return pause.state(pid)
+    return procstat.state(pid)
 
 
 def wrapper(flags, *command):
@@ -94,7 +108,7 @@ def test_an_interrupt_reaches_the_command_once_and_resumes_them(sleeper, tmp_pat
     end = time.time() + 20
     while not marker.exists() and time.time() < end:
         time.sleep(0.05)
-    assert marker.exists() and pause.state(proc.pid) == "T"
+    assert marker.exists() and procstat.state(proc.pid) == "T"
     wrapped.send_signal(signum)
     _, err = wrapped.communicate(timeout=30)
     assert wrapped.returncode == 41, err  # the command got exactly one signal
@@ -110,6 +124,6 @@ def test_a_process_stopped_by_someone_else_is_left_stopped(sleeper):
         done = subprocess.run(wrapper(flags, PY, "-c", "pass"), capture_output=True, text=True)
         assert done.returncode == 0 and "stopped already; left as it is" in done.stderr
         time.sleep(0.2)
-        assert pause.state(proc.pid) == "T"
+        assert procstat.state(proc.pid) == "T"
     finally:
         os.kill(proc.pid, signal.SIGCONT)

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from maml_tf.experiment import evaluate, train
 
-from maml_tf.workdir import runlock, snapshot
+from maml_tf.workdir import procstat, runlock, snapshot
 from maml_tf.experiment.config import Config
 
 TOY = dict(dataset="sinusoid", shots=5, queries=5, eval_shots=5, eval_queries=5, norm="None",
@@ -128,17 +128,12 @@ def test_snapshot_of_an_unfinished_run_keeps_the_checkpoint_without_models(tmp_p
     assert "checkpoint" in os.listdir(os.path.join(kept, "checkpoints"))
 
 
-def _state(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
-
-
 def _holder(run):
     """A stand-in for the process training in `run`: it holds the run's lock."""
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     with open(os.path.join(run, runlock.LOCK_NAME), "w") as f:
         json.dump({"pid": holder.pid, "host": socket.gethostname(),
-                   "start": runlock._process_start(holder.pid)}, f)
+                   "start": procstat.start_time(holder.pid)}, f)
     return holder
 
 
@@ -150,13 +145,13 @@ def test_save_holds_a_training_process_until_its_state_is_quiet_and_copied(tmp_p
         seen = []
         copy = snapshot._copy_checkpoint
         monkeypatch.setattr(snapshot, "_copy_checkpoint",
-                            lambda src, dst: (seen.append(_state(holder.pid)), copy(src, dst))[1])
+                            lambda src, dst: (seen.append(procstat.state(holder.pid)), copy(src, dst))[1])
         os.utime(os.path.join(run, "runinfo.json"))  # written just now: the save waits it out
         start = time.time()
         kept = snapshot.save(run, str(tmp_path / "store"), quiet=1.0)
         assert time.time() - start >= 1.0
         assert seen == ["T", "T"]  # stopped through both copies (newest and best)...
-        assert _state(holder.pid) != "T"  # ...and going on after them
+        assert procstat.state(holder.pid) != "T"  # ...and going on after them
         assert runlock.LOCK_NAME not in os.listdir(kept)
         assert weights(kept).keys() == weights(run).keys()
     finally:
@@ -175,7 +170,7 @@ def test_a_process_stopped_by_someone_else_is_left_stopped(tmp_path, capsys, mon
     holder = _holder(runs[0])
     try:
         os.kill(holder.pid, signal.SIGSTOP)
-        while _state(holder.pid) != "T":
+        while procstat.state(holder.pid) != "T":
             time.sleep(0.01)
         os.utime(os.path.join(runs[0], "runinfo.json"))  # written just now
         store = str(tmp_path / "store")
@@ -187,7 +182,7 @@ def test_a_process_stopped_by_someone_else_is_left_stopped(tmp_path, capsys, mon
         time.sleep(0.6)
         kept = snapshot.save(runs[0], store, quiet=0.5)
         assert weights(kept).keys() == weights(runs[0]).keys()
-        assert _state(holder.pid) == "T"
+        assert procstat.state(holder.pid) == "T"
     finally:
         holder.kill()
         holder.wait()
