@@ -11,7 +11,8 @@ from absl import app, flags, logging  # noqa: E402
 from maml_tf.experiment import runtime  # noqa: E402
 from maml_tf import flag_definitions  # noqa: E402
 from maml_tf.experiment.config import Config  # noqa: E402
-from maml_tf.experiment.run_id import run_name  # noqa: E402
+from maml_tf.experiment.run_id import identity_fields, run_name  # noqa: E402
+from maml_tf.workdir import identity  # noqa: E402
 from maml_tf.workdir.interrupts import Interrupted  # noqa: E402
 from maml_tf.datasets import choose_network, own_images  # noqa: E402
 from maml_tf.errors import UserError  # noqa: E402
@@ -127,6 +128,9 @@ def execute(config, workdir):
         from maml_tf.rl import evaluate as rl_evaluate, train as rl_train
 
         return rl_train.train(config, workdir) if config.train else rl_evaluate.evaluate_run(config, workdir)
+    if config.train and config.baseline == "none" and config.strategy != "multi_worker":
+        # A second process on a run, or other settings: refused before TensorFlow's 5 s import.
+        identity.check_before_start(workdir, identity.as_dict(config), identity_fields(config))
     runtime.configure(config)  # before TensorFlow loads
     _load_tensorflow()
     from maml_tf.experiment import evaluate, train

@@ -42,8 +42,7 @@ def session(workdir: str, config, fields: Sequence[str], lock: bool = True,
     checked again and recorded (the run store's copy restored); `lock` False: a worker that
     writes elsewhere (multi_worker's non-chief)."""
     now = identity.as_dict(config)
-    rundir.check_writable(workdir)
-    identity.check(workdir, now, fields)  # quick: before the lock
+    identity.check_before_start(workdir, now, fields)
     with Interrupts() as stop:
         os.makedirs(workdir, exist_ok=True)
         with RunLock(workdir) if lock else contextlib.nullcontext() as held:

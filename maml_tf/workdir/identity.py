@@ -11,8 +11,8 @@ import os
 from typing import Optional, Sequence
 
 from maml_tf.errors import UserError
-from maml_tf.workdir import ckpt_index
-from maml_tf.workdir.rundir import read_json, warn, write_atomic
+from maml_tf.workdir import ckpt_index, runlock
+from maml_tf.workdir.rundir import check_writable, read_json, warn, write_atomic
 
 CONFIG_FILE = "config.json"
 
@@ -59,6 +59,14 @@ def check(workdir: str, now: dict, fields: Sequence[str], action: str = "resume"
         write_atomic(os.path.join(workdir, CONFIG_FILE), write)
         os.makedirs(os.path.join(workdir, "checkpoints"), exist_ok=True)
         write_atomic(os.path.join(workdir, "checkpoints", CONFIG_FILE), write)
+
+
+def check_before_start(workdir: str, now: dict, fields: Sequence[str]):
+    """The quick refusals before a run starts in `workdir` (each looked at again once its lock
+    is held): a directory that cannot be written, another run's settings, a live process on it."""
+    check_writable(workdir)
+    check(workdir, now, fields)
+    runlock.check_free(workdir)
 
 
 def as_dict(config) -> dict:

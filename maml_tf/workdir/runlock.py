@@ -97,11 +97,9 @@ class RunLock:
             age = time.time() - os.stat(self.path).st_mtime
         except FileNotFoundError:
             return
-        who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+        who = _who(holder)
         if not _is_dead(holder, age):
-            raise UserError(f"{os.path.dirname(self.path)} is in use by {who} (since "
-                            f"{holder.get('since', '?')}); wait for it, stop it, or use another "
-                            "--logdir or --run_name")
+            raise _in_use(os.path.dirname(self.path), holder)
         # Rename first, so that of two processes taking over only one removes this lock...
         grave = f"{self.path}.stale.{os.getpid()}"
         try:
@@ -124,6 +122,34 @@ class RunLock:
                 return
 
 
+def _who(holder: dict) -> str:
+    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+
+
+def _in_use(workdir: str, holder: dict) -> UserError:
+    return UserError(f"{workdir} is in use by {_who(holder)} (since {holder.get('since', '?')}); "
+                     "wait for it, stop it, or use another --logdir or --run_name")
+
+
+def check_free(workdir: str):
+    """UserError if a live process holds `workdir`'s lock: a quick look before the work of
+    starting a run (taking the lock looks again)."""
+    holder, age = _holder(workdir)
+    if holder is not None and not _is_dead(holder, age):
+        raise _in_use(workdir, holder)
+
+
+def _holder(workdir: str):
+    """(the lock's holder ({} if torn), its age in seconds), or (None, 0) if there is no lock."""
+    path = os.path.join(workdir, LOCK_NAME)
+    try:
+        with open(path) as f:
+            holder = _parse(f.read())
+        return holder, time.time() - os.stat(path).st_mtime
+    except OSError:
+        return None, 0.0
+
+
 def _parse(text: str) -> dict:
     try:
         return json.loads(text)
@@ -133,13 +159,7 @@ def _parse(text: str) -> dict:
 
 def live_holder(workdir: str) -> Optional[int]:
     """The pid of the live process on this host that holds `workdir`'s lock, or None."""
-    path = os.path.join(workdir, LOCK_NAME)
-    try:
-        with open(path) as f:
-            holder = _parse(f.read())
-        age = time.time() - os.stat(path).st_mtime
-    except OSError:
-        return None
+    holder, age = _holder(workdir)
     if not holder or holder.get("host") != socket.gethostname() or _is_dead(holder, age):
         return None
     return holder["pid"]
