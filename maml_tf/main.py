@@ -11,7 +11,8 @@ from absl import app, flags, logging  # noqa: E402
 from maml_tf.experiment import runtime  # noqa: E402
 from maml_tf import flag_definitions  # noqa: E402
 from maml_tf.experiment.config import Config  # noqa: E402
-from maml_tf.experiment.run_id import identity_fields, run_name  # noqa: E402
+from maml_tf.experiment.run_id import identity_fields, pretraining_fields, run_name  # noqa: E402
+from maml_tf.rl.config import IDENTITY_FIELDS as RL_IDENTITY_FIELDS  # noqa: E402
 from maml_tf.workdir import identity  # noqa: E402
 from maml_tf.workdir.interrupts import Interrupted  # noqa: E402
 from maml_tf.datasets import choose_network, own_images  # noqa: E402
@@ -123,27 +124,35 @@ def config_and_workdir(f):
 def execute(config, workdir):
     """Trains or evaluates the run `config` defines in `workdir` (config validated once)."""
     config = config.validate()
+    if FLAGS.baseline == "scratch" and config.train:
+        raise UserError("--baseline=scratch trains nothing: evaluate it with --train=False")
+    if config.train and FLAGS.strategy != "multi_worker":  # its workers share the chief's lock
+        identity.check_before_start(workdir, identity.as_dict(config), training_fields(config))
     if FLAGS.datasource == "2dnavigation":
         _load_tensorflow()
         from maml_tf.rl import evaluate as rl_evaluate, train as rl_train
 
         return rl_train.train(config, workdir) if config.train else rl_evaluate.evaluate_run(config, workdir)
-    if config.train and config.baseline == "none" and config.strategy != "multi_worker":
-        # A second process on a run, or other settings: refused before TensorFlow's 5 s import.
-        identity.check_before_start(workdir, identity.as_dict(config), identity_fields(config))
     runtime.configure(config)  # before TensorFlow loads
     _load_tensorflow()
     from maml_tf.experiment import evaluate, train
     from maml_tf.transfer import baselines, pretrain
 
-    if config.baseline == "scratch" and config.train:
-        raise UserError("--baseline=scratch trains nothing: evaluate it with --train=False")
     if config.baseline != "none":
         return (pretrain.pretrain if config.train else baselines.evaluate_baseline)(config, workdir)
     if not config.train:
         return evaluate.evaluate_checkpoint(config, workdir)
     train.train_and_evaluate(config, workdir)
     print(f"evaluate it: {evaluate_command(sys.argv)}", flush=True)
+
+
+def training_fields(config) -> tuple:
+    """The settings a run trained by `config` must share with the one in its directory: checked
+    here, before TensorFlow's ~5 s import, so that a second process on a run or other settings
+    are refused at once (the loop looks again once it holds the run's lock)."""
+    if FLAGS.datasource == "2dnavigation":
+        return RL_IDENTITY_FIELDS
+    return identity_fields(config) if config.baseline == "none" else pretraining_fields()
 
 
 def main(argv):

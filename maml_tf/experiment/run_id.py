@@ -41,6 +41,13 @@ def evaluation_fields(config: Config) -> tuple:
     return tuple(k for k in IDENTITY_FIELDS if k not in EVALUATION_FREE_FIELDS)
 
 
+def pretraining_fields() -> tuple:
+    """A pretraining's defining settings; a longer --pretrain_iterations is allowed (the
+    learning rate is constant and batch i depends on i only, so 2,000 steps extended to 4,000
+    are the same steps as 4,000 from the start)."""
+    return tuple(k for k in IDENTITY_FIELDS if k != "pretrain_iterations")
+
+
 def run_name(config: Config) -> str:
     """A readable run directory name from the settings that define a run (as the original's exp_string)."""
     # A folder run is named after its folder too: data_dir is no identity field, so another

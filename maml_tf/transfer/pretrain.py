@@ -14,7 +14,7 @@ from maml_tf.transfer import baselines
 from maml_tf.workdir import rundir
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
-from maml_tf.experiment.run_id import IDENTITY_FIELDS
+from maml_tf.experiment.run_id import pretraining_fields
 from maml_tf.experiment.progress import ProgressLog, trim_history
 from maml_tf.workdir.runinfo import SegmentLog
 from maml_tf.errors import UserError
@@ -146,7 +146,7 @@ def pretrain(config: Config, workdir: str, sampler=None, arrays=None) -> Dict:
 
     `sampler` / `arrays` ((images, labels)) replace the configured dataset's (tests)."""
     _check(config)
-    with loop.session(workdir, config, identity_fields()) as stop:
+    with loop.session(workdir, config, pretraining_fields()) as stop:
         steps = Pretraining(config, workdir, config.resume, *_prepare(config, workdir, sampler, arrays))
         loop.run(steps, steps.start, config.pretrain_iterations, config.checkpoint_interval,
                  config.print_interval, steps.log, stop, steps.ckpt.directory)
@@ -193,13 +193,6 @@ class Pretraining:
         self.ckpt.save(iteration)
         self.segments.update(iteration)
         return self.ckpt.directory
-
-
-def identity_fields() -> list:
-    """A pretraining's defining settings; a longer --pretrain_iterations is allowed (the
-    learning rate is constant and batch i depends on i only, so 2,000 steps extended to 4,000
-    are the same steps as 4,000 from the start)."""
-    return [k for k in IDENTITY_FIELDS if k != "pretrain_iterations"]
 
 
 def validate(evaluator, model, workdir: str, iteration: int) -> Dict:

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from maml_tf.bench import faults
+from main_probe import refused_before_tensorflow
 
 ITERATIONS = 40
 
@@ -64,31 +65,18 @@ def test_a_signal_saves_the_iteration_and_the_resumed_run_ends_identical(tmp_pat
     assert faults.same(faults.final_state(os.path.join(tmp_path, "toy")), reference[0])
 
 
-# `python -m maml_tf.main ARGS`, then whether it had imported TensorFlow (on stdout).
-PROBE = ("import runpy, sys\ntry:\n    runpy.run_module('maml_tf.main', run_name='__main__')\n"
-         "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)")
-
-
-def refused_early(*args):
-    """The stderr of main refusing `args` with exit 1 before it imported TensorFlow."""
-    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 1 and "tensorflow imported: False" in done.stdout, done.stderr[-2000:]
-    return done.stderr
-
-
 def test_a_second_process_on_a_live_run_is_refused_before_tensorflow_loads(tmp_path):
     first = start(tmp_path, 10**6)  # still running when the second has started
     wait_for_iteration(first, 1)
     try:
-        second = refused_early(*flags(tmp_path))
+        second = refused_before_tensorflow(*flags(tmp_path))
     finally:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=120)
     assert faults.last_line(second).startswith(
         f"error: {tmp_path / 'toy'} is in use by pid {first.pid} on {os.uname().nodename}")
     assert first.returncode == 130
-    other = refused_early(*flags(tmp_path), "--meta_lr=0.01")
+    other = refused_before_tensorflow(*flags(tmp_path), "--meta_lr=0.01")
     assert "holds a run with other settings (meta_lr 0.001 -> 0.01)" in faults.last_line(other)
     rows = open(tmp_path / "toy" / "validation.jsonl").read().splitlines()
     assert len(rows) == len(set(rows))  # one writer: no row written twice
