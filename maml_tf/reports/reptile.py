@@ -16,9 +16,9 @@ import os
 import re
 from typing import Dict, List, Optional
 
-from maml_tf.reports.runs import accuracy_at, validation_of
+from maml_tf.reports.runs import accuracy_at, hours_until, validation_of
 from maml_tf.reports.runs import status as run_status
-from maml_tf.reports.writer import hardware, wall_time_hours, write_report
+from maml_tf.reports.writer import hardware, write_report
 
 # (run label, setting, K, transductive, steps reported, paper's accuracy %, paper's iterations)
 ROWS = [
@@ -85,7 +85,7 @@ def collect(runs: Dict[str, str], timing: Dict[str, Dict]) -> List[Dict]:
                        run_dir=run_dir, iterations=evaluation["iteration"], paper_iterations=paper_its,
                        steps=acc["step"], num_tasks=evaluation["num_tasks"],
                        accuracy={"mean": acc["mean"], "ci95": acc["ci95"]},
-                       wall_time_hours=wall_time_hours(run_dir, evaluation["iteration"]),
+                       wall_time_hours=hours_until(run_dir, evaluation["iteration"]),
                        training_speed=training_speed(run_dir))
         rows.append(row)
     return rows

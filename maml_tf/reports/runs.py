@@ -43,6 +43,18 @@ def trained(run_dir: str) -> Dict:
     return {"iterations": iterations, "wall_time_hours": hours}
 
 
+def hours_until(run_dir: str, until: int) -> Optional[float]:
+    """Wall hours of training up to iteration `until`: from runinfo.json if a segment ends there
+    (a run kept in the run store has no TensorBoard events), else from the events."""
+    info = read_json(os.path.join(run_dir, "runinfo.json"))
+    segments = [s for s in (info.get("segments") or [] if isinstance(info, dict) else [])
+                if isinstance(s, dict)]
+    if any(s.get("end_iteration") == until for s in segments):
+        return sum(s.get("wall_seconds") or 0.0 for s in segments
+                   if (s.get("end_iteration") or 0) <= until) / 3600
+    return wall_time_hours(run_dir, until)
+
+
 def accuracy_at(evaluation: Dict, step: int) -> Dict:
     """Accuracy (%) after inner step `step` (by its value: an evaluation may record only some
     steps; the last recorded before it if it is not there) and at every recorded step."""

@@ -1,4 +1,4 @@
-"""The Reptile report reads the 50-step test at step 50 by value, also when only steps 0, 10, ..., 50 were recorded."""
+"""The Reptile report reads the 50-step test at step 50 by value, also when only steps 0, 10, ..., 50 were recorded, and a stored run's wall time from its runinfo.json."""
 
 import json
 
@@ -19,3 +19,14 @@ def test_fifty_step_accuracy_is_read_at_step_fifty(tmp_path):
     sparse, full = rows[("Reptile 5-way 1-shot", False)], rows[("Reptile 5-way 1-shot", True)]
     assert sparse["steps"] == 50 and abs(sparse["accuracy"]["mean"] - 95.0) < 1e-9
     assert full["steps"] == 50 and abs(full["accuracy"]["mean"] - 97.0) < 1e-9
+
+
+def test_a_stored_run_without_events_has_the_wall_time_of_its_segments_up_to_the_test(tmp_path):
+    _write(tmp_path, [0, 50], [0.2, 0.95])
+    segments = [{"start_iteration": 0, "end_iteration": 40000, "wall_seconds": 3600.0},
+                {"start_iteration": 40000, "end_iteration": 100000, "wall_seconds": 5400.0},
+                {"start_iteration": 100000, "end_iteration": 100500, "wall_seconds": 1800.0}]
+    (tmp_path / "runinfo.json").write_text(json.dumps({"segments": segments, "iterations": 100500,
+                                                       "wall_seconds": 10800.0}))
+    row = reptile.collect({"reptile": str(tmp_path)}, {})[0]
+    assert row["iterations"] == 100000 and abs(row["wall_time_hours"] - 2.5) < 1e-9
