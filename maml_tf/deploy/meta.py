@@ -81,7 +81,11 @@ class MetaModel:
         x, y, ways = self._check_support(support_x, support_y)
         q = self._check_inputs(query_x, "query_x")
         self._check_adaptation(steps, inner_lr, self.rates)
-        return self._fn("predict", self._shots(y), steps, inner_lr, ways)(x, y, q).numpy()
+        out = self._fn("predict", self._shots(y), steps, inner_lr, ways)(x, y, q).numpy()
+        if not np.isfinite(out).all():  # never a table of NaN probabilities
+            raise InputError("the predictions are NaN or infinite: the adaptation diverged; use "
+                             "a smaller inner_lr or fewer steps")
+        return out
 
     def graph_function(self, shots: float, steps: Optional[int] = None,
                        inner_lr: Optional[float] = None, ways: Optional[int] = None):

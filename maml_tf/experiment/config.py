@@ -145,8 +145,8 @@ class Config:
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ["meta_lr", "inner_lr", "eval_inner_lr"]:
-            if not getattr(self, name) > 0:
-                raise UserError(f"{name} must be a positive learning rate, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) < float("inf"):
+                raise UserError(f"{name} must be a finite positive learning rate, got {getattr(self, name)}")
         for name in ["inner_steps", "eval_inner_steps", "pretrain_iterations",
                      "metatrain_iterations", "val_interval", "grad_clip", "patience", "inner_batch_size",
                      "eval_inner_batch_size",
@@ -221,7 +221,8 @@ class Config:
                                 "baseline is --pretrain_iterations=N --metatrain_iterations=0")
             if self.algorithm != "maml" or self.metatrain_iterations:
                 raise UserError(f"--baseline={self.baseline} does no meta-training: add --metatrain_iterations=0")
-        if self.baseline == "pretrained" and (self.pretrain_batch_size <= 0 or not self.pretrain_lr > 0):
+        finite_lr = 0 < self.pretrain_lr < float("inf")
+        if self.baseline == "pretrained" and (self.pretrain_batch_size <= 0 or not finite_lr):
             raise UserError("pretrain_batch_size and pretrain_lr must be positive, got "
                             f"{self.pretrain_batch_size} and {self.pretrain_lr}")
 

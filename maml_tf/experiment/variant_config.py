@@ -35,6 +35,11 @@ def validate(config):
     if config.baseline != "none" or config.pretrain_iterations:
         raise UserError(f"{', '.join(on)}: MAML variants, for meta-training; not with "
                         "--baseline or --pretrain_iterations")
+    if config.learned_inner_lr != "none" and config.eval_inner_lr != config.inner_lr:
+        raise UserError(f"--learned_inner_lr={config.learned_inner_lr}: the run adapts with its "
+                        f"learned step sizes (which start at {config.inner_lr:g}), so an evaluation "
+                        f"step size {config.eval_inner_lr:g} would be ignored: give --update_lr "
+                        "alone, as in training")
     if config.first_order_iterations and config.first_order:
         raise UserError("--first_order_iterations anneals first order into second order: "
                         "drop --stop_grad")

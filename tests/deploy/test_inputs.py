@@ -113,6 +113,12 @@ def test_a_proper_task_is_accepted(omniglot):
     assert np.all(np.isfinite(omniglot.predict(x, y, q, steps=2, inner_lr=0.1)))
 
 
+def test_a_diverging_adaptation_is_an_error_not_nan_probabilities(omniglot):
+    x, y, q = task()
+    with pytest.raises(InputError, match="the predictions are NaN or infinite: the adaptation diverged"):
+        omniglot.predict(x, y, q, steps=2, inner_lr=1e30)
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda x, q: (x * 255, q), "support_x has values from 0 to 255; the model takes images scaled to [0, 1]"),
     (lambda x, q: (x, q * 255), "query_x has values from 0 to 255"),

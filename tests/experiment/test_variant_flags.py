@@ -24,6 +24,8 @@ from test_variant_training import SINE, VARIANTS
     (dict(first_order_iterations=-1), "first_order_iterations must be >= 0"),
     (dict(per_step_bn_weights=True, norm="None", inner_steps=2), "needs --norm=batch_norm"),
     (dict(per_step_bn_weights=True, inner_steps=1), "--num_updates of 2 or more"),
+    (dict(learned_inner_lr="per_param", inner_lr=0.1, eval_inner_lr=0.5),
+     "evaluation step size 0.5 would be ignored"),
 ])
 def test_meaningless_combinations_are_one_line_errors(settings, message):
     with pytest.raises(UserError, match=None) as err:
