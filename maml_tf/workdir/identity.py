@@ -26,7 +26,8 @@ def saved_settings(workdir: str, fields: Sequence[str]) -> Optional[dict]:
     path = os.path.join(workdir, CONFIG_FILE)
     saved = read_json(path)
     if saved is not None and not _valid(saved, fields):
-        warn(f"{path} holds no run settings (a JSON {type(saved).__name__}); it will be rewritten")
+        warn(f"{path} holds no run settings (a JSON {type(saved).__name__}); it will be rewritten",
+             once=True)
     if _valid(saved, fields):
         return saved
     copy = read_json(os.path.join(workdir, "checkpoints", CONFIG_FILE))
@@ -51,6 +52,11 @@ def check(workdir: str, now: dict, fields: Sequence[str], action: str = "resume"
                         f"or use another --logdir or --run_name")
     diff = [f"{k} {saved[k]!r} -> {now.get(k)!r}" for k in fields
             if saved and k in saved and saved[k] != now.get(k)]
+    if diff and action == "resume" and not ckpt_index.on_disk(os.path.join(workdir, "checkpoints")):
+        # e.g. a loss that became NaN before the first checkpoint: nothing of that run is kept
+        warn(f"{workdir} holds no checkpoint of the settings it was started with "
+             f"({', '.join(diff)}): starting it afresh with these", once=True)
+        diff = []
     if diff:
         hint = ("use another --logdir or --run_name" if action == "resume"
                 else "evaluate it with the settings it was trained with")

@@ -13,7 +13,15 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: mkstemp's files are private (0600), run files should not be
 
 
-def warn(message: str):
+_SAID = set()
+
+
+def warn(message: str, once: bool = False):
+    """`warning: message` on stderr; `once`: not again in this process (a run directory is
+    looked at by several checks of one command: main's, the loop's, under the lock)."""
+    if once and message in _SAID:
+        return
+    _SAID.add(message)
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
@@ -47,7 +55,7 @@ def read_json(path: str) -> Optional[dict]:
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError) as err:
-        warn(f"{path} is unreadable ({err.__class__.__name__}); it will be rewritten")
+        warn(f"{path} is unreadable ({err.__class__.__name__}); it will be rewritten", once=True)
         return None
 
 
