@@ -2,7 +2,7 @@
 
 import importlib
 import sys
-from typing import Iterable, NamedTuple, Protocol, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -48,6 +48,14 @@ def choose_network(config):
 def own_images(dataset: str) -> bool:
     """A user's images (a folder, a TFDS dataset): the input shape is chosen from the images."""
     return dataset == "folder" or dataset.startswith(TFDS_PREFIX)
+
+
+def class_names_by_split(config, sampler) -> Optional[Dict[str, List[str]]]:
+    """Each split's class names when they come from the user's images (a folder's classes may
+    change between two commands of one run); None for the paper's data, whose classes are fixed."""
+    if not own_images(config.dataset):
+        return None
+    return {split: list(sampler.split(split).classes) for split in ("train", "val", "test")}
 
 
 class TaskSampler(Protocol):

@@ -11,7 +11,7 @@ import numpy as np
 from maml_tf import datasets
 from maml_tf.errors import UserError
 from maml_tf.experiment import recorded
-from maml_tf.workdir import identity, model_file, rundir, snapshot
+from maml_tf.workdir import class_record, identity, model_file, rundir, snapshot
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.run_id import evaluation_fields
 from maml_tf.experiment.experiment import Experiment
@@ -65,6 +65,7 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
     if stored:
         print(f"evaluating the stored state of the run, {stored}", flush=True)
     identity.check(workdir, identity.as_dict(config), evaluation_fields(config), "evaluate")
+    class_record.check(workdir, datasets.class_names_by_split(config, exp.sampler), "evaluate")
     ckpt = Checkpointer(workdir, exp.state())
     restored = ckpt.restore_best() if best else ckpt.restore_iteration(iteration)
     if best and not config.eval_dir:

@@ -10,7 +10,7 @@ import keras
 from maml_tf import datasets
 from maml_tf.errors import UserError
 from maml_tf.experiment import distribute, evaluate, loop, recorded
-from maml_tf.workdir import identity, model_file, rundir, snapshot
+from maml_tf.workdir import class_record, identity, model_file, rundir, snapshot
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.run_id import identity_fields
@@ -84,6 +84,11 @@ def _open(exp: Experiment, workdir: str, outdir: str, resume: bool, chief: bool)
     start = ckpt.restore_latest() if resume else 0
     if start:
         print(f"resuming {workdir} from iteration {start}", flush=True)
+    if chief:  # a folder that gained or lost a class would split differently
+        classes = datasets.class_names_by_split(config, exp.sampler)
+        if start:
+            class_record.check(outdir, classes)
+        class_record.record(outdir, classes)
     replicas = exp.strategy.num_replicas_in_sync
     if replicas > 1:
         print(f"{config.strategy}: {replicas} replicas, {config.meta_batch_size // replicas} tasks "

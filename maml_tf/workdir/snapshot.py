@@ -20,11 +20,12 @@ from typing import List, Optional
 
 from maml_tf.errors import UserError
 from maml_tf.workdir import ckpt_index, procstat
+from maml_tf.workdir.class_record import CLASSES_FILE
 from maml_tf.workdir.rundir import read_json, read_jsonl
 from maml_tf.workdir.runlock import live_holder
 from maml_tf.workdir.selection import ModelSelection
 
-SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json")
+SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json", CLASSES_FILE)
 EVAL_PREFIX = "eval_"  # evaluation results (JSON + CSV), small and what the reports read
 MODEL_SUFFIX = ".keras"
 QUIET_SECONDS = 30.0  # a checkpoint is written in well under this: files untouched this long are whole

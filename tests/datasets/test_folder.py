@@ -105,6 +105,26 @@ def test_meta_training_learns(tmp_path):
     assert saved["folder_split"] == "0.5,0.25,0.25" and saved["dataset"] == "folder"
     with pytest.raises(UserError, match="folder_split"):  # a resume with another split
         train.train_and_evaluate(cfg.replace(folder_split="0.6,0.2,0.2"), str(tmp_path / "run"))
+    recorded = json.load(open(tmp_path / "run" / "classes.json"))
+    assert [len(recorded[s]) for s in ("train", "val", "test")] == [6, 3, 3]
+    assert sorted(sum(recorded.values(), [])) == sorted(os.listdir(root))
+
+
+def test_a_class_added_after_training_is_refused_not_split_anew(tmp_path):
+    from maml_tf.experiment import evaluate, train
+
+    root = write_tree(tmp_path / "data")
+    cfg = config(root, tmp_path / "cache", metatrain_iterations=2, val_interval=0, eval_tasks=4)
+    run = str(tmp_path / "run")
+    train.train_and_evaluate(cfg, run)
+    write_tree(tmp_path / "more", classes=1)
+    os.rename(tmp_path / "more" / "class00", tmp_path / "data" / "a_new")  # sorts first
+    for attempt in (lambda: evaluate.evaluate_checkpoint(cfg, run),
+                    lambda: train.train_and_evaluate(cfg.replace(metatrain_iterations=4), run)):
+        one_line_error(attempt, "was trained on other classes than the data holds now (added: a_new",
+                       "in another split: ")  # the split moved classes the run had trained on
+    os.rename(tmp_path / "data" / "a_new", tmp_path / "more" / "a_new")
+    assert evaluate.evaluate_checkpoint(cfg, run)["iteration"] == 2
 
 
 def test_bad_inputs_one_line(tmp_path, capsys):

@@ -1,0 +1,42 @@
+"""The class names of each split a run was trained on (classes.json), so that a data folder whose classes changed, and would now split differently, is never resumed or evaluated as if it were the same."""
+
+import json
+import os
+from typing import Dict, List, Optional
+
+from maml_tf.errors import UserError
+from maml_tf.workdir.rundir import read_json, write_atomic
+
+CLASSES_FILE = "classes.json"
+Classes = Dict[str, List[str]]  # split -> its class names
+
+
+def record(workdir: str, classes: Optional[Classes]):
+    """Writes `classes` (None: a data set whose classes are fixed, nothing to keep)."""
+    if classes is not None:
+        write_atomic(os.path.join(workdir, CLASSES_FILE), json.dumps(classes, indent=1))
+
+
+def check(workdir: str, classes: Optional[Classes], action: str = "resume"):
+    """UserError if the run recorded other classes than `classes` (a run from before this record,
+    or with none, is not checked)."""
+    saved = read_json(os.path.join(workdir, CLASSES_FILE))
+    if classes is None or not isinstance(saved, dict) or saved == classes:
+        return
+    hint = ("train a new run (another --logdir or --run_name)" if action == "resume"
+            else "evaluate it on the data it was trained on")
+    raise UserError(f"{workdir} was trained on other classes than the data holds now "
+                    f"({changes(saved, classes)}), so its splits would differ: put the data back "
+                    f"as it was (its {CLASSES_FILE} lists each split's classes), or {hint}")
+
+
+def changes(then: Classes, now: Classes) -> str:
+    """'added: a, b; removed: c; in another split: d' (at most 3 names each)."""
+    split_then = {name: split for split, names in then.items() for name in names}
+    split_now = {name: split for split, names in now.items() for name in names}
+    found = {"added": sorted(set(split_now) - set(split_then)),
+             "removed": sorted(set(split_then) - set(split_now)),
+             "in another split": sorted(n for n in set(split_now) & set(split_then)
+                                        if split_now[n] != split_then[n])}
+    return "; ".join(f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                     for what, names in found.items() if names)
