@@ -157,7 +157,9 @@ def training_fields(config) -> tuple:
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        print(f"error: unexpected arguments: {' '.join(argv[1:])} (flags are written "
+              "--name=value; --helpshort lists them)", file=sys.stderr)
+        sys.exit(1)
     try:
         config, workdir = config_and_workdir(FLAGS)
         if FLAGS.print_run_dir:
@@ -181,11 +183,20 @@ def evaluate_command(argv) -> str:
     return shlex.join(["python", "-m", "maml_tf.main", *keep, "--train=False"])
 
 
+def parse_flags(argv):
+    """absl's flag parsing, with a flag it cannot parse said in one line (exit 1)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        print(f"error: {' '.join(str(err).split())} (--helpshort lists the flags)", file=sys.stderr)
+        sys.exit(1)
+
+
 def run():
     # Ctrl-C before the training loop takes it over: a KeyboardInterrupt (one line, exit 130),
     # even when started by a shell that ignores SIGINT for its background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,15 @@ def test_the_rl_command_refuses_an_escaping_run_name(tmp_path):
     assert line == f"error: --run_name=../rl {NAME}"
 
 
+@pytest.mark.parametrize("args, said", [
+    (["stray"], "error: unexpected arguments: stray (flags are written --name=value; "),
+    (["--num_classes=abc"], "error: flag --num_classes=abc: invalid literal for int() with base 10: 'abc'"),
+    (["--no_such_flag=1"], "error: Unknown command line flag 'no_such_flag'"),
+])
+def test_an_argument_absl_cannot_parse_is_one_line_not_the_help(tmp_path, args, said):
+    assert refused(run_main(tmp_path, *SINE, f"--logdir={tmp_path}", *args)).startswith(said)
+
+
 NO_STEP = ("error: inner_steps (--num_updates) must be at least 1 to meta-train; training on the "
            "query loss alone is --pretrain_iterations=N --metatrain_iterations=0")
 
