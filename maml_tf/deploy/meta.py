@@ -201,6 +201,9 @@ class MetaModel:
             raise InputError(f"support_y has class ids {y.min()}..{y.max()} but the model's head "
                              f"has {self.num_classes} classes (ids 0..{self.num_classes - 1})")
         ways = int(y.max()) + 1
+        if ways < 2:
+            raise InputError("the support set has one class: a task tells at least 2 apart (with "
+                             "one, every query would be that class with probability 1)")
         missing = sorted(set(range(ways)) - set(y.tolist()))
         if missing:
             raise InputError(f"support_y has no example of class ids {missing}: a task of n classes "

@@ -144,6 +144,8 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.ways < 2 and self.dataset != "sinusoid":  # sinusoid regresses: ways is unused
+            raise UserError(f"ways (--num_classes) must be at least 2 to classify, got {self.ways}")
         for name in ["meta_lr", "inner_lr", "eval_inner_lr"]:
             if not 0 < getattr(self, name) < float("inf"):
                 raise UserError(f"{name} must be a finite positive learning rate, got {getattr(self, name)}")

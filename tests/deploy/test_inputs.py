@@ -113,6 +113,12 @@ def test_a_proper_task_is_accepted(omniglot):
     assert np.all(np.isfinite(omniglot.predict(x, y, q, steps=2, inner_lr=0.1)))
 
 
+def test_a_support_set_of_one_class_is_refused(omniglot):
+    x, y, q = task()
+    with pytest.raises(InputError, match="the support set has one class"):
+        omniglot.predict(x[:1], y[:1], q)
+
+
 def test_a_diverging_adaptation_is_an_error_not_nan_probabilities(omniglot):
     x, y, q = task()
     with pytest.raises(InputError, match="the predictions are NaN or infinite: the adaptation diverged"):

@@ -84,6 +84,7 @@ def test_each_baseline_gets_its_own_run_directory(tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--datasource=mnist"], "unknown datasource 'mnist'"),
     (["--num_classes=0"], "ways must be positive"),
+    (["--datasource=omniglot", "--num_classes=1"], "ways (--num_classes) must be at least 2 to classify, got 1"),
     (["--meta_batch_size=-2"], "meta_batch_size must be positive"),
     (["--update_batch_size=0"], "shots must be positive"),
     (["--update_lr=0"], "inner_lr must be a finite positive learning rate"),
