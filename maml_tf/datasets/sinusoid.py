@@ -7,13 +7,16 @@ from maml_tf.types import Task
 AMPLITUDE = (0.1, 5.0)
 PHASE = (0.0, np.pi)
 INPUT_RANGE = (-5.0, 5.0)
+VAL_STREAM = 0x5A1  # mixed into a validation task's seed: not the test task of the same seed
 
 
 class SinusoidSampler:
     """Draws A ~ U[0.1, 5], φ ~ U[0, π] per task and x ~ U[-5, 5] per point.
 
-    All splits come from the same distribution, as in the paper. With `oracle=True` each
-    input is (x, A, φ): the oracle baseline that is told the task.
+    All splits come from the same distribution, as in the paper; the validation split's tasks
+    are drawn from a stream of their own, so that model selection (the evaluation seeds of val
+    and test are the same) never sees the test tasks. With `oracle=True` each input is
+    (x, A, φ): the oracle baseline that is told the task.
     """
 
     problem = "regression"
@@ -24,7 +27,8 @@ class SinusoidSampler:
         self.input_shape = (3,) if oracle else (1,)
 
     def sample(self, split, meta_batch_size, shots, queries, rng) -> Task:
-        del split  # one task distribution for every split
+        if split == "val":
+            rng = np.random.default_rng([VAL_STREAM, *rng.integers(2 ** 32, size=2)])
         amp = rng.uniform(*AMPLITUDE, size=(meta_batch_size, 1, 1))
         phase = rng.uniform(*PHASE, size=(meta_batch_size, 1, 1))
         x = rng.uniform(*INPUT_RANGE, size=(meta_batch_size, shots + queries, 1))
