@@ -41,8 +41,8 @@ def batch_sizes(config) -> Iterable[Tuple[str, str, int]]:
     """(what, flag, examples) of the largest batches a run samples at once."""
     per_task = config.ways if config.dataset != "sinusoid" else 1  # sinusoid: K per task
     if config.metatrain_iterations:
-        yield "meta-batch", "--meta_batch_size", config.meta_batch_size * per_task * (
-            config.shots + config.queries)
+        yield "meta-batch", "--meta_batch_size, --update_batch_size or --num_query", \
+            config.meta_batch_size * per_task * (config.shots + config.queries)
     examples = max(config.shots + config.queries, config.eval_shots + config.eval_queries)
     yield ("evaluation batch", "--update_batch_size or --num_query",
            config.eval_batch_size * per_task * examples)

@@ -103,7 +103,8 @@ def test_a_meta_batch_larger_than_memory_is_refused_before_allocating(tmp_path, 
     line = refused(run_main(tmp_path, f"--logdir={tmp_path}", f"--meta_batch_size={tasks}"))
     assert line.startswith(f"error: a meta-batch of {tasks * 10:,} examples needs at least {need} "
                            "at 8 bytes each, more than this machine's "), line
-    assert line.endswith(" GiB of memory: lower --meta_batch_size") and files_under(tmp_path) == []
+    assert line.endswith(" GiB of memory: lower --meta_batch_size, --update_batch_size or --num_query")
+    assert files_under(tmp_path) == []
 
 
 OMNIGLOT = dict(dataset="omniglot", ways=5, shots=1, queries=1, eval_shots=1, eval_queries=1)
@@ -111,7 +112,8 @@ OMNIGLOT = dict(dataset="omniglot", ways=5, shots=1, queries=1, eval_shots=1, ev
 
 @pytest.mark.parametrize("config, need, flag", [
     # 5-way 1-shot Omniglot: 10 examples a task, 785 floats each
-    (Config(**OMNIGLOT, meta_batch_size=300_000), 300_000 * 10 * 785 * 4, "--meta_batch_size"),
+    (Config(**OMNIGLOT, meta_batch_size=300_000), 300_000 * 10 * 785 * 4,
+     "--meta_batch_size, --update_batch_size or --num_query"),
     (Config(dataset="sinusoid", shots=5, queries=5, eval_shots=10**8, eval_queries=10**8),
      25 * 2 * 10**8 * 8, "--update_batch_size or --num_query"),
     (Config(**OMNIGLOT, meta_batch_size=1, metatrain_iterations=0, pretrain_iterations=5,
