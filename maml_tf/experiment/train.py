@@ -85,10 +85,7 @@ def _open(exp: Experiment, workdir: str, outdir: str, resume: bool, chief: bool)
     if start:
         print(f"resuming {workdir} from iteration {start}", flush=True)
     if chief:  # a folder that gained or lost a class would split differently
-        classes = datasets.class_names_by_split(config, exp.sampler)
-        if start:
-            class_record.check(outdir, classes)
-        class_record.record(outdir, classes)
+        class_record.keep(outdir, datasets.class_names_by_split(config, exp.sampler), start > 0)
     replicas = exp.strategy.num_replicas_in_sync
     if replicas > 1:
         print(f"{config.strategy}: {replicas} replicas, {config.meta_batch_size // replicas} tasks "

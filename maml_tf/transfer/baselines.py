@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 
 from maml_tf import evaluation, metrics, models
-from maml_tf.datasets import get_sampler
+from maml_tf.datasets import class_names_by_split, get_sampler
+from maml_tf.workdir import class_record
 from maml_tf.experiment import evaluate
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
@@ -179,6 +180,7 @@ def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
     sampler = sampler or get_sampler(config)
     evaluator, restored = TransferEval(config, sampler), 0
     if config.baseline == "pretrained":
+        class_record.check(workdir, class_names_by_split(config, sampler), "evaluate")
         pretrained, restored = restore_pretrained(config, workdir, sampler, config.test_iter)
         evaluator.load_backbone(pretrained)
     os.makedirs(workdir, exist_ok=True)

@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from maml_tf.datasets import get_sampler
+from maml_tf.datasets import class_names_by_split, get_sampler
 from maml_tf.experiment import loop
 from maml_tf.transfer import baselines
-from maml_tf.workdir import rundir
+from maml_tf.workdir import class_record, rundir
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.run_id import pretraining_fields
@@ -165,6 +165,7 @@ class Pretraining:
         self.start = self.ckpt.restore_latest() if resume else 0
         if self.start:
             print(f"resuming {workdir} from iteration {self.start}", flush=True)
+        class_record.keep(workdir, class_names_by_split(config, sampler), self.start > 0)
         trim_history(os.path.join(workdir, "validation.jsonl"), self.start)
         self.model, self.evaluator = model, baselines.TransferEval(config, sampler)
         self.train_step, self.log = make_train_step(model, optimizer), ProgressLog(config, workdir)

@@ -17,6 +17,13 @@ def record(workdir: str, classes: Optional[Classes]):
         write_atomic(os.path.join(workdir, CLASSES_FILE), json.dumps(classes, indent=1))
 
 
+def keep(workdir: str, classes: Optional[Classes], resumed: bool):
+    """At the start of training: the record checked if the run resumed, then (re)written."""
+    if resumed:
+        check(workdir, classes)
+    record(workdir, classes)
+
+
 def check(workdir: str, classes: Optional[Classes], action: str = "resume"):
     """UserError if the run recorded other classes than `classes` (a run from before this record,
     or with none, is not checked)."""

@@ -15,6 +15,7 @@ from maml_tf.transfer import baselines, pretrain
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.choices import loss_for
 from maml_tf.types import Task
+from maml_tf.errors import UserError
 from omniglot_helpers import DATA_DIR, ROOT, needs_data
 
 SIZE, CLASSES = 16, {"train": 12, "val": 6, "test": 6}
@@ -220,3 +221,9 @@ def test_pretraining_on_a_folder_learns_and_fine_tunes(tmp_path):
     pretrain.pretrain(config, str(tmp_path / "run"))
     r = baselines.evaluate_baseline(config.replace(eval_split="test"), str(tmp_path / "run"))
     assert r["metrics"]["accuracy"]["mean"][-1] > 1 / 3 + 0.2, r["metrics"]["accuracy"]["mean"]
+    write_tree(tmp_path / "more", classes=1)  # a class added: the folder would split anew
+    os.rename(tmp_path / "more" / "class00", tmp_path / "data" / "a_new")
+    for attempt in (lambda: baselines.evaluate_baseline(config, str(tmp_path / "run")),
+                    lambda: pretrain.pretrain(config.replace(pretrain_iterations=60), str(tmp_path / "run"))):
+        with pytest.raises(UserError, match=r"was trained on other classes than the data holds now \(added: a_new"):
+            attempt()
