@@ -12,7 +12,7 @@ from maml_tf import layers  # noqa: F401  (registers maml_tf's layers for keras.
 from maml_tf.datasets import module_name, miniimagenet_io, omniglot_data, own_images, sinusoid
 from maml_tf.deploy.meta import MetaModel
 from maml_tf.errors import UserError
-from maml_tf.workdir import model_file
+from maml_tf.workdir import ckpt_index, model_file
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import ALGORITHMS, Config
 from maml_tf.experiment.experiment import build_model
@@ -100,7 +100,7 @@ def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {path}: {err}") from None
     config = config_from_dict(saved, path)
-    model = build_model(config, NetworkSpec(config, _folder_input_shape(config, workdir)))
+    model = _run_network(config, workdir)
     state = {"model": model}
     if config.algorithm == "reptile" and config.inner_optimizer == "adam":
         state["inner_moments"] = InnerMoments(model.trainable_variables)
@@ -109,6 +109,7 @@ def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
     params = step_variables(config, learner)  # MAML++'s BNWB (else None)
     state.update({k: v for k, v in (("inner_rates", rates), ("step_params", params))
                   if v is not None})
+    _check_network(model, workdir, iteration)
     restored = Checkpointer(workdir, state).restore_iteration(iteration)
     moments = state["inner_moments"].read() if "inner_moments" in state else None
     return MetaModel(model, config, moments, restored,
@@ -116,16 +117,38 @@ def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
                      params.read() if params is not None else None)
 
 
-def _folder_input_shape(config: Config, workdir: str):
-    """A folder run's input shape, from the model.keras it wrote (None for other datasets): a
-    shape guessed from the settings would load only the weights that fit, a wrong model."""
-    if not own_images(config.dataset):
-        return None
+def _run_network(config: Config, workdir: str) -> keras.Model:
+    """The run's network, its weights to come from the checkpoint: the architecture of the
+    model.keras the run wrote (the paper's network for its settings, or the user's own Keras
+    model it was meta-trained with), else the paper's network rebuilt from the settings."""
     path = os.path.join(workdir, "model.keras")
-    if not os.path.isfile(path):
+    if os.path.isfile(path):
+        return _load_keras(path).model
+    if own_images(config.dataset):  # its input shape came from its images
         raise UserError(f"{workdir} is a folder run without its model.keras (written with its first "
                         "checkpoint), which holds its input shape: train it, or load a .keras file")
-    return tuple(_load_keras(path).model.input_shape[1:])
+    return build_model(config, NetworkSpec(config))
+
+
+def _check_network(model: keras.Model, workdir: str, iteration: Optional[int]):
+    """UserError if the checkpoint to load holds another network than `model` (a run of a user's
+    own model whose model.keras is gone: the paper's network rebuilt would load untrained)."""
+    found = ckpt_index.on_disk(os.path.join(workdir, "checkpoints"))
+    found = [p for p in found if iteration is None or p.endswith(f"ckpt-{iteration}")]
+    if not found:
+        return  # the restore says what is missing
+    try:
+        status = tf.train.Checkpoint(model=model).restore(found[-1])
+        status.assert_existing_objects_matched()
+        status.expect_partial()
+    except (AssertionError, ValueError) as err:
+        if isinstance(err, ValueError) and "incompatible" not in str(err):
+            return  # a damaged file: the restore falls back to an older one and says so
+        raise UserError(f"the checkpoints of {workdir} hold another network than its settings "
+                        "build (a run of your own Keras model without its model.keras): load the "
+                        "model.keras it wrote, or rebuild your model and restore them into it") from None
+    except Exception:  # noqa: BLE001  (any other damage: left to the restore, as above)
+        return
 
 
 def _load_keras(path: str) -> MetaModel:

@@ -51,6 +51,25 @@ def test_stock_batch_norm_predict_after_training_matches_a_hand_computation(tmp_
     np.testing.assert_allclose(model.predict(x, verbose=0), z @ head_k + head_b, rtol=1e-5, atol=1e-5)
 
 
+def test_loading_a_run_of_a_user_model_gives_that_model_trained_never_a_fresh_paper_net(tmp_path):
+    import os
+
+    import pytest
+
+    import maml_tf
+    from maml_tf.errors import UserError
+
+    model = dropout_mlp()
+    train_and_evaluate(Config(**SINE, metatrain_iterations=4), str(tmp_path), model=model)
+    loaded = maml_tf.load(str(tmp_path))
+    assert loaded.model.count_params() == model.count_params()  # not the paper's 40-40 MLP
+    for a, b in zip(loaded.model.trainable_weights, model.trainable_weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    os.remove(tmp_path / "model.keras")  # then its settings rebuild the paper's network
+    with pytest.raises(UserError, match="hold another network than its settings build"):
+        maml_tf.load(str(tmp_path))
+
+
 def test_grad_clip_brings_a_gradient_above_the_bound_to_the_bound():
     var = tf.Variable([0.0, 0.0, 0.0])
     distribute.apply_mean(keras.optimizers.SGD(1.0), [tf.constant([5.0, -0.3, -7.0])], [var], 1.0)
