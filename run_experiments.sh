@@ -23,9 +23,12 @@ for arg in "$@"; do
     --save) SAVE=1 ;;
     --autosave=*) SAVE=1 AUTOSAVE=${arg#*=} ;;
     -h|--help) sed -n 2,12p "$0"; exit 0 ;;
-    *) ONLY=$arg ;;
+    -*) echo "error: unknown option $arg (./run_experiments.sh --help lists them)"; exit 1 ;;
+    *) [ -z "$ONLY" ] || { echo "error: one PATTERN at most, got '$ONLY' and '$arg'"; exit 1; }
+       ONLY=$arg ;;
   esac
 done
+MATCHED=0  # whether PATTERN selected a line (checked at the end)
 export LOGDIR=${LOGDIR:-$HOME/maml_tf_runs}  # exported: reports write run paths as $LOGDIR/...
 RESULTS=results
 if [ "$QUICK" = 1 ]; then LOGDIR=$LOGDIR/quick; RESULTS=$LOGDIR/results; fi
@@ -71,7 +74,7 @@ run() {
 }
 
 # wanted NAME: whether PATTERN selects the line NAME.
-wanted() { [[ -z $ONLY || $1 == *"$ONLY"* ]]; }
+wanted() { [[ -z $ONLY || $1 == *"$ONLY"* ]] && MATCHED=1; }
 # dir_of FLAGS...: the run directory those flags name, asked of the package (never spelled here).
 dir_of() { "$PY" -m maml_tf.main "$@" --print_run_dir; }
 # stored_or DIR: DIR (under $LOGDIR), else its committed copy in the run store (a fresh machine).
@@ -277,3 +280,7 @@ report nav-report "$PY" -m maml_tf.reports.rl_navigation --out "$RESULTS" \
   --also "first-order MAML (--stop_grad)=$(dir_of $NAV --metatrain_iterations=100 --stop_grad=True)/eval_test_goals40_lr0.1-0.05_iter100.json" \
   --trajectories "maml;pretrained;pretrained, validation-chosen step sizes" \
   --commands "$(sed -n '/^# BEGIN 2dnavigation/,/^# END 2dnavigation/p' "$0")"; fi
+if [ -n "$ONLY" ] && [ "$MATCHED" = 0 ]; then
+  echo "error: no run or report line's name contains '$ONLY'"
+  exit 1
+fi

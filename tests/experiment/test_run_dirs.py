@@ -55,3 +55,16 @@ def test_run_experiments_spells_no_run_directory():
                          r"(?:way|shot|mbs|conv|pretrained|scratch|seed|k\d)"
                          r"|\bmbs\d+\.|\.seed\d|\.conv\d\d|\.paths\d", script)
     assert not spelled, spelled
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--quik", "sinusoid"], "error: unknown option --quik"),  # would run the full-size lines
+    (["--quick", "sinusoid-report", "sinusoid-maml"], "error: one PATTERN at most"),
+    (["--quick", "no-such-line"], "error: no run or report line's name contains 'no-such-line'"),
+])
+def test_run_experiments_refuses_what_it_would_misread(tmp_path, args, said):
+    done = subprocess.run(["bash", os.path.join(ROOT, "run_experiments.sh"), *args], cwd=ROOT,
+                          env=dict(os.environ, LOGDIR=str(tmp_path), PYTHON=sys.executable),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout.strip().startswith(said), done.stdout + done.stderr
+    assert os.listdir(tmp_path) == []
