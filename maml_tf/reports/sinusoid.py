@@ -98,7 +98,11 @@ def figure_steps(evals, path):
 
 
 def runinfo(run_dir):
-    with open(os.path.join(run_dir, "runinfo.json")) as f:
+    path = os.path.join(run_dir, "runinfo.json")
+    if not os.path.isfile(path):  # the figures need the trained runs: no table of blanks
+        raise SystemExit(f"error: {run_dir} holds no trained run (no runinfo.json): train it first "
+                         "(./run_experiments.sh sinusoid)")
+    with open(path) as f:
         return json.load(f)
 
 
@@ -138,8 +142,12 @@ def main():
     parser.add_argument("--commands", default="", help="text of the commands that made the runs")
     args = parser.parse_args()
     dirs = {"maml": args.maml, "pretrained": args.pretrained}
-    evals = {name: load_evals(d) for name, d in dirs.items()}
     infos = {name: runinfo(d) for name, d in dirs.items()}
+    evals = {name: load_evals(d) for name, d in dirs.items()}
+    for name, found in evals.items():
+        if not found:
+            raise SystemExit(f"error: {dirs[name]} has no test evaluation (eval_test_*.json): run "
+                             "its -test lines (./run_experiments.sh sinusoid)")
     os.makedirs(args.out, exist_ok=True)
     figure_steps(evals, os.path.join(args.out, "sinusoid_mse_vs_steps.png"))
     figure_curves({n: restore(d) for n, d in dirs.items()},

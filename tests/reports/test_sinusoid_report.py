@@ -12,3 +12,21 @@ def test_table_cells_are_read_by_step_value():
     assert "| MAML | 10 | 0.01 | – | – | 1.000 ± 0.100 (median 0.900) |" in text
     full = {"mean": [4.0, 1.0], "ci95": [0.1] * 2, "median": [3.0, 0.9], "nonfinite": [0, 1]}
     assert sinusoid.cell(full, [0, 1], 1, 600) == "1.000 ± 0.100 (median 0.900); diverged on 1/600 tasks"
+
+
+def test_missing_runs_or_evaluations_are_one_error_line(tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+
+    import pytest
+
+    (tmp_path / "maml").mkdir()
+    argv = ["sinusoid", "--maml", str(tmp_path / "maml"), "--pretrained", str(tmp_path / "maml"),
+            "--out", str(tmp_path / "out")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match=r"^error: .*maml holds no trained run \(no runinfo.json\)"):
+        sinusoid.main()
+    (tmp_path / "maml" / "runinfo.json").write_text(json.dumps({"iterations": 5, "segments": []}))
+    with pytest.raises(SystemExit, match=r"^error: .*maml has no test evaluation"):
+        sinusoid.main()
+    assert not (tmp_path / "out").exists()
