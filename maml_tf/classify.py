@@ -17,7 +17,8 @@ from maml_tf.errors import UserError
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser = argparse.ArgumentParser(prog="python -m maml_tf.classify",
+                                     description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("--model", required=True, help="run directory, or a model.keras maml_tf wrote")
     parser.add_argument("--support", required=True, help="folder of class folders, each with its few images")
     parser.add_argument("--query", required=True, help="folder of images to classify")

@@ -48,11 +48,15 @@ def export(meta: MetaModel, directory: str, shots: int, steps=None, inner_lr=Non
     if meta.problem == "classification" and not 2 <= ways <= meta.num_classes:
         raise UserError(f"ways must be 2..{meta.num_classes} (the model's head), got {ways}")
     meta._check_adaptation(steps, inner_lr, meta.rates)  # learned step sizes: no inner_lr
-    if os.path.exists(directory) and os.listdir(directory):
+    if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
         raise UserError(f"{directory} exists and is not empty: give a new directory")
     with autodiff_batch_norm():
         module = _Exported(meta, shots, steps, inner_lr, ways)
-        tf.saved_model.save(module, directory, signatures={SIGNATURE: module.adapt_and_predict})
+        try:
+            tf.saved_model.save(module, directory, signatures={SIGNATURE: module.adapt_and_predict})
+        except (OSError, tf.errors.OpError) as err:
+            reason = getattr(err, "strerror", None) or str(getattr(err, "message", err)).splitlines()[0]
+            raise UserError(f"cannot write the SavedModel in {directory}: {reason}") from None
     return directory
 
 

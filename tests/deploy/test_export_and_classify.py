@@ -79,12 +79,17 @@ def test_savedmodel_adapts_and_predicts_as_the_library_without_maml_tf(tmp_path,
     assert np.abs(meta.predict(x, y, q, steps=0) - want).max() > 1e-3
 
 
-def test_export_refuses_a_non_empty_directory(tmp_path, capsys):
+@pytest.mark.parametrize("out, said", [
+    ("{run}", "error: {run} exists and is not empty: give a new directory"),
+    ("{run}/config.json", "error: --out {run}/config.json is a file: give a new directory"),
+    ("/proc/no_such/x", "error: --out /proc/no_such/x: cannot write in /proc"),
+])
+def test_export_refuses_an_out_it_cannot_write_in_one_line(tmp_path, capsys, out, said):
     run = toy_run(tmp_path / "run")
     with pytest.raises(SystemExit) as exit_:
-        export.main(["--run", run, "--out", run])
+        export.main(["--run", run, "--out", out.format(run=run)])
     assert exit_.value.code == 1
-    assert capsys.readouterr().err.strip() == f"error: {run} exists and is not empty: give a new directory"
+    assert capsys.readouterr().err.strip().startswith(said.format(run=run))
 
 
 def drawing(seed, size=105):
