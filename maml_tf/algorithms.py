@@ -159,7 +159,7 @@ def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, in
             **(pre or task_metrics("pre", query_loss, outputs, task.query_y, metric_fns)), **post}
 
     shapes = list(weights) + learned + learner.averaged(start)
-    out, mean_metrics = mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
+    out, mean_metrics = mean_over_tasks(*map_tasks(per_task, indexed_tasks(learner, tasks), shapes,
                                                    metric_names(metric_fns)))
     grads, state = split_state(learner, start, out, len(weights) + len(learned))
     return MetaResult(grads, mean_metrics, state, [])
@@ -194,7 +194,7 @@ def reptile_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task,
 
     n = len(weights) * (2 if keep_v else 1)
     shapes = list(weights) * (2 if keep_v else 1) + learner.averaged(start)
-    out, mean_metrics = mean_over_tasks(*map_tasks(per_task, indexed_tasks(tasks), shapes,
+    out, mean_metrics = mean_over_tasks(*map_tasks(per_task, indexed_tasks(learner, tasks), shapes,
                                                    metric_names(metric_fns)))
     mean, state = split_state(learner, start, out, n)
     carry = []

@@ -87,4 +87,4 @@ def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, i
         return {name: tf.stack([at[step][name] for step in record]) for name in names}
 
     signature = {name: tf.TensorSpec((len(record),), weights[0].dtype) for name in names}
-    return tf.map_fn(per_task, indexed_tasks(tasks), fn_output_signature=signature)
+    return tf.map_fn(per_task, indexed_tasks(learner, tasks), fn_output_signature=signature)

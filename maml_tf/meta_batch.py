@@ -20,8 +20,17 @@ def task_metrics(prefix, loss, outputs, y, metric_fns: MetricFns) -> Dict[str, t
     return out
 
 
-def indexed_tasks(tasks: Task):
-    """(tasks, their indices 0..n-1): map_fn's elements, so each task can fold in its index."""
+def indexed_tasks(learner: Learner, tasks: Task):
+    """(tasks, their indices 0..n-1): map_fn's elements, so each task can fold in its index.
+    ValueError for tasks without the leading meta-batch axis (map_fn would take each example
+    of one task for a task of its own)."""
+    rank = learner.input_rank
+    for name in ("support_x", "query_x"):
+        shape = tf.TensorShape(getattr(tasks, name).shape)  # a tensor's or an array's
+        if rank is not None and shape.rank is not None and shape.rank != rank + 1:
+            raise ValueError(f"{name} has shape {tuple(shape)}: a batch of tasks is "
+                             f"[meta_batch, examples, ...] ({rank + 1} axes for this model's "
+                             f"{rank}-axis inputs); one task is a batch of 1")
     return tasks, tf.range(tf.shape(tasks.support_x)[0])
 
 

@@ -1,5 +1,6 @@
 """Keras builders for the paper's networks and the `Learner` that calls any Keras model statelessly."""
 
+import inspect
 import warnings
 from typing import Callable, List, Optional, Sequence
 
@@ -51,6 +52,15 @@ class Learner:
             raise ValueError("build the Keras model (give it an Input shape) before meta-learning it")
         self.model = model
         self.trainable_variables = list(model.trainable_variables)
+        if not self.trainable_variables:
+            raise ValueError("the model has no trainable weights: nothing to meta-learn")
+        # A subclassed model's call() may take no `training` argument (then it has no
+        # Dropout or batch norm to switch): it is passed only to one that takes it.
+        params = inspect.signature(model.call).parameters
+        self._training_arg = "training" in params or any(
+            p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+        inputs = getattr(model, "inputs", None)  # a subclassed model has none to read
+        self.input_rank = len(inputs[0].shape) if inputs else None  # with its batch axis
         mask = default_inner_mask(model) if inner_mask is None else list(inner_mask)
         if len(mask) != len(self.trainable_variables):
             raise ValueError(f"inner_mask has {len(mask)} entries for {len(self.trainable_variables)} variables")
@@ -72,8 +82,8 @@ class Learner:
 
     def apply(self, weights, state, x):
         """(outputs, new state): one stateless forward pass; the state is not differentiated."""
-        outputs, new = self.model.stateless_call(list(weights), list(state), x,
-                                                 training=self.training)
+        kwargs = {"training": self.training} if self._training_arg else {}
+        outputs, new = self.model.stateless_call(list(weights), list(state), x, **kwargs)
         return outputs, [tf.stop_gradient(s) for s in new]
 
     def __call__(self, weights, x):

@@ -138,9 +138,8 @@ def _check_network(model: keras.Model, workdir: str, iteration: Optional[int]):
     if not found:
         return  # the restore says what is missing
     try:
-        status = tf.train.Checkpoint(model=model).restore(found[-1])
-        status.assert_existing_objects_matched()
-        status.expect_partial()
+        status = tf.train.Checkpoint(model=model).restore(found[-1]).expect_partial()
+        status.assert_existing_objects_matched()  # the model's weights: every one of them
     except (AssertionError, ValueError) as err:
         if isinstance(err, ValueError) and "incompatible" not in str(err):
             return  # a damaged file: the restore falls back to an older one and says so

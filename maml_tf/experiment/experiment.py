@@ -33,13 +33,25 @@ def build_model(config: Config, sampler) -> keras.Model:
 
 
 def check_model(model: keras.Model, sampler):
-    """UserError unless a user's model is built for the sampler's inputs and outputs."""
+    """UserError unless a user's model (functional, Sequential or subclassed) is built, has
+    weights to learn and maps a batch of the sampler's inputs to one float32 output of the
+    sampler's size: tried on a batch of zeros, so that no wrong shape is broadcast into the loss."""
     if not model.built:
         raise UserError("build the Keras model (give it an Input shape) before meta-learning it")
-    inputs, outputs = tuple(model.inputs[0].shape[1:]), model.outputs[0].shape[-1]
-    if inputs != tuple(sampler.input_shape) or outputs != sampler.output_dim:
-        raise UserError(f"the model maps {inputs} to {outputs} outputs; the data set needs "
-                        f"{tuple(sampler.input_shape)} to {sampler.output_dim}")
+    if not model.trainable_variables:
+        raise UserError("the model has no trainable weights: nothing to meta-learn")
+    shape, width = tuple(sampler.input_shape), sampler.output_dim
+    try:
+        out = model(np.zeros((2, *shape), np.float32), training=False)
+    except Exception as err:  # noqa: BLE001  (whatever Keras raises for inputs it cannot take)
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0]
+        raise UserError(f"the model cannot take a batch of the data set's inputs {shape}: "
+                        f"{reason}") from None
+    got = (f"{len(out)} outputs" if isinstance(out, (list, tuple, dict))
+           else f"{out.dtype.name if hasattr(out.dtype, 'name') else out.dtype} {list(out.shape)}")
+    if got != f"float32 [2, {width}]":
+        raise UserError(f"the model maps a batch of 2 inputs {shape} to {got}; the data set needs "
+                        f"one float32 output of shape [2, {width}]")
 
 
 class SeedStates(tf.Module):

@@ -70,6 +70,31 @@ def test_loading_a_run_of_a_user_model_gives_that_model_trained_never_a_fresh_pa
         maml_tf.load(str(tmp_path))
 
 
+def _sine_net(*layers, dtype="float32"):
+    inputs = keras.Input((1,), dtype=dtype)
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inputs, x)
+
+
+def test_a_model_whose_output_the_loss_would_broadcast_or_mix_is_refused(tmp_path):
+    import pytest
+
+    from maml_tf.errors import UserError
+
+    two = keras.Input((1,))
+    cases = {
+        "to float32 [2, 1, 1]": _sine_net(keras.layers.Dense(1), keras.layers.Reshape((1, 1))),
+        "to 2 outputs": keras.Model(two, [keras.layers.Dense(1)(two), keras.layers.Dense(1)(two)]),
+        "to float64 [2, 1]": _sine_net(keras.layers.Dense(1, dtype="float64"), dtype="float64"),
+        "has no trainable weights": _sine_net(keras.layers.Lambda(lambda t: 2 * t)),
+    }
+    for said, model in cases.items():
+        with pytest.raises(UserError, match=said.replace("[", r"\[")):
+            train_and_evaluate(Config(**SINE, metatrain_iterations=1), str(tmp_path / said), model=model)
+
+
 def test_grad_clip_brings_a_gradient_above_the_bound_to_the_bound():
     var = tf.Variable([0.0, 0.0, 0.0])
     distribute.apply_mean(keras.optimizers.SGD(1.0), [tf.constant([5.0, -0.3, -7.0])], [var], 1.0)
