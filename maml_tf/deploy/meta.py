@@ -24,6 +24,10 @@ from maml_tf.per_step import StepParams
 from maml_tf.types import Task
 
 
+DIVERGED = ("the predictions are NaN or infinite: the adaptation diverged; use a smaller inner_lr "
+            "or fewer steps")
+
+
 class InputError(UserError, ValueError):
     """Inputs that do not fit the model (shape, labels, classes, non-finite or out-of-range
     values, an inverted Omniglot image, a bad step size or number of steps)."""
@@ -70,8 +74,10 @@ class MetaModel:
         """
         x, y, ways = self._check_support(support_x, support_y)
         self._check_adaptation(steps, inner_lr, self.rates)
-        fast = self._fn("weights", self._shots(y), steps, inner_lr, ways)(x, y)
-        return self._keras_model([w.numpy() for w in fast], ways)
+        fast = [w.numpy() for w in self._fn("weights", self._shots(y), steps, inner_lr, ways)(x, y)]
+        if not all(np.isfinite(w).all() for w in fast):
+            raise InputError(DIVERGED.replace("predictions", "adapted weights"))
+        return self._keras_model(fast, ways)
 
     def predict(self, support_x, support_y, query_x, steps: Optional[int] = None,
                 inner_lr: Optional[float] = None) -> np.ndarray:
@@ -83,8 +89,7 @@ class MetaModel:
         self._check_adaptation(steps, inner_lr, self.rates)
         out = self._fn("predict", self._shots(y), steps, inner_lr, ways)(x, y, q).numpy()
         if not np.isfinite(out).all():  # never a table of NaN probabilities
-            raise InputError("the predictions are NaN or infinite: the adaptation diverged; use "
-                             "a smaller inner_lr or fewer steps")
+            raise InputError(DIVERGED)
         return out
 
     def graph_function(self, shots: float, steps: Optional[int] = None,
@@ -191,7 +196,14 @@ class MetaModel:
     def _check_support(self, support_x, support_y):
         x = self._check_inputs(support_x, "support_x")
         if self.problem == "regression":
-            y = np.asarray(support_y, dtype=np.float32).reshape(len(x), -1)
+            y = np.asarray(support_y, dtype=np.float32)
+            if y.shape == (len(x),) and self.num_classes == 1:
+                y = y[:, None]
+            if y.shape != (len(x), self.num_classes):
+                raise InputError(f"support_y has shape {y.shape}: the model regresses {len(x)} "
+                                 f"support inputs onto [{len(x)}, {self.num_classes}] targets")
+            if not np.isfinite(y).all():
+                raise InputError("support_y has NaN or infinite values")
             return x, y, None
         y = np.asarray(support_y)
         if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):

@@ -12,6 +12,7 @@ from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import build_model
 
 SIZE = 105  # the official Omniglot drawings' size
+SINE = Config(dataset="sinusoid", shots=10, eval_shots=10, norm="None", inner_lr=0.01)
 
 
 def strokes():
@@ -111,6 +112,28 @@ def test_a_proper_task_is_accepted(omniglot):
     probs = omniglot.predict(x, y, q, steps=0)
     assert probs.shape == (3, 3) and np.all(np.isfinite(probs))
     assert np.all(np.isfinite(omniglot.predict(x, y, q, steps=2, inner_lr=0.1)))
+
+
+@pytest.mark.parametrize("targets, said", [
+    (lambda y: np.concatenate([y, y], 1), r"support_y has shape \(10, 2\): the model regresses 10 support inputs onto \[10, 1\]"),
+    (lambda y: np.concatenate([y, y]).ravel(), r"support_y has shape \(20,\)"),
+    (lambda y: y[:5], r"support_y has shape \(5, 1\)"),
+    (lambda y: np.where(np.arange(10)[:, None] == 3, np.nan, y), "support_y has NaN or infinite values"),
+])
+def test_regression_targets_of_another_shape_or_not_finite_are_refused(targets, said):
+    meta = MetaModel(build_model(SINE, NetworkSpec(SINE)), SINE)
+    x = np.linspace(-5, 5, 10, dtype=np.float32)[:, None]
+    y = np.sin(x)
+    meta.predict(x, y.ravel(), x)  # [K] targets of a 1-output model are [K, 1]
+    for call in (lambda: meta.predict(x, targets(y), x), lambda: meta.adapt(x, targets(y))):
+        with pytest.raises(InputError, match=said):
+            call()
+
+
+def test_adapted_weights_that_diverged_are_refused(omniglot):
+    x, y, _ = task()
+    with pytest.raises(InputError, match="the adapted weights are NaN or infinite: the adaptation diverged"):
+        omniglot.adapt(x, y, steps=2, inner_lr=1e30)
 
 
 def test_a_support_set_of_one_class_is_refused(omniglot):
