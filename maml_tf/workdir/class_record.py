@@ -28,13 +28,18 @@ def check(workdir: str, classes: Optional[Classes], action: str = "resume"):
     """UserError if the run recorded other classes than `classes` (a run from before this record,
     or with none, is not checked)."""
     saved = read_json(os.path.join(workdir, CLASSES_FILE))
-    if classes is None or not isinstance(saved, dict) or saved == classes:
-        return
+    if classes is None or not _valid(saved) or saved == classes:
+        return  # a damaged record cannot be checked: training writes it again
     hint = ("train a new run (another --logdir or --run_name)" if action == "resume"
             else "evaluate it on the data it was trained on")
     raise UserError(f"{workdir} was trained on other classes than the data holds now "
                     f"({changes(saved, classes)}), so its splits would differ: put the data back "
                     f"as it was (its {CLASSES_FILE} lists each split's classes), or {hint}")
+
+
+def _valid(saved) -> bool:
+    return isinstance(saved, dict) and all(
+        isinstance(names, list) and all(isinstance(n, str) for n in names) for names in saved.values())
 
 
 def changes(then: Classes, now: Classes) -> str:
@@ -46,4 +51,4 @@ def changes(then: Classes, now: Classes) -> str:
              "in another split": sorted(n for n in set(split_now) & set(split_then)
                                         if split_now[n] != split_then[n])}
     return "; ".join(f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-                     for what, names in found.items() if names)
+                     for what, names in found.items() if names) or "the same classes in another order"
