@@ -123,8 +123,13 @@ def _run_network(config: Config, workdir: str) -> keras.Model:
     model it was meta-trained with), else the paper's network rebuilt from the settings."""
     path = os.path.join(workdir, "model.keras")
     if os.path.isfile(path):
-        return _load_keras(path).model
-    if own_images(config.dataset):  # its input shape came from its images
+        try:
+            return _load_keras(path).model
+        except UserError:
+            if own_images(config.dataset):
+                raise
+            # damaged: the paper's network rebuilt, which _check_network holds to the checkpoints
+    elif own_images(config.dataset):  # its input shape came from its images
         raise UserError(f"{workdir} is a folder run without its model.keras (written with its first "
                         "checkpoint), which holds its input shape: train it, or load a .keras file")
     return build_model(config, NetworkSpec(config))
