@@ -24,8 +24,8 @@ from maml_tf.per_step import StepParams
 from maml_tf.types import Task
 
 
-DIVERGED = ("the predictions are NaN or infinite: the adaptation diverged; use a smaller inner_lr "
-            "or fewer steps")
+def diverged(what: str) -> str:
+    return f"the {what} are NaN or infinite: the adaptation diverged; use a smaller inner_lr or fewer steps"
 
 
 class InputError(UserError, ValueError):
@@ -76,7 +76,7 @@ class MetaModel:
         self._check_adaptation(steps, inner_lr, self.rates)
         fast = [w.numpy() for w in self._fn("weights", self._shots(y), steps, inner_lr, ways)(x, y)]
         if not all(np.isfinite(w).all() for w in fast):
-            raise InputError(DIVERGED.replace("predictions", "adapted weights"))
+            raise InputError(diverged("adapted weights"))
         return self._keras_model(fast, ways)
 
     def predict(self, support_x, support_y, query_x, steps: Optional[int] = None,
@@ -89,7 +89,7 @@ class MetaModel:
         self._check_adaptation(steps, inner_lr, self.rates)
         out = self._fn("predict", self._shots(y), steps, inner_lr, ways)(x, y, q).numpy()
         if not np.isfinite(out).all():  # never a table of NaN probabilities
-            raise InputError(DIVERGED)
+            raise InputError(diverged("predictions"))
         return out
 
     def graph_function(self, shots: float, steps: Optional[int] = None,
