@@ -16,6 +16,7 @@ from PIL import Image
 from maml_tf.errors import UserError
 
 SPLITS = ("train", "val", "test")
+DEFAULT_SPLIT = "0.64,0.16,0.2"  # --folder_split's default: the fractions of miniImageNet's 64/16/20
 SPLIT_SEED = 1  # fixed (as omniglot's): every --seed of one dataset meta-trains on the same classes
 MAX_AUTO_SIZE = 84  # --image_size=0: the most common size, capped here
 IMAGE_EXTENSIONS = frozenset(e for e, f in Image.registered_extensions().items() if f in Image.OPEN)
@@ -103,6 +104,9 @@ def list_folder(root: str, fractions: str, min_images: int = 0) -> Listing:
     presplit = [d for d in top if d in SPLITS]
     skipped: List[str] = []
     if presplit:
+        if fractions != DEFAULT_SPLIT:  # a split asked for and silently not made would mislead
+            raise UserError(f"--folder_split={fractions} does not apply to {root}: its train/, val/ "
+                            "and test/ folders are the split (leave --folder_split out)")
         if len(presplit) < 3 or len(top) > 3:
             other = sorted(set(top) - set(SPLITS)) or sorted(set(SPLITS) - set(presplit))
             raise UserError(f"{root} has split folders ({', '.join(presplit)}) but "

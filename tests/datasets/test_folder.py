@@ -84,6 +84,10 @@ def test_presplit_layout_and_skipped_files(tmp_path, capsys):
     assert names["val"] == ["val/class06", "val/class07", "val/class08"]
     assert len(listing.classes[0].files) == 6
     assert "skipped 2 hidden or non-image files" in capsys.readouterr().err
+    # Fractions asked for on a folder that is already split would be ignored: refused instead.
+    one_line_error(lambda: folder_io.list_folder(root, "0.5,0.25,0.25"), "--folder_split=0.5,0.25,0.25",
+                   "does not apply", "leave --folder_split out")
+    assert Config().folder_split == folder_io.DEFAULT_SPLIT  # the refusal's "default" is the flag's
     os.makedirs(tmp_path / "data" / "test" / "class06")
     one_line_error(lambda: folder_io.list_folder(root, "0.64,0.16,0.2"), "class06", "disjoint")
     os.makedirs(tmp_path / "data" / "other")
