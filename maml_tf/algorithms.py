@@ -35,6 +35,14 @@ class MetaResult(NamedTuple):
     carry: Weights                  # the algorithm's carried state (Reptile + Adam: v..., step); else []
 
 
+def check_steps(steps, name: str = "steps") -> int:
+    """`steps` as a count of inner steps; ValueError for a negative or non-integer one (range()
+    would take -1 for no step at all and return the unadapted weights)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"{name} must be a non-negative int (a number of inner steps), got {steps!r}")
+    return steps
+
+
 def inner_step(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr,
                first_order: bool = False, mask: Optional[Sequence[bool]] = None, state=None):
     """One SGD step on (x, y): returns (new weights, loss before the step, outputs before it,
@@ -93,7 +101,7 @@ def adapt_task(learner: Learner, loop: InnerLoop, weights: Weights, task: Task, 
                model_state: Optional[Weights] = None) -> InnerState:
     """`steps` first-order steps of `loop` from `weights` (and the model's state, threaded)."""
     state = initial_state(weights, loop.moments, model_state)
-    for step in range(steps):
+    for step in range(check_steps(steps)):
         state, _, _ = adaptation_step(learner, loop, state, task, step)
     return state
 
@@ -103,7 +111,7 @@ def adapt(learner: Learner, loss_fn, weights: Weights, x, y, inner_lr: float, st
     """`steps` inner SGD steps of size `inner_lr` on (x, y), from `weights`; returns the fast
     weights. The model's state is threaded through the steps (each draws its own dropout mask)."""
     fast, state, loss_fn = list(weights), learner.state(), get_loss(loss_fn)
-    for _ in range(steps):
+    for _ in range(check_steps(steps)):
         fast, _, _, state = inner_step(learner, loss_fn, fast, x, y, inner_lr, first_order, mask,
                                        state)
     return fast
@@ -125,6 +133,7 @@ def maml_meta_grads(learner: Learner, loss_fn, weights: Weights, tasks: Task, in
     meta-gradient entries after the weights'; `step_weights` [inner_steps]: the meta-loss is
     Σ_i w_i · (query loss after step i+1), MAML++'s multi-step loss.
     """
+    check_steps(inner_steps, "inner_steps")
     metric_fns, loss_fn, start = metric_fns or {}, get_loss(loss_fn), learner.state()
     learned = (rates.learned() if rates else []) + (step_params.learned() if step_params else [])
     if step_weights is not None:
@@ -222,7 +231,7 @@ def reptile_adapt(learner: Learner, loss_fn, weights: Weights, task: Task, inner
     loop = InnerLoop(loss_fn, inner_lr, optimizer, batch_size, moments)
     state = initial_state(weights, moments, learner.state() if state is None else state)
     pre = None
-    for step in range(steps):
+    for step in range(check_steps(steps)):
         state, loss, outputs = adaptation_step(learner, loop, state, task, step)
         if pre is None:  # on the first inner batch
             y = support_batch(task, step, batch_size)[1]

@@ -8,7 +8,7 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from maml_tf.algorithms import InnerLoop, adaptation_step
+from maml_tf.algorithms import InnerLoop, adaptation_step, check_steps
 from maml_tf.meta_batch import MetricFns, Weights, indexed_tasks
 from maml_tf.inner_opt import AdamMoments, initial_state
 from maml_tf.inner_rates import LearnedRates
@@ -66,7 +66,7 @@ def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, i
     """
     metric_fns, loss_fn, start = metric_fns or {}, get_loss(loss_fn), learner.state()
     names = ["loss", *metric_fns]
-    record = list(range(steps + 1)) if record_steps is None else [int(s) for s in record_steps]
+    record = list(range(check_steps(steps) + 1)) if record_steps is None else [int(s) for s in record_steps]
     if not record or min(record) < 0 or max(record) > steps:
         raise ValueError(f"record_steps must lie in 0..{steps}, got {record_steps}")
     last = max(record)
@@ -81,7 +81,8 @@ def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, i
             if step in record:
                 outputs = predict(learner, state.weights, task, transductive, state.model_state)
                 at[step] = {"loss": loss_fn(task.query_y, outputs),
-                            **{name: fn(task.query_y, outputs) for name, fn in metric_fns.items()}}
+                            **{name: tf.reduce_mean(fn(task.query_y, outputs))  # per-example: averaged
+                               for name, fn in metric_fns.items()}}
             if step < last:
                 state, _, _ = adaptation_step(learner, loop, state, task, step)
         return {name: tf.stack([at[step][name] for step in record]) for name in names}

@@ -13,10 +13,11 @@ MetricFns = Dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
 
 
 def task_metrics(prefix, loss, outputs, y, metric_fns: MetricFns) -> Dict[str, tf.Tensor]:
-    """{prefix_loss: loss, prefix_<metric>: metric(y, outputs)...} of one task."""
+    """{prefix_loss: loss, prefix_<metric>: metric(y, outputs)...} of one task, each a scalar
+    (a per-example metric such as Keras' `sparse_categorical_accuracy` is averaged)."""
     out = {f"{prefix}_loss": loss}
     for name, fn in metric_fns.items():
-        out[f"{prefix}_{name}"] = fn(y, outputs)
+        out[f"{prefix}_{name}"] = tf.reduce_mean(fn(y, outputs))
     return out
 
 

@@ -116,6 +116,31 @@ def test_adapt_zero_steps_is_identity_and_variables_never_change(setup):
         np.testing.assert_array_equal(b, v.numpy())
 
 
+def test_negative_steps_are_refused_not_taken_as_none(setup):
+    learner, weights, tasks, _ = setup
+    for call in (lambda: algorithms.adapt(learner, metrics.mse, weights, tasks.support_x[0],
+                                          tasks.support_y[0], INNER_LR, -1),
+                 lambda: algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, -1),
+                 lambda: algorithms.reptile_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, 1.5)):
+        with pytest.raises(ValueError, match="non-negative int"):
+            call()
+
+
+def test_a_per_example_metric_is_averaged_per_task(setup):
+    learner, weights, tasks, _ = setup
+    per_example = {"abs": lambda y, p: tf.abs(y - p)[:, 0]}  # [examples], not a scalar
+    result = algorithms.maml_meta_grads(learner, metrics.mse, weights, tasks, INNER_LR, STEPS,
+                                        metric_fns=per_example)
+    assert result.metrics["post_abs"].shape == ()
+    expected = []
+    for t in range(tasks.support_x.shape[0]):
+        fast = algorithms.adapt(learner, metrics.mse, weights, tasks.support_x[t], tasks.support_y[t],
+                                INNER_LR, STEPS)
+        expected.append(np.abs(learner(fast, tasks.query_x[t]) - tasks.query_y[t]).mean())
+    expected = np.mean(expected)
+    np.testing.assert_allclose(float(result.metrics["post_abs"]), expected, rtol=1e-10)
+
+
 def test_batch_norm_offsets_are_outer_loop_only():
     model = models.conv_net((8, 8, 1), outputs=3, filters=4, seed=1)
     learner = models.Learner(model)
