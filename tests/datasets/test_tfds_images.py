@@ -80,6 +80,14 @@ class CifarNamesToy(tfds.core.GeneratorBasedBuilder):
                                       "coarse_label": COARSE.index(coarse[name])}
 
 
+class UnreachableToy(StripesToy):
+    """A dataset whose one file is on a host that does not resolve."""
+
+    def _split_generators(self, dl_manager):
+        dl_manager.download("https://no-such-host.invalid/unreachable_toy.zip")
+        return super()._split_generators(dl_manager)
+
+
 def toy_config(tmp_path, name="stripes_toy", **changes):
     base = dict(dataset=f"tfds:{name}", data_dir=str(tmp_path / "nothing_here"),
                 cache_dir=str(tmp_path / "cache"), ways=3, shots=1, queries=1, eval_shots=1,
@@ -145,3 +153,13 @@ def test_bad_names_one_line(tmp_path):
         datasets.get_sampler(toy_config(tmp_path, folder_split="cifar-fs"))
     with pytest.raises(UserError, match="tensorflow-datasets name"):
         toy_config(tmp_path, "Bad Name!")
+
+
+def test_a_download_without_network_fails_fast_in_one_line(tmp_path, caplog):
+    from tensorflow_datasets.core.download import downloader
+    retries = downloader.MAX_RETRIES
+    message = str(pytest.raises(UserError, datasets.get_sampler,
+                                toy_config(tmp_path, "unreachable_toy")).value)
+    assert "\n" not in message and "no-such-host.invalid" in message and "tfds build" in message
+    assert downloader.MAX_RETRIES == retries  # TFDS's own retries again for the caller's downloads
+    assert not [r for r in caplog.records if "Retrying" in r.getMessage()]  # TFDS: 10 per file
