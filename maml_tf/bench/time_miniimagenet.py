@@ -56,7 +56,7 @@ def time_command(flags, work, data_dir, iterations, interval):
     before, t0 = loadavg(), time.time()
     proc = subprocess.Popen([sys.executable, "-m", "maml_tf.main", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
-    stamps = []  # arrival time of each progress line (the printed it/s has one decimal only)
+    stamps = []  # arrival time of each progress line (the printed rate has 3 digits only)
     for line in proc.stdout:
         if line.startswith("[metatrain] iter"):
             stamps.append(time.time())

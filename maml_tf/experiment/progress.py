@@ -59,7 +59,9 @@ class ProgressLog:
 
     def __init__(self, config, workdir: str, good_checkpoint: Optional[Callable[[], str]] = None):
         self.config, self.sums, self.count = config, {}, 0
-        self.t_last = time.time()
+        # The rate is timed from the end of the process's first step: before it come the data's
+        # loading and the step's tracing (a resumed MiniImageNet run printed "0.0 it/s ETA 197 h").
+        self.t_last, self.timed = None, 0
         self.writer = tf.summary.create_file_writer(workdir) if config.log else None
         self.good_checkpoint = good_checkpoint
         self.first, self.diverged_at = {}, None
@@ -76,6 +78,10 @@ class ProgressLog:
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
         self.count += 1
+        if self.t_last is None:  # float() above waited for the step
+            self.t_last = time.time()
+        else:
+            self.timed += 1
 
     def _check_divergence(self, iteration: int, values: Dict[str, float]):
         for k, v in values.items():
@@ -93,13 +99,16 @@ class ProgressLog:
             return
         means = {k: v / self.count for k, v in self.sums.items()}
         now = time.time()
-        rate = self.count / max(now - self.t_last, 1e-9)
-        eta = (self.config.total_iterations - iteration) / max(rate, 1e-9)
+        speed = "-- it/s  ETA --:--:--"  # the first step alone: tracing, not speed
+        if self.timed:
+            rate = self.timed / max(now - self.t_last, 1e-9)
+            eta = (self.config.total_iterations - iteration) / rate
+            speed = f"{rate:.3g} it/s  ETA {clock(eta)}"
         shown = "  ".join(f"{k} {v:.4g}" for k, v in sorted(means.items()))
-        print(f"[{phase}] iter {iteration}/{self.config.total_iterations}  {rate:.1f} it/s  "
-              f"ETA {clock(eta)}  {shown}", flush=True)
+        print(f"[{phase}] iter {iteration}/{self.config.total_iterations}  {speed}  {shown}",
+              flush=True)
         self.scalars(iteration, {f"train/{k}": v for k, v in means.items()})
-        self.sums, self.count, self.t_last = {}, 0, now
+        self.sums, self.count, self.timed, self.t_last = {}, 0, 0, now
 
     def scalars(self, iteration: int, values: Dict[str, float]):
         if self.writer is None:

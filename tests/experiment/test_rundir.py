@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import evaluate, train
+from maml_tf.experiment import evaluate, progress, train
 from maml_tf.workdir import rundir
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
@@ -132,6 +132,22 @@ def test_a_diverging_loss_is_flagged_once(tmp_path, capsys):
         log.add(i, {"post_loss": loss, "pre_loss": 2.0})
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: post_loss 3e+06 at iteration 3 is over")
+
+
+def test_the_rate_leaves_out_start_up_and_the_first_step(tmp_path, capsys, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "time", lambda: now[0])
+    log = ProgressLog(Config(**{**TOY, "log": False, "metatrain_iterations": 1000}), str(tmp_path))
+    now[0] += 300.0  # data loading and the first step's tracing
+    log.add(1, {"post_loss": 1.0})
+    log.flush(1, "metatrain")
+    for i in range(2, 12):
+        now[0] += 2.0  # 0.5 it/s
+        log.add(i, {"post_loss": 1.0})
+    log.flush(11, "metatrain")
+    first, second = capsys.readouterr().out.splitlines()
+    assert "-- it/s  ETA --:--:--" in first
+    assert "0.5 it/s  ETA 00:32:58" in second  # 989 iterations left at 0.5 it/s
 
 
 def test_unwritable_logdir_stops_before_any_work(tmp_path):
