@@ -210,7 +210,7 @@ def test_real_miniimagenet_in_folder_layout_gives_the_same_arrays(tmp_path):
         for name in sorted(os.listdir(os.path.join(source, split, wnid)))[:40]:
             paths.append(os.path.join(source, split, wnid, name))
             os.symlink(paths[-1], tmp_path / "mini" / split / wnid / name)
-    cfg = config(tmp_path / "mini", tmp_path / "cache", ways=1)
+    cfg = config(tmp_path / "mini", tmp_path / "cache", ways=1, folder_split=folder_io.DEFAULT_SPLIT)
     sampler = datasets.get_sampler(cfg)
     assert sampler.input_shape == (84, 84, 3)
     np.testing.assert_array_equal(np.asarray(sampler.images), miniimagenet_io.decode_images(paths, source))
