@@ -48,7 +48,9 @@ def test_a_finished_run_ends_with_its_summary(reference):
         assert "cuInit" not in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+# SIGTERM (exit 143, nothing lost, the same message, a bit-identical end) is the second fault
+# of tests/bench/test_faults.py's campaign, after a SIGKILL.
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130)])
 def test_a_signal_saves_the_iteration_and_the_resumed_run_ends_identical(tmp_path, reference, sig, code):
     proc = start(tmp_path)
     wait_for_iteration(proc, 15)

@@ -40,6 +40,14 @@ def test_printed_directory_is_the_run_name(tmp_path, flags, config):
     assert not os.listdir(tmp_path)  # nothing written
 
 
+def test_each_baseline_gets_its_own_run_directory(tmp_path):
+    toy = [f"--logdir={tmp_path}", "--datasource=sinusoid", "--update_batch_size=5", "--meta_batch_size=4"]
+    names = {printed(*toy, "--metatrain_iterations=10"),
+             printed(*toy, "--metatrain_iterations=0", "--pretrain_iterations=10"),
+             printed(*toy, "--metatrain_iterations=0", "--pretrain_iterations=10", "--baseline=oracle")}
+    assert len(names) == 3 and sum("pretrained" in n for n in names) == 2, names
+
+
 def test_rl_directory_too(tmp_path):
     got = printed("--datasource=2dnavigation", f"--logdir={tmp_path}", "--metatrain_iterations=100",
                   "--stop_grad=True")

@@ -73,14 +73,6 @@ def test_main_checkpoints_resumes_and_evaluates(tmp_path):
     assert csv_rows[0] == "step,loss_mean,loss_std,loss_ci95,loss_median,loss_nonfinite" and len(csv_rows) == 5
 
 
-def test_each_baseline_gets_its_own_run_directory(tmp_path):
-    run_main(*toy_flags(tmp_path, 10))
-    run_main(*toy_flags(tmp_path, 0), "--pretrain_iterations=10")
-    run_main(*toy_flags(tmp_path, 0), "--pretrain_iterations=10", "--baseline=oracle")
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 3 and sum("pretrained" in n for n in names) == 2, names
-
-
 @pytest.mark.parametrize("flags, message", [
     (["--datasource=mnist"], "unknown datasource 'mnist'"),
     (["--num_classes=0"], "ways must be positive"),
