@@ -105,12 +105,8 @@ def test_evaluating_without_a_checkpoint_is_a_clear_error(tmp_path):
     assert line.startswith("error: no checkpoint for any iteration in")
 
 
-def test_diverging_loss_stops_with_a_clear_error(tmp_path):
-    proc = run_main(*toy_flags(tmp_path, 50), "--update_lr=1e6", "--meta_lr=10", check=False)
-    assert last_line(proc).startswith("error: loss became NaN/inf at iteration")
-
-
 def test_a_run_that_diverged_before_its_first_checkpoint_starts_afresh_with_the_advised_fix(tmp_path):
+    """A diverging loss stops main with one line; the command it advises then trains."""
     diverged = last_line(run_main(*toy_flags(tmp_path, 20), "--meta_lr=1e12", check=False))
     assert diverged.startswith("error: loss became NaN/inf at iteration") and "no checkpoint" in diverged
     again = run_main(*toy_flags(tmp_path, 20), "--meta_lr=0.001")  # the error's advice
