@@ -101,33 +101,9 @@ def list_folder(root: str, fractions: str, min_images: int = 0) -> Listing:
         raise UserError(f"--data_dir={root} is not a folder (--datasource=folder reads "
                         "DATA_DIR/<class>/<image> or DATA_DIR/{train,val,test}/<class>/<image>)")
     top = _visible_dirs(root)
-    presplit = [d for d in top if d in SPLITS]
     skipped: List[str] = []
-    if presplit:
-        if fractions != DEFAULT_SPLIT:  # a split asked for and silently not made would mislead
-            raise UserError(f"--folder_split={fractions} does not apply to {root}: its train/, val/ "
-                            "and test/ folders are the split (leave --folder_split out)")
-        if len(presplit) < 3 or len(top) > 3:
-            other = sorted(set(top) - set(SPLITS)) or sorted(set(SPLITS) - set(presplit))
-            raise UserError(f"{root} has split folders ({', '.join(presplit)}) but "
-                            f"{'not' if len(presplit) < 3 else 'also'} {', '.join(other)}: give "
-                            "train/, val/ and test/ with class folders in each, or only class folders")
-        classes, splits = [], {}
-        for split in SPLITS:
-            names = _visible_dirs(os.path.join(root, split))
-            if not names:
-                raise UserError(f"{os.path.join(root, split)} has no class sub-folders "
-                                "(one folder of images per class)")
-            found = [ClassFiles(f"{split}/{n}", _image_files(os.path.join(root, split, n), skipped))
-                     for n in names]
-            found = _enough(found, min_images, os.path.join(root, split))
-            splits[split] = np.arange(len(classes), len(classes) + len(found))
-            classes += found
-        seen = [c.name.split("/", 1)[1] for c in classes]
-        twice = sorted({n for n in seen if seen.count(n) > 1})
-        if twice:
-            raise UserError(f"class {twice[0]} is in more than one of {root}'s train/, val/ and "
-                            f"test/ ({len(twice)} such classes): the splits must be disjoint")
+    if any(d in SPLITS for d in top):
+        classes, splits = _presplit(root, top, fractions, min_images, skipped)
     else:
         if not top:
             raise UserError(f"{root} has no class sub-folders: --datasource=folder reads "
@@ -141,6 +117,36 @@ def list_folder(root: str, fractions: str, min_images: int = 0) -> Listing:
         print(f"folder: skipped {len(skipped)} hidden or non-image files in {root} ({shown}"
               f"{' ...' if len(skipped) > 3 else ''})", file=sys.stderr, flush=True)
     return Listing(root, tuple(classes), splits)
+
+
+def _presplit(root: str, top: List[str], fractions: str, min_images: int, skipped: List[str]):
+    """(classes, splits) of `root/{train,val,test}/<class>/`: the folders are the split."""
+    presplit = [d for d in top if d in SPLITS]
+    if fractions != DEFAULT_SPLIT:  # a split asked for and silently not made would mislead
+        raise UserError(f"--folder_split={fractions} does not apply to {root}: its train/, val/ "
+                        "and test/ folders are the split (leave --folder_split out)")
+    if len(presplit) < 3 or len(top) > 3:
+        other = sorted(set(top) - set(SPLITS)) or sorted(set(SPLITS) - set(presplit))
+        raise UserError(f"{root} has split folders ({', '.join(presplit)}) but "
+                        f"{'not' if len(presplit) < 3 else 'also'} {', '.join(other)}: give "
+                        "train/, val/ and test/ with class folders in each, or only class folders")
+    classes, splits = [], {}
+    for split in SPLITS:
+        names = _visible_dirs(os.path.join(root, split))
+        if not names:
+            raise UserError(f"{os.path.join(root, split)} has no class sub-folders "
+                            "(one folder of images per class)")
+        found = [ClassFiles(f"{split}/{n}", _image_files(os.path.join(root, split, n), skipped))
+                 for n in names]
+        found = _enough(found, min_images, os.path.join(root, split))
+        splits[split] = np.arange(len(classes), len(classes) + len(found))
+        classes += found
+    seen = [c.name.split("/", 1)[1] for c in classes]
+    twice = sorted({n for n in seen if seen.count(n) > 1})
+    if twice:
+        raise UserError(f"class {twice[0]} is in more than one of {root}'s train/, val/ and "
+                        f"test/ ({len(twice)} such classes): the splits must be disjoint")
+    return classes, splits
 
 
 def _enough(classes: List[ClassFiles], min_images: int, where: str) -> List[ClassFiles]:
