@@ -66,7 +66,8 @@ def adaptation_curve(learner: Learner, loss_fn, weights: Weights, tasks: Task, i
     """
     metric_fns, loss_fn, start = metric_fns or {}, get_loss(loss_fn), learner.state()
     names = ["loss", *metric_fns]
-    record = list(range(check_steps(steps) + 1)) if record_steps is None else [int(s) for s in record_steps]
+    check_steps(steps)
+    record = list(range(steps + 1)) if record_steps is None else [int(s) for s in record_steps]
     if not record or min(record) < 0 or max(record) > steps:
         raise ValueError(f"record_steps must lie in 0..{steps}, got {record_steps}")
     last = max(record)
