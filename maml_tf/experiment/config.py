@@ -152,7 +152,7 @@ class Config:
         for name in ["inner_steps", "eval_inner_steps", "pretrain_iterations",
                      "metatrain_iterations", "val_interval", "grad_clip", "patience", "inner_batch_size",
                      "eval_inner_batch_size",
-                     "meta_step_final"]:
+                     "meta_step_final", "seed", "eval_seed"]:  # numpy's seeds are non-negative
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.inner_steps == 0 and self.metatrain_iterations:  # the meta-gradient needs a step

@@ -13,6 +13,7 @@ from maml_tf.errors import UserError
 from maml_tf.experiment import recorded
 from maml_tf.workdir import class_record, identity, model_file, rundir, snapshot
 from maml_tf.workdir.checkpoints import Checkpointer
+from maml_tf.experiment.config import Config
 from maml_tf.experiment.run_id import evaluation_fields
 from maml_tf.experiment.experiment import Experiment
 from maml_tf.metrics import mean_and_ci95
@@ -70,6 +71,8 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
     restored = ckpt.restore_best() if best else ckpt.restore_iteration(iteration)
     if best and not config.eval_dir:
         _write_missing_best_model(exp, workdir, restored)
+    stem = _stem(config, out, restored)
+    kept = _check_replacing(stem, _defining(config, workdir))  # before the work, not after it
     steps = recorded.eval_steps(config.eval_inner_steps, config.eval_record_steps)
     stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
                              config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,
@@ -78,19 +81,53 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
         "dataset": config.dataset, "split": config.eval_split, "iteration": restored,
         "num_tasks": config.eval_tasks, "ways": config.ways, "shots": config.eval_shots,
         "queries": config.eval_queries, "inner_lr": config.eval_inner_lr,
-        "steps": steps, "eval_seed": config.eval_seed,
+        "steps": steps, **_defining(config, workdir),
         "algorithm": config.algorithm, "transductive": config.transductive,
         "checkpoint": "best-validation" if best else "newest" if iteration in (None, -1) else "chosen",
         "metrics": {k: {s: np.asarray(v[s]).tolist() for s in STATS} for k, v in stats.items()},
     }
-    prefix = "eval_best_" if best else "eval_"  # reports read eval_<split>_* as the newest model's
     os.makedirs(out, exist_ok=True)
-    stem = os.path.join(out, prefix + f"{config.eval_split}_shots{config.eval_shots}"
-                                 f"_lr{config.eval_inner_lr:g}_iter{restored}"
-                                 + ("" if config.transductive else "_nontransductive"))
     print_summary(result)  # first: the numbers are not lost if writing them fails
+    if kept:
+        print(f"replacing {stem}.json ({kept})", flush=True)
     write_result(stem, result)
     return result
+
+
+def _stem(config, out: str, iteration: int) -> str:
+    """The result's path without .json/.csv. Reports read eval_<split>_* as the newest model's
+    and eval_best_* as the best-validation one's; another task seed than every model's gets
+    its own file (`_seed<S>`)."""
+    prefix = "eval_best_" if config.test_best else "eval_"
+    seed = "" if config.eval_seed == Config.eval_seed else f"_seed{config.eval_seed}"  # the default's
+    return os.path.join(out, prefix + f"{config.eval_split}_shots{config.eval_shots}"
+                        f"_lr{config.eval_inner_lr:g}_iter{iteration}{seed}"
+                        + ("" if config.transductive else "_nontransductive"))
+
+
+def _defining(config, workdir: str) -> Dict:
+    """What makes two evaluations under one file name different ones, beside the name's own K,
+    step size, iteration, seed and mode (tasks and steps only refine one evaluation)."""
+    return {"eval_seed": config.eval_seed, "queries": config.eval_queries,
+            "eval_inner_batch_size": config.eval_inner_batch_size,
+            "run": os.path.basename(os.path.normpath(workdir))}
+
+
+def _check_replacing(stem: str, defining: Dict) -> str:
+    """UserError if `stem`.json holds another evaluation (other queries, inner batches, or
+    another run's, in a shared --eval_dir); else what it held, if anything ("" if nothing)."""
+    try:
+        with open(stem + ".json") as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return ""  # none, or unreadable: nothing of value to keep
+    if not isinstance(old, dict):
+        return ""
+    changed = [f"{k} {old[k]} -> {v}" for k, v in defining.items() if k in old and old[k] != v]
+    if changed:
+        raise UserError(f"{stem}.json holds another evaluation ({', '.join(changed)}): evaluate "
+                        "into another folder with --eval_dir=DIR, or move that file away")
+    return f"it held {old.get('num_tasks')} tasks, steps {old.get('steps')}"
 
 
 def _write_missing_best_model(exp, workdir: str, iteration: int):

@@ -16,7 +16,7 @@ import os
 import re
 from typing import Dict, List, Optional
 
-from maml_tf.reports.runs import accuracy_at, hours_until, validation_of
+from maml_tf.reports.runs import accuracy_at, hours_until, newest_at_own_step_size, validation_of
 from maml_tf.reports.runs import status as run_status
 from maml_tf.reports.writer import hardware, write_report
 
@@ -34,17 +34,14 @@ EVAL_NAME = re.compile(r"eval_test_shots(\d+)_lr[^_]+_iter(\d+)(_nontransductive
 
 
 def newest_eval(run_dir: str, shots: int, transductive: bool) -> Optional[Dict]:
-    """The test-split evaluation JSON of the newest evaluated checkpoint with this K and mode."""
-    best = None
+    """The test-split evaluation JSON of the newest evaluated checkpoint with this K and mode,
+    at the run's own step size."""
+    found = []
     for path in glob.glob(os.path.join(run_dir, "eval_test_shots*_iter*.json")):
         m = EVAL_NAME.search(os.path.basename(path))
         if m and int(m.group(1)) == shots and (m.group(3) is None) == transductive:
-            if best is None or int(m.group(2)) > best[0]:
-                best = (int(m.group(2)), path)
-    if best is None:
-        return None
-    with open(best[1]) as f:
-        return json.load(f)
+            found.append((int(m.group(2)), path))
+    return newest_at_own_step_size(run_dir, found)
 
 
 def training_speed(run_dir: str) -> Optional[Dict]:

@@ -1,7 +1,6 @@
 """What a paper row reads from its run directory: the newest and best-validation test evaluations, the validation history, iterations, wall time and status."""
 
 import glob
-import json
 import os
 import re
 from typing import Dict, List, Optional
@@ -21,16 +20,25 @@ def find_run(logdirs: List[str], run: str) -> Optional[str]:
 
 def test_eval(run_dir: str, shots: int, best: bool = False) -> Optional[Dict]:
     """The meta-test evaluation (K = shots) of the newest evaluated checkpoint, or of the
-    best-validation model (`best`), or None."""
+    best-validation model (`best`), or None; at the run's own step size only (an evaluation at
+    another --update_lr is a side experiment, not the row's number)."""
     found = []
     for path in glob.glob(os.path.join(run_dir, "eval_*test_shots*_iter*.json")):
         m = EVAL_NAME.search(os.path.basename(path))
         if m and bool(m.group(1)) == best and int(m.group(2)) == shots:
             found.append((int(m.group(3)), path))
-    if not found:
-        return None
-    with open(max(found)[1]) as f:
-        return json.load(f)
+    return newest_at_own_step_size(run_dir, found)
+
+
+def newest_at_own_step_size(run_dir: str, found: List) -> Optional[Dict]:
+    """Of `found` [(iteration, path of an evaluation JSON)], the newest evaluated with the run's
+    own evaluation step size (config.json's eval_inner_lr; any, if the run has none)."""
+    own = (read_json(os.path.join(run_dir, "config.json")) or {}).get("eval_inner_lr")
+    for _, path in sorted(found, reverse=True):
+        result = read_json(path)
+        if isinstance(result, dict) and (own is None or result.get("inner_lr") == own):
+            return result
+    return None
 
 
 def trained(run_dir: str) -> Dict:

@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from maml_tf.experiment.config import Config
+
 PAPER = {"maml": {1: 0.67, 5: 0.38, 10: 0.35}, "pretrained": {1: 2.41, 5: 2.23, 10: 2.19}}
 STEPS_SHOWN = (1, 5, 10)
 LABELS = {"maml": "MAML", "pretrained": "pretrained"}
@@ -23,6 +25,8 @@ def load_evals(run_dir: str):
     for path in sorted(glob.glob(os.path.join(run_dir, "eval_test_*.json"))):
         with open(path) as f:
             r = json.load(f)
+        if r.get("eval_seed", Config.eval_seed) != Config.eval_seed:  # other tasks than every model's
+            continue
         key = (r["shots"], r["inner_lr"])
         if key not in found or r["iteration"] > found[key]["iteration"]:
             found[key] = r

@@ -171,6 +171,28 @@ def test_evaluation_prints_its_numbers_before_a_failed_write(run, monkeypatch, c
     assert "loss after step  0:" in capsys.readouterr().out
 
 
+def test_an_evaluation_never_silently_replaces_another_one(run, tmp_path, capsys):
+    config, workdir = run
+    plain = config.replace(eval_tasks=4, test_iter=20)
+    evaluate.evaluate_checkpoint(plain, workdir)
+    stem = os.path.join(workdir, "eval_val_shots5_lr0.001_iter20")
+    assert json.load(open(stem + ".json"))["run"] == os.path.basename(workdir)
+    # other tasks: their own file; the same evaluation again: replaced, and said so
+    evaluate.evaluate_checkpoint(plain.replace(eval_seed=7), workdir)
+    assert json.load(open(stem + "_seed7.json"))["eval_seed"] == 7
+    evaluate.evaluate_checkpoint(plain.replace(eval_tasks=6), workdir)
+    assert "replacing " + stem + ".json (it held 4 tasks" in capsys.readouterr().out
+    # other query sets under the same name, or another run's file in a shared --eval_dir: refused
+    with pytest.raises(UserError, match=r"holds another evaluation \(queries 5 -> 3\).*--eval_dir"):
+        evaluate.evaluate_checkpoint(plain.replace(eval_queries=3), workdir)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "eval_val_shots5_lr0.001_iter20.json").write_text(json.dumps({"run": "another.run"}))
+    with pytest.raises(UserError, match="run another.run -> "):
+        evaluate.evaluate_checkpoint(plain.replace(eval_dir=str(shared)), workdir)
+    assert json.load(open(stem + ".json"))["num_tasks"] == 6
+
+
 def test_nothing_to_train_and_the_datasource_list_are_clear(tmp_path):
     with pytest.raises(UserError, match="nothing to train"):
         train.train_and_evaluate(Config(**{**TOY, "metatrain_iterations": 0}), str(tmp_path))

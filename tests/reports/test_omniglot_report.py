@@ -70,3 +70,22 @@ def test_sparse_evaluations_and_validation_rows_are_read_by_step(tmp_path):
     finally:
         runs.at_step = real
     assert plotted == [0.8, 0.9, 0.2, 0.2]  # after step 3 for both rows, then before adaptation
+
+
+def test_an_evaluation_at_another_step_size_is_not_the_row(tmp_path):
+    """A quick side evaluation at --update_lr=0.8 of a newer checkpoint leaves the row at the
+    run's own step size (0.4), as does one of another task seed (its file is `_seed7`)."""
+    run = tmp_path / "logs" / omniglot.SETTINGS[0][1]
+    write_run(run, [("eval_", 3000, 0.96)], [(3000, 0.85)], iterations=3500)
+    (run / "config.json").write_text(json.dumps({"patience": 0, "eval_inner_lr": 0.4}))
+    (run / "eval_test_shots1_lr0.8_iter3500.json").write_text(json.dumps(
+        {"iteration": 3500, "num_tasks": 10, "inner_lr": 0.8,
+         "metrics": {"accuracy": {"mean": [0.2] + [0.5] * 10, "ci95": [0.1] * 11}}}))
+    (run / "eval_test_shots1_lr0.4_iter3500_seed7.json").write_text(
+        (run / "eval_test_shots1_lr0.8_iter3500.json").read_text().replace("0.8", "0.4"))
+    for name in os.listdir(run):  # the row's own evaluation records the run's step size
+        if name == "eval_test_shots1_lr0.4_iter3000.json":
+            result = json.loads((run / name).read_text())
+            (run / name).write_text(json.dumps({**result, "inner_lr": 0.4}))
+    rows = omniglot.collect([str(tmp_path / "logs")])
+    assert rows[0]["newest"]["mean"] == 96.0 and rows[0]["newest"]["iteration"] == 3000
