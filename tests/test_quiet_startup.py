@@ -35,9 +35,11 @@ def test_classify_and_export_errors_after_tensorflow_loads_are_quiet(tmp_path):
 
 
 def test_fits_is_quiet_and_a_missing_run_is_one_line(tmp_path):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.json").write_text(Config(eval_inner_steps=1).to_json())
-    proc = run("maml_tf.reports.fits", "run", cwd=tmp_path)  # an untrained sinusoid network
+    from maml_tf.experiment import train
+
+    train.train_and_evaluate(Config(metatrain_iterations=1, checkpoint_interval=1, val_interval=0,
+                                    eval_inner_steps=1, log=False), str(tmp_path / "run"))
+    proc = run("maml_tf.reports.fits", "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert_quiet(proc)
     assert (tmp_path / "run" / "fits.png").exists()

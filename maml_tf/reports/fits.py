@@ -17,13 +17,17 @@ def check_run(run_dir: str):
     """UserError unless `run_dir` holds a sinusoid run (read before TensorFlow loads)."""
     try:
         with open(os.path.join(run_dir, "config.json")) as f:
-            dataset = json.load(f).get("dataset")
+            config = json.load(f)
     except OSError as err:
         raise UserError(f"{run_dir} is not a run directory: no readable config.json ({err.strerror})") from None
     except ValueError:
         raise UserError(f"{os.path.join(run_dir, 'config.json')} is damaged (not JSON)") from None
+    dataset = config.get("dataset") if isinstance(config, dict) else None
     if dataset != "sinusoid":
         raise UserError(f"{run_dir} is a {dataset} run: fits are drawn for sinusoid runs")
+    if config.get("oracle"):
+        raise UserError(f"{run_dir} is an oracle run: its network reads each task's amplitude and "
+                        "phase beside x, so it has no curve of x alone to draw")
 
 
 def main(argv=None):
@@ -33,8 +37,8 @@ def main(argv=None):
     path = os.path.join(args.run_dir, "fits.png")
     try:
         check_run(args.run_dir)
-        exp = restore(args.run_dir)
-        figure_curves({"maml": exp}, path, shots=exp.config.eval_shots, inner_lr=exp.config.eval_inner_lr)
+        meta = restore(args.run_dir)
+        figure_curves({"run": meta}, path, shots=meta.config.eval_shots)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

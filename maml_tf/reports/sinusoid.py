@@ -34,41 +34,45 @@ def load_evals(run_dir: str):
 
 
 def restore(run_dir: str):
-    """The run's Experiment with its latest checkpoint restored."""
-    from maml_tf.workdir.checkpoints import Checkpointer
-    from maml_tf.experiment.config import Config
-    from maml_tf.experiment.experiment import Experiment
+    """The run's meta-learned model (`maml_tf.load`: its newest checkpoint, adapting as the run
+    does, learned step sizes included); UserError for a run without a checkpoint."""
+    from maml_tf.deploy.loading import load
 
-    with open(os.path.join(run_dir, "config.json")) as f:
-        exp = Experiment(Config(**json.load(f)).replace(strategy="default"))  # one device to plot
-    Checkpointer(run_dir, exp.state()).restore_latest()
-    return exp
+    return load(run_dir)
 
 
-def figure_curves(runs, path, shots=10, inner_lr=0.01, seed=2024):
-    """Figure 2: fitted curves after 1 and 10 steps on a few test tasks, MAML vs pretrained."""
+def label(meta) -> str:
+    """What trained the model: a figure's title must not call a baseline MAML."""
+    c = meta.config
+    if not c.metatrain_iterations:
+        return "pretrained"
+    return "Reptile" if c.algorithm == "reptile" else "first-order MAML" if c.first_order else "MAML"
+
+
+def figure_curves(runs, path, shots=10, inner_lr=None, seed=2024):
+    """Figure 2: fitted curves after 1 and 10 steps on a few test tasks of each of `runs`
+    ({name: meta-learned model}), at `inner_lr` (None: each run's own; a run with learned step
+    sizes always uses them)."""
     import matplotlib.pyplot as plt
-
-    from maml_tf import algorithms, metrics
 
     rng = np.random.default_rng(seed)
     tasks = [(rng.uniform(0.1, 5.0), rng.uniform(0, np.pi)) for _ in range(3)]
     grid = np.linspace(-5, 5, 200, dtype=np.float32)[:, None]
     fig, axes = plt.subplots(len(runs), len(tasks), figsize=(4 * len(tasks), 3 * len(runs)),
                              squeeze=False)
-    for row, (name, exp) in enumerate(runs.items()):
+    for row, meta in enumerate(runs.values()):
+        lr = None if meta.rates is not None else inner_lr
         for col, (amp, phase) in enumerate(tasks):
             x = rng.uniform(-5, 5, size=(shots, 1)).astype(np.float32)
             y = (amp * np.sin(x - phase)).astype(np.float32)
             ax = axes[row][col]
             ax.plot(grid, amp * np.sin(grid - phase), "r", label="ground truth")
             for steps, style in ((0, ":"), (1, "--"), (10, "-")):
-                fast = algorithms.adapt(exp.learner, metrics.mse, exp.learner.weights(), x, y,
-                                        inner_lr, steps)
-                ax.plot(grid, exp.learner(fast, grid).numpy(), style,
+                adapted = meta.adapt(x, y, steps=steps, inner_lr=lr)
+                ax.plot(grid, adapted.predict(grid, batch_size=len(grid), verbose=0), style,
                         label=f"{steps} step{'s' if steps != 1 else ''}" if steps else "pre-update")
             ax.plot(x, y, "k^", label=f"{shots} points used")
-            ax.set_title(f"{LABELS[name]}, A={amp:.2f}, phase={phase:.2f}")
+            ax.set_title(f"{label(meta)}, A={amp:.2f}, phase={phase:.2f}")
             ax.set_ylim(-6, 6)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
@@ -155,7 +159,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     figure_steps(evals, os.path.join(args.out, "sinusoid_mse_vs_steps.png"))
     figure_curves({n: restore(d) for n, d in dirs.items()},
-                  os.path.join(args.out, "sinusoid_fitted_curves.png"))
+                  os.path.join(args.out, "sinusoid_fitted_curves.png"), inner_lr=0.01)  # the paper's
     hw = infos["maml"]["segments"][-1]["hardware"]
     with open(os.path.join(args.out, "sinusoid.json"), "w") as f:
         json.dump({"paper": PAPER, "runs": {n: {"run_dir": os.path.basename(dirs[n]),

@@ -30,3 +30,44 @@ def test_missing_runs_or_evaluations_are_one_error_line(tmp_path, monkeypatch, c
     with pytest.raises(SystemExit, match=r"^error: .*maml has no test evaluation"):
         sinusoid.main()
     assert not (tmp_path / "out").exists()
+
+
+def test_fits_draw_what_the_run_learned_and_refuse_what_they_cannot_draw(tmp_path, capsys, monkeypatch):
+    """Fits of a Meta-SGD run adapt with its learned step sizes, under its own name; a run
+    without a checkpoint (drawn untrained before) or an oracle run is one error line."""
+    import json
+
+    import pytest
+
+    from maml_tf.deploy import meta as deploy_meta
+    from maml_tf.experiment import train
+    from maml_tf.experiment.config import Config
+    from maml_tf.reports import fits
+
+    config = Config(dataset="sinusoid", norm="None", shots=5, queries=5, eval_shots=5, eval_queries=5,
+                    meta_batch_size=2, metatrain_iterations=2, checkpoint_interval=2, val_interval=0,
+                    learned_inner_lr="per_param", log=False)
+    run = tmp_path / "meta_sgd"
+    train.train_and_evaluate(config, str(run))
+    asked = []
+    adapt = deploy_meta.MetaModel.adapt
+    monkeypatch.setattr(deploy_meta.MetaModel, "adapt",
+                        lambda self, x, y, steps=None, inner_lr=None: asked.append(inner_lr)
+                        or adapt(self, x, y, steps, inner_lr))
+    titles = []
+    monkeypatch.setattr(sinusoid, "label", lambda meta, real=sinusoid.label: titles.append(real(meta))
+                        or titles[-1])
+    fits.main([str(run)])
+    assert (run / "fits.png").exists() and set(asked) == {None} and set(titles) == {"MAML"}
+    empty = tmp_path / "untrained"
+    empty.mkdir()
+    (empty / "config.json").write_text(config.to_json())
+    oracle = tmp_path / "oracle"
+    oracle.mkdir()
+    (oracle / "config.json").write_text(json.dumps({**json.loads(config.to_json()), "oracle": True}))
+    for where, said in ((empty, "checkpoint"), (oracle, "is an oracle run")):
+        with pytest.raises(SystemExit):
+            fits.main([str(where)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and said in err[0], err
+        assert not (where / "fits.png").exists()
