@@ -72,7 +72,7 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
     if best and not config.eval_dir:
         _write_missing_best_model(exp, workdir, restored)
     stem = _stem(config, out, restored)
-    kept = _check_replacing(stem, _defining(config, workdir))  # before the work, not after it
+    kept = check_replacing(stem, defining(config, workdir))  # before the work, not after it
     steps = recorded.eval_steps(config.eval_inner_steps, config.eval_record_steps)
     stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
                              config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,
@@ -81,7 +81,7 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
         "dataset": config.dataset, "split": config.eval_split, "iteration": restored,
         "num_tasks": config.eval_tasks, "ways": config.ways, "shots": config.eval_shots,
         "queries": config.eval_queries, "inner_lr": config.eval_inner_lr,
-        "steps": steps, **_defining(config, workdir),
+        "steps": steps, **defining(config, workdir),
         "algorithm": config.algorithm, "transductive": config.transductive,
         "checkpoint": "best-validation" if best else "newest" if iteration in (None, -1) else "chosen",
         "metrics": {k: {s: np.asarray(v[s]).tolist() for s in STATS} for k, v in stats.items()},
@@ -99,13 +99,18 @@ def _stem(config, out: str, iteration: int) -> str:
     and eval_best_* as the best-validation one's; another task seed than every model's gets
     its own file (`_seed<S>`)."""
     prefix = "eval_best_" if config.test_best else "eval_"
-    seed = "" if config.eval_seed == Config.eval_seed else f"_seed{config.eval_seed}"  # the default's
+    seed = seed_suffix(config)
     return os.path.join(out, prefix + f"{config.eval_split}_shots{config.eval_shots}"
                         f"_lr{config.eval_inner_lr:g}_iter{iteration}{seed}"
                         + ("" if config.transductive else "_nontransductive"))
 
 
-def _defining(config, workdir: str) -> Dict:
+def seed_suffix(config) -> str:
+    """'' for the tasks every model is tested on (the default --eval_seed), else `_seed<S>`."""
+    return "" if config.eval_seed == Config.eval_seed else f"_seed{config.eval_seed}"
+
+
+def defining(config, workdir: str) -> Dict:
     """What makes two evaluations under one file name different ones, beside the name's own K,
     step size, iteration, seed and mode (tasks and steps only refine one evaluation)."""
     return {"eval_seed": config.eval_seed, "queries": config.eval_queries,
@@ -113,7 +118,7 @@ def _defining(config, workdir: str) -> Dict:
             "run": os.path.basename(os.path.normpath(workdir))}
 
 
-def _check_replacing(stem: str, defining: Dict) -> str:
+def check_replacing(stem: str, settings: Dict) -> str:
     """UserError if `stem`.json holds another evaluation (other queries, inner batches, or
     another run's, in a shared --eval_dir); else what it held, if anything ("" if nothing)."""
     try:
@@ -123,7 +128,7 @@ def _check_replacing(stem: str, defining: Dict) -> str:
         return ""  # none, or unreadable: nothing of value to keep
     if not isinstance(old, dict):
         return ""
-    changed = [f"{k} {old[k]} -> {v}" for k, v in defining.items() if k in old and old[k] != v]
+    changed = [f"{k} {old[k]} -> {v}" for k, v in settings.items() if k in old and old[k] != v]
     if changed:
         raise UserError(f"{stem}.json holds another evaluation ({', '.join(changed)}): evaluate "
                         "into another folder with --eval_dir=DIR, or move that file away")

@@ -177,26 +177,41 @@ def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
     fixed tasks (the pretrained weights of `config.test_iter`, -1: the validation-chosen best);
     writes eval_<split>_shots<K>_lr<a>_iter<N>_<ways>way_<finetune>_bn<bn>.{json,csv}."""
     config.validate()
+    _check_baseline_evaluation(config)
     sampler = sampler or get_sampler(config)
     evaluator, restored = TransferEval(config, sampler), 0
     if config.baseline == "pretrained":
         class_record.check(workdir, class_names_by_split(config, sampler), "evaluate")
         pretrained, restored = restore_pretrained(config, workdir, sampler, config.test_iter)
         evaluator.load_backbone(pretrained)
-    os.makedirs(workdir, exist_ok=True)
+    out = config.eval_dir or workdir
+    os.makedirs(out, exist_ok=True)
+    stem = os.path.join(out, f"eval_{config.eval_split}_shots{config.eval_shots}"
+                             f"_lr{config.eval_inner_lr:g}_iter{restored}_{config.ways}way"
+                             f"_{config.finetune}_bn{config.finetune_bn}{evaluate.seed_suffix(config)}")
+    kept = evaluate.check_replacing(stem, evaluate.defining(config, workdir))
     stats = evaluator.evaluate(config.eval_split, config.eval_tasks)
     result = {
         "dataset": config.dataset, "split": config.eval_split, "iteration": restored,
         "num_tasks": config.eval_tasks, "ways": config.ways, "shots": config.eval_shots,
         "queries": config.eval_queries, "inner_lr": config.eval_inner_lr,
-        "steps": list(range(evaluator.steps() + 1)), "eval_seed": config.eval_seed,
+        "steps": list(range(evaluator.steps() + 1)), **evaluate.defining(config, workdir),
         "algorithm": config.baseline, "transductive": True, "baseline": config.baseline,
         "finetune": config.finetune, "finetune_bn": config.finetune_bn,
         "metrics": {k: {s: v[s].tolist() for s in evaluate.STATS} for k, v in stats.items()},
     }
-    stem = os.path.join(workdir, f"eval_{config.eval_split}_shots{config.eval_shots}"
-                                 f"_lr{config.eval_inner_lr:g}_iter{restored}_{config.ways}way"
-                                 f"_{config.finetune}_bn{config.finetune_bn}")
+    evaluate.print_summary(result)  # first: the numbers are not lost if writing them fails
+    if kept:
+        print(f"replacing {stem}.json ({kept})", flush=True)
     evaluate.write_result(stem, result)
-    evaluate.print_summary(result)
     return result
+
+
+def _check_baseline_evaluation(config: Config):
+    """UserError for a MAML evaluation setting a baseline's evaluation would ignore."""
+    if config.eval_record_steps != Config.eval_record_steps:
+        raise UserError("--record_steps chooses the steps of a MAML evaluation; a baseline's "
+                        "records every step")
+    if not config.transductive:
+        raise UserError("--transductive=False is MAML's per-example batch norm; a baseline's is "
+                        "--finetune_bn=moving (the pretrained statistics) or batch")

@@ -168,6 +168,20 @@ def test_baseline_files_have_maml_format(pretrained_dir):
     assert header == ["step"] + [f"{n}_{s}" for n in ("accuracy", "loss") for s in evaluate.STATS]
 
 
+def test_a_baseline_evaluation_takes_eval_dir_and_refuses_what_it_would_ignore(pretrained_dir, tmp_path):
+    sampler, best = ToySampler(), json.load(open(pretrained_dir / "best" / "best.json"))["iteration"]
+    elsewhere = tmp_path / "evals"
+    config = toy_config(finetune="head", eval_split="test", eval_tasks=4)
+    baselines.evaluate_baseline(config.replace(eval_dir=str(elsewhere)), str(pretrained_dir),
+                                sampler=sampler)
+    assert sorted(os.listdir(elsewhere)) == [f"eval_test_shots1_lr0.1_iter{best}_3way_head_bnbatch.{e}"
+                                             for e in ("csv", "json")]  # not into the run
+    for changes, said in ((dict(eval_record_steps="0,3"), "--record_steps"),
+                          (dict(transductive=False), "--finetune_bn=moving")):
+        with pytest.raises(UserError, match=said):
+            baselines.evaluate_baseline(config.replace(**changes), str(pretrained_dir), sampler=sampler)
+
+
 def _main(*args):
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([sys.executable, "-m", "maml_tf.main", *args], capture_output=True,
