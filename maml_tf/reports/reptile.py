@@ -18,7 +18,8 @@ from typing import Dict, List, Optional
 
 from maml_tf.reports.runs import accuracy_at, hours_until, newest_at_own_step_size, validation_of
 from maml_tf.reports.runs import status as run_status
-from maml_tf.reports.writer import hardware, write_report
+from maml_tf.reports.writer import hardware, out_dir, write_report
+from maml_tf.workdir.rundir import read_json
 
 # (run label, setting, K, transductive, steps reported, paper's accuracy %, paper's iterations)
 ROWS = [
@@ -121,6 +122,23 @@ def markdown(rows: List[Dict], commands: str, notes: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def labelled(items: List[str], flag: str) -> Dict[str, str]:
+    """{LABEL: PATH} of `flag` LABEL=PATH arguments; one error line for another form or label
+    (a misspelt label would leave its row "not run yet")."""
+    labels = sorted({row[0] for row in ROWS})
+    found = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or label not in labels or not path:
+            raise SystemExit(f"error: {flag} {item}: give LABEL=PATH with LABEL one of {', '.join(labels)}")
+        if flag == "--run" and os.path.isfile(os.path.join(path, "config.json")):
+            dataset = (read_json(os.path.join(path, "config.json")) or {}).get("dataset")
+            if dataset != "omniglot":
+                raise SystemExit(f"error: {flag} {item} is a {dataset} run: this table is Omniglot's")
+        found[label] = path
+    return found
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results")
@@ -129,10 +147,10 @@ def main():
     parser.add_argument("--commands", default="")
     parser.add_argument("--notes", default="", help="a paragraph quoted under the table")
     args = parser.parse_args()
-    runs = dict(item.split("=", 1) for item in args.run)
-    timing = {label: quiet_timing(path) for label, path in (t.split("=", 1) for t in args.timing)}
+    runs, timing = labelled(args.run, "--run"), labelled(args.timing, "--timing")
+    timing = {label: quiet_timing(path) for label, path in timing.items()}
     rows = collect(runs, timing)
-    os.makedirs(args.out, exist_ok=True)
+    out_dir(args.out)
     write_report(args.out, "reptile", markdown(rows, args.commands, args.notes), rows)
 
 

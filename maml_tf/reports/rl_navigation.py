@@ -13,6 +13,8 @@ import numpy as np
 
 from maml_tf.reports.rl_figures import (LABELS, figure_returns, figure_training,
                                         figure_trajectories, label)
+from maml_tf.reports.writer import out_dir
+
 
 def load_eval(path: str) -> dict:
     """One evaluation (JSON + its .npz of paths) with its run's config, run info and validation curve."""
@@ -149,7 +151,7 @@ def main():
             print(f"skipping {name}: no {path}", flush=True)
             continue
         runs[name] = load_eval(path)
-    os.makedirs(args.out, exist_ok=True)
+    out_dir(args.out)
     figure_returns(runs, os.path.join(args.out, "rl_navigation_returns.png"))
     figure_trajectories(runs, os.path.join(args.out, "rl_navigation_trajectories.png"),
                         args.trajectories.split(";"))

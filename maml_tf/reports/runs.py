@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 from maml_tf.experiment.recorded import at_step, nearest, steps_of
 from maml_tf.workdir.rundir import read_json, read_jsonl
 from maml_tf.workdir.selection import ModelSelection
-from maml_tf.reports.writer import wall_time_hours, write_report
+from maml_tf.reports.writer import out_dir, wall_time_hours, write_report
 
 EVAL_NAME = re.compile(r"eval_(best_)?test_shots(\d+)_lr[^_]+_iter(\d+)\.json$")
 
@@ -205,7 +205,9 @@ def report_main(doc: str, name: str, collect, markdown, title: str):
     parser.add_argument("--commands", default="", help="the exact commands, quoted in the report")
     parser.add_argument("--notes", default="", help="how the runs were made, quoted at the end")
     args = parser.parse_args()
+    if not any(os.path.isdir(d) for d in args.logdir):  # a typo would give a table of "not run yet"
+        raise SystemExit(f"error: no --logdir is a folder: {', '.join(args.logdir)}")
     rows = collect(args.logdir)
-    os.makedirs(args.out, exist_ok=True)
+    out_dir(args.out)
     plot_validation(rows, os.path.join(args.out, f"{name}_val.png"), title)
     write_report(args.out, name, markdown(rows, args.commands, args.notes), rows)

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from maml_tf.experiment.config import Config
+from maml_tf.reports.writer import out_dir
 
 PAPER = {"maml": {1: 0.67, 5: 0.38, 10: 0.35}, "pretrained": {1: 2.41, 5: 2.23, 10: 2.19}}
 STEPS_SHOWN = (1, 5, 10)
@@ -106,6 +107,12 @@ def figure_steps(evals, path):
 
 
 def runinfo(run_dir):
+    config = os.path.join(run_dir, "config.json")
+    if os.path.isfile(config):
+        with open(config) as f:
+            dataset = json.load(f).get("dataset")
+        if dataset != "sinusoid":  # before any figure is written
+            raise SystemExit(f"error: {run_dir} is a {dataset} run: this report is the sinusoid's")
     path = os.path.join(run_dir, "runinfo.json")
     if not os.path.isfile(path):  # the figures need the trained runs: no table of blanks
         raise SystemExit(f"error: {run_dir} holds no trained run (no runinfo.json): train it first "
@@ -156,7 +163,7 @@ def main():
         if not found:
             raise SystemExit(f"error: {dirs[name]} has no test evaluation (eval_test_*.json): run "
                              "its -test lines (./run_experiments.sh sinusoid)")
-    os.makedirs(args.out, exist_ok=True)
+    out_dir(args.out)
     figure_steps(evals, os.path.join(args.out, "sinusoid_mse_vs_steps.png"))
     figure_curves({n: restore(d) for n, d in dirs.items()},
                   os.path.join(args.out, "sinusoid_fitted_curves.png"), inner_lr=0.01)  # the paper's

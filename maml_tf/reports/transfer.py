@@ -16,7 +16,7 @@ import re
 from typing import Dict, List, Optional
 
 from maml_tf.experiment.recorded import at_step, nearest, steps_of
-from maml_tf.reports.writer import write_report
+from maml_tf.reports.writer import out_dir, write_report
 
 SETTINGS = {"omniglot": [(5, 1), (5, 5), (20, 1), (20, 5)], "miniimagenet": [(5, 1), (5, 5)]}
 METHODS = {"all": "pretrained, fine-tune all (SGD)", "head": "pretrained, head only",
@@ -228,7 +228,7 @@ def main():
         raise SystemExit(f"error: no eval_val files for {a.method} {a.ways}-way {a.shots}-shot in {a.choose}"
                          if c is None else print(f"--update_lr={c['inner_lr']:g} --finetune_bn={c['finetune_bn']}"))
     rows = collect(dict(s.split("=", 1) for s in a.pretrained), dict(s.split("=", 1) for s in a.scratch))
-    plots = [plot(rows, d, a.out) for d in SETTINGS]
+    plots = [plot(rows, d, out_dir(a.out)) for d in SETTINGS]
     images = "\n".join(f"![{os.path.basename(q)}]({os.path.basename(q)})" for q in plots if q)
     text = (f"{HEADER}\n{a.notes}\n\n## Results\n{table(rows)}\n\n## Accuracy against fine-tuning steps\n\n"
             f"{images}\n\n## Commands (run_experiments.sh)\n\n```\n{a.commands}\n```\n")

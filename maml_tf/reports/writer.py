@@ -83,6 +83,15 @@ def portable(value, root: str = "", logdir: str = ""):
     return value
 
 
+def out_dir(path: str) -> str:
+    """`path`, made a folder for a report's files; one error line (SystemExit) if it cannot be."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise SystemExit(f"error: --out={path} cannot be a folder for the report ({err.strerror})") from None
+    return path
+
+
 def write_report(out: str, name: str, text: str, rows: List[Dict]):
     """`out/name.md` and `out/name.json` (the rows and the hardware they ran on; paths without
     this machine's folders, `portable`)."""

@@ -30,3 +30,30 @@ def test_a_stored_run_without_events_has_the_wall_time_of_its_segments_up_to_the
                                                        "wall_seconds": 10800.0}))
     row = reptile.collect({"reptile": str(tmp_path)}, {})[0]
     assert row["iterations"] == 100000 and abs(row["wall_time_hours"] - 2.5) < 1e-9
+
+
+def test_bad_report_arguments_are_one_error_line(tmp_path, monkeypatch):
+    """A misspelt --logdir, --run label or run, or an --out that is a file: one line, exit 1,
+    where they gave a table of "not run yet" rows (exit 0) or a traceback."""
+    import sys
+
+    import pytest
+
+    from maml_tf.reports import omniglot, reptile, writer
+
+    sinusoid_run = tmp_path / "sine"
+    sinusoid_run.mkdir()
+    (sinusoid_run / "config.json").write_text('{"dataset": "sinusoid"}')
+    (tmp_path / "a_file").write_text("")
+    cases = [(omniglot.main, ["--logdir", str(tmp_path / "no_such_dir")], "no --logdir is a folder"),
+             (reptile.main, ["--run", str(tmp_path)], "give LABEL=PATH with LABEL one of"),
+             (reptile.main, ["--run", f"reptil={tmp_path}"], "give LABEL=PATH"),
+             (reptile.main, ["--run", f"reptile={sinusoid_run}"], "is a sinusoid run"),
+             (lambda: writer.out_dir(str(tmp_path / "a_file")), [], "cannot be a folder")]
+    for fn, argv, said in cases:
+        monkeypatch.setattr(sys, "argv", ["report", *argv, "--out", str(tmp_path / "out")])
+        with pytest.raises(SystemExit) as stop:
+            fn()
+        assert str(stop.value).startswith("error: ") and said in str(stop.value), str(stop.value)
+        assert "\n" not in str(stop.value)
+    assert not (tmp_path / "out").exists()
