@@ -197,6 +197,9 @@ class Config:
         self._validate_transfer()
         if self.test_iter < -1:
             raise UserError(f"test_iter must be a checkpoint's iteration or -1 (the newest), got {self.test_iter}")
+        if self.test_best and self.test_iter != -1:  # one of them would be ignored
+            raise UserError(f"--test_best evaluates the best-validation model: give it or "
+                            f"--test_iter={self.test_iter}, not both")
         variant_config.validate(self)
 
     def _validate_reptile(self):

@@ -84,6 +84,7 @@ def test_main_checkpoints_resumes_and_evaluates(tmp_path):
     (["--meta_lr=inf"], "meta_lr must be a finite positive learning rate, got inf"),
     (["--num_updates=-1"], "inner_steps must be >= 0"),
     (["--eval_seed=-5"], "eval_seed must be >= 0, got -5"),  # numpy's traceback before
+    (["--test_best=True", "--test_iter=20"], "--test_best evaluates the best-validation model: give it or --test_iter=20, not both"),
     (["--norm=group"], "unknown norm 'group'"),
     (["--baseline=magic"], "unknown baseline 'magic'"),
     (["--record_steps=0,11"], "record_steps must lie in 0..10 (the evaluation's inner steps)"),
