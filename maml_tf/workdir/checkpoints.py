@@ -106,7 +106,7 @@ class Checkpointer:
     def _missing(self, wanted: str):
         have = ", ".join(p.rsplit("-", 1)[-1] for p in _paths(self.manager)) or "none"
         raise UserError(f"no checkpoint for {wanted} in {self.directory} (have: {have}); "
-                        "train first or check --logdir/--test_iter")
+                        "train first, or choose one of those (main: --test_iter; load and export: the iteration)")
 
     def _restore(self, path: str, checkpoint=None):
         try:
