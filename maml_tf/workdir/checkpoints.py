@@ -105,8 +105,9 @@ class Checkpointer:
 
     def _missing(self, wanted: str):
         have = ", ".join(p.rsplit("-", 1)[-1] for p in _paths(self.manager)) or "none"
-        raise UserError(f"no checkpoint for {wanted} in {self.directory} (have: {have}); "
-                        "train first, or choose one of those (main: --test_iter; load and export: the iteration)")
+        hint = ("train first (or is it another run directory?)" if have == "none" else
+                "choose one of those (main: --test_iter; load and export: the iteration)")
+        raise UserError(f"no checkpoint for {wanted} in {self.directory} (have: {have}); {hint}")
 
     def _restore(self, path: str, checkpoint=None):
         try:
