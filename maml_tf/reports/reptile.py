@@ -104,9 +104,18 @@ def _row_line(r: Dict) -> str:
             f"{r['iterations']:,} | {status} | {quiet} | {trained} | {hours} |")
 
 
+def _tasks(rows: List[Dict]) -> str:
+    """The test-task count the tested rows share, from their files (a row may have been run with
+    --num_test_tasks)."""
+    counts = sorted({r["num_tasks"] for r in rows if "num_tasks" in r})
+    if len(counts) == 1:
+        return f"{counts[0]:,} tasks"
+    return "tasks (as many as each row names)" if counts else "test tasks"
+
+
 def markdown(rows: List[Dict], commands: str, notes: str) -> str:
     lines = ["# Reptile vs MAML vs first-order MAML on Omniglot (meta-test split)", "",
-             f"Hardware: {hardware(rows)}. Accuracy in % on 600 tasks of the 423 meta-test characters "
+             f"Hardware: {hardware(rows)}. Accuracy in % on {_tasks(rows)} of the 423 meta-test characters "
              "(the random split of the MAML code, shared by all rows), mean ± 95% CI. "
              "Transductive: the query images are predicted in one batch (batch-norm statistics "
              "shared, as MAML does); non-transductive: each query image is predicted in a batch "

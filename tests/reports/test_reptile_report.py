@@ -5,10 +5,10 @@ import json
 from maml_tf.reports import reptile
 
 
-def _write(run, steps, acc, transductive=False):
+def _write(run, steps, acc, transductive=False, tasks=600):
     name = "eval_test_shots1_lr0.001_iter100000" + ("" if transductive else "_nontransductive")
     (run / f"{name}.json").write_text(json.dumps(
-        {"iteration": 100000, "num_tasks": 600, "steps": steps,
+        {"iteration": 100000, "num_tasks": tasks, "steps": steps,
          "metrics": {"accuracy": {"mean": acc, "ci95": [0.005] * len(acc)}}}))
 
 
@@ -19,6 +19,15 @@ def test_fifty_step_accuracy_is_read_at_step_fifty(tmp_path):
     sparse, full = rows[("Reptile 5-way 1-shot", False)], rows[("Reptile 5-way 1-shot", True)]
     assert sparse["steps"] == 50 and abs(sparse["accuracy"]["mean"] - 95.0) < 1e-9
     assert full["steps"] == 50 and abs(full["accuracy"]["mean"] - 97.0) < 1e-9
+
+
+def test_the_header_names_the_task_count_of_the_rows_files(tmp_path):
+    _write(tmp_path, [0, 50], [0.2, 0.95], tasks=20)
+    header = reptile.markdown(reptile.collect({"reptile": str(tmp_path)}, {}), "", "").splitlines()[2]
+    assert "on 20 tasks of" in header and "600" not in header
+    _write(tmp_path, [0, 50], [0.2, 0.97], transductive=True)  # 600 tasks: the rows differ
+    header = reptile.markdown(reptile.collect({"reptile": str(tmp_path)}, {}), "", "").splitlines()[2]
+    assert "on tasks (as many as each row names) of" in header
 
 
 def test_a_stored_run_without_events_has_the_wall_time_of_its_segments_up_to_the_test(tmp_path):
