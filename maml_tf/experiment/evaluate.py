@@ -146,13 +146,15 @@ def _write_missing_best_model(exp, workdir: str, iteration: int):
 
 def print_summary(result: Dict):
     """One line per metric: mean ± 95% CI before adaptation and after each step."""
+    one = result["num_tasks"] == 1  # a single task has no interval: ±0 would claim certainty
     print(f"{result['dataset']} {result['split']}: {result['num_tasks']} tasks, K={result['shots']}, "
-          f"checkpoint {result['iteration']}", flush=True)
+          f"checkpoint {result['iteration']}{' (one task: no interval)' if one else ''}", flush=True)
     steps = result["steps"]
     # Every step up to 10, then every 10th and the last: a 50-step Reptile curve stays readable.
     shown = [i for i, s in enumerate(steps) if s <= 10 or s % 10 == 0 or s == steps[-1]]
     for name, m in sorted(result["metrics"].items()):
-        cells = "  ".join(f"{steps[i]}: {m['mean'][i]:.4g}±{m['ci95'][i]:.2g}" for i in shown)
+        cells = "  ".join(f"{steps[i]}: {m['mean'][i]:.4g}" + ("" if one else f"±{m['ci95'][i]:.2g}")
+                          for i in shown)
         print(f"  {name} after step  {cells}", flush=True)
 
 

@@ -81,3 +81,15 @@ def test_sparse_evaluation_equals_the_full_one_at_its_steps(tmp_path, name):
     # meta-validation recorded step 0, the training steps and the last (model selection's)
     (row,) = [json.loads(line) for line in open(os.path.join(workdir, "validation.jsonl"))]
     assert row["steps"] == [0, config.inner_steps, 12] and len(row["loss"]) == 3
+
+
+def test_the_printed_summary_gives_no_interval_for_one_task(capsys):
+    def result(n):
+        m = {"mean": np.array([0.2, 0.6]), "ci95": np.array([0.0, 0.0 if n == 1 else 0.05])}
+        return {"dataset": "omniglot", "split": "test", "num_tasks": n, "shots": 1, "iteration": 7,
+                "steps": [0, 1], "metrics": {"accuracy": m}}
+    evaluate.print_summary(result(1))
+    one = capsys.readouterr().out
+    assert "one task: no interval" in one and "±" not in one and "1: 0.6" in one
+    evaluate.print_summary(result(600))
+    assert "1: 0.6±0.05" in capsys.readouterr().out
