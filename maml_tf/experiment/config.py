@@ -138,6 +138,15 @@ class Config:
         return _validated(self)
 
     def _check(self):
+        self._check_ranges()
+        self._check_dataset()
+        self._check_choices()
+        self._validate_reptile()
+        self._validate_transfer()
+        self._check_evaluation()
+        variant_config.validate(self)
+
+    def _check_ranges(self):
         positive = ["ways", "shots", "queries", "eval_shots", "eval_queries", "meta_batch_size",
                     "eval_tasks", "eval_batch_size", "num_filters", "val_tasks",
                     "checkpoint_interval", "print_interval", "keep_checkpoints", "num_cpu_devices"]
@@ -158,6 +167,10 @@ class Config:
         if self.inner_steps == 0 and self.metatrain_iterations:  # the meta-gradient needs a step
             raise UserError("inner_steps (--num_updates) must be at least 1 to meta-train; training on "
                             "the query loss alone is --pretrain_iterations=N --metatrain_iterations=0")
+        if self.intra_op_threads < 0:
+            raise UserError(f"intra_op_threads must be >= 0 (0: TensorFlow's default), got {self.intra_op_threads}")
+
+    def _check_dataset(self):
         from maml_tf.datasets import module_name, own_images  # the registry only; no data loaded
         from maml_tf.datasets.memory import check_task_memory
 
@@ -172,35 +185,34 @@ class Config:
         if hasattr(module, "check_config"):  # the dataset's own limits, before TensorFlow loads
             module.check_config(self)
         check_task_memory(self)  # before a batch too large for the machine is allocated
+        if self.oracle and self.dataset != "sinusoid":
+            raise UserError("the oracle baseline exists for sinusoid only")
+
+    def _check_choices(self):
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"unknown algorithm {self.algorithm!r}: use one of {ALGORITHMS}")
-        self._validate_reptile()
         if self.norm not in NORMS:
             raise UserError(f"unknown norm {self.norm!r}: use one of {NORMS}")
-        if self.intra_op_threads < 0:
-            raise UserError(f"intra_op_threads must be >= 0 (0: TensorFlow's default), got {self.intra_op_threads}")
         if self.onednn not in ONEDNN:
             raise UserError(f"onednn must be one of {ONEDNN}, got {self.onednn!r}")
         if self.strategy not in STRATEGIES:
             raise UserError(f"unknown strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
-        if self.eval_split not in ("val", "test"):
-            raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
-        recorded.eval_steps(self.eval_inner_steps, self.eval_record_steps)  # UserError if bad
         for name in ("data_source", "omniglot_split", "omniglot_resize"):
             allowed = CHOICES[name]
             if getattr(self, name) not in allowed:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
         if self.patience and self.strategy == "multi_worker":  # only the chief validates
             raise UserError("--patience needs the validation every worker sees: not with multi_worker")
-        if self.oracle and self.dataset != "sinusoid":
-            raise UserError("the oracle baseline exists for sinusoid only")
-        self._validate_transfer()
+
+    def _check_evaluation(self):
+        if self.eval_split not in ("val", "test"):
+            raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
+        recorded.eval_steps(self.eval_inner_steps, self.eval_record_steps)  # UserError if bad
         if self.test_iter < -1:
             raise UserError(f"test_iter must be a checkpoint's iteration or -1 (the newest), got {self.test_iter}")
         if self.test_best and self.test_iter != -1:  # one of them would be ignored
             raise UserError(f"--test_best evaluates the best-validation model: give it or "
                             f"--test_iter={self.test_iter}, not both")
-        variant_config.validate(self)
 
     def _validate_reptile(self):
         if self.inner_optimizer not in INNER_OPTIMIZERS:
