@@ -88,12 +88,12 @@ def replica_tasks(tasks: Task) -> Task:
 def apply_mean(optimizer, grads, variables, grad_clip: float = 0.0, clipped=None):
     """Applies the mean over replicas of `grads` (each replica's mean over its tasks), clipped
     to ±grad_clip after the mean when grad_clip > 0, exactly as on one device (replica context).
-    `clipped`: only the first so many entries are clipped (None: all)."""
+    `clipped`: one bool per entry, whether it is clipped (None: all)."""
     ctx = tf.distribute.get_replica_context()
     if grad_clip > 0:
-        n = len(grads) if clipped is None else clipped
-        grads = [tf.clip_by_value(g, -grad_clip, grad_clip) if i < n else g
-                 for i, g in enumerate(ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads))]
+        mask = [True] * len(grads) if clipped is None else clipped
+        grads = [tf.clip_by_value(g, -grad_clip, grad_clip) if clip else g
+                 for clip, g in zip(mask, ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads))]
     if ctx.num_replicas_in_sync > 1:  # Keras' TF optimizer sums the replicas' gradients itself
         grads = [g / ctx.num_replicas_in_sync for g in grads]
     optimizer.apply_gradients(zip(grads, variables))

@@ -88,9 +88,14 @@ class Experiment:
             self.step_vars = step_variables(config, self.learner)
             # What the outer optimizer updates: the weights, then any learned step sizes, then
             # any per-step batch-norm parameters.
-            self.meta_variables = self.learner.trainable_variables + (
-                self.inner_rates.rates if self.inner_rates is not None else []) + (
-                self.step_vars.params if self.step_vars is not None else [])
+            rates = self.inner_rates.rates if self.inner_rates is not None else []
+            step_params = self.step_vars.params if self.step_vars is not None else []
+            self.meta_variables = self.learner.trainable_variables + rates + step_params
+            # --grad_clip clips the network's parameters, per-step batch norm's included, not the
+            # learned rates: MAML++ clamps its classifier's parameters, which hold its per-step
+            # batch-norm weights, and keeps its step sizes in another module.
+            self.clipped = ([True] * len(self.learner.trainable_variables) + [False] * len(rates)
+                            + [True] * len(step_params))
             # Built now, not lazily, so a checkpoint restores its slots before the first step.
             self.optimizer.build(self.meta_variables)
             # Reptile's inner Adam keeps its moments from task to task (the paper's code).
@@ -208,10 +213,8 @@ class Experiment:
 
         def replica_step(tasks):
             result = replica_fn(tasks)
-            # The weights' gradients are clipped, not the learned rates' (MAML++ clamps only
-            # its classifier's parameters).
             distribute.apply_mean(self.optimizer, result.grads, self.meta_variables, c.grad_clip,
-                                  clipped=len(learner.trainable_variables))
+                                  clipped=self.clipped)
             return result.metrics, result.state, result.carry
 
         if c.jit_compile:  # XLA on the replica function, as Keras' Model.fit does

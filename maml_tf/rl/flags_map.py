@@ -1,5 +1,6 @@
 """The RL run's command line: the original's shared flags (the paper's RL values unless given) plus the RL-only ones -> RLConfig."""
 
+from maml_tf.errors import UserError
 from maml_tf.rl.config import RLConfig
 
 # RL defaults for the shared flags when not given (the paper's 2D navigation settings).
@@ -8,8 +9,19 @@ RL_DEFAULTS = dict(update_lr=0.1, meta_batch_size=20, metatrain_iterations=500, 
                    num_val_tasks=40)
 
 
+# Flags of supervised meta-learning that the RL runs do not read: given, they are refused rather
+# than dropped (a --maml_plus_plus 2dnavigation run trained plain MAML-TRPO under the plain name).
+NOT_READ = ("algorithm", "baseline", "maml_plus_plus", "anil", "learned_inner_lr", "multi_step_loss",
+            "msl_anneal_iterations", "first_order_iterations", "cosine_meta_lr", "min_meta_lr",
+            "per_step_bn_weights")
+
+
 def config_from_flags(f) -> RLConfig:
     """The RL run's config: shared flags (RL defaults unless given) plus the RL-only ones."""
+    given = [n for n in NOT_READ if f[n].present and f[n].value != f[n].default]
+    if given:
+        raise UserError(f"--{', --'.join(given)}: not for --datasource=2dnavigation, whose runs are "
+                        "MAML (or first-order MAML) with a TRPO meta-step")
     get = lambda name: getattr(f, name) if f[name].present else RL_DEFAULTS[name]  # noqa: E731
     return RLConfig(
         env=f.datasource, meta_batch_size=get("meta_batch_size"), paths=f.fast_batch_size,

@@ -145,14 +145,20 @@ def test_the_best_validation_model_keeps_its_learned_rates(tmp_path):
     assert evaluate.evaluate_checkpoint(config.replace(eval_tasks=8, test_best=True), run)["iteration"] == iteration
 
 
-def test_grad_clip_clips_the_weights_not_the_learned_rates():
+def test_grad_clip_clips_the_network_and_its_per_step_batch_norm_not_the_learned_rates():
     import keras
     from maml_tf.experiment import distribute
 
-    weight, rate = tf.Variable([0.0]), tf.Variable([0.0])
-    distribute.apply_mean(keras.optimizers.SGD(1.0), [tf.constant([5.0]), tf.constant([5.0])],
-                          [weight, rate], grad_clip=1.0, clipped=1)
-    assert float(weight[0]) == -1.0 and float(rate[0]) == -5.0
+    weight, rate, offset = tf.Variable([0.0]), tf.Variable([0.0]), tf.Variable([0.0])
+    distribute.apply_mean(keras.optimizers.SGD(1.0), [tf.constant([5.0])] * 3, [weight, rate, offset],
+                          grad_clip=1.0, clipped=[True, False, True])
+    assert [float(v[0]) for v in (weight, rate, offset)] == [-1.0, -5.0, -1.0]
+    # MAML++ clamps its classifier's parameters, its per-step batch-norm weights among them.
+    exp = Experiment(Config(**{**SINE, "learned_inner_lr": "per_layer_step", "norm": "batch_norm",
+                               "per_step_bn_weights": True, "grad_clip": 10.0}))
+    n, r, p = (len(exp.learner.trainable_variables), len(exp.inner_rates.rates),
+               len(exp.step_vars.params))
+    assert r and p and exp.clipped == [True] * n + [False] * r + [True] * p
 
 
 def test_the_phase_follows_the_meta_updates_done():
