@@ -66,14 +66,19 @@ def config_from_flags(f) -> Config:
 
 
 def variant_settings(f) -> dict:
-    """The MAML successors' flags as Config fields; --maml_plus_plus turns MAML++'s parts on."""
+    """The MAML successors' flags as Config fields; --maml_plus_plus turns MAML++'s parts on,
+    but a part's own flag, given, wins (an ablation: --maml_plus_plus --nomulti_step_loss)."""
     learned, msl, cosine = f.learned_inner_lr, f.multi_step_loss, f.cosine_meta_lr
+    bnwb = f.per_step_bn_weights
     if f.maml_plus_plus:
         if learned == "per_param":
             raise UserError("--maml_plus_plus learns per-layer, per-step step sizes (LSLR): drop "
                             "--learned_inner_lr=per_param")
-        learned, msl, cosine = "per_layer_step", True, True
-    bnwb = f.per_step_bn_weights or (f.maml_plus_plus and f.norm == "batch_norm" and f.num_updates >= 2)
+        several = f.num_updates >= 2  # one inner step has no steps to weigh or to tell apart
+        part = lambda name, on: getattr(f, name) if f[name].present else on  # noqa: E731
+        learned = part("learned_inner_lr", "per_layer_step")
+        msl, cosine = part("multi_step_loss", several), part("cosine_meta_lr", True)
+        bnwb = part("per_step_bn_weights", several and f.norm == "batch_norm")
     anneal = f.msl_anneal_iterations
     if anneal == -1:  # MAML++'s multi_step_loss_num_epochs x total_iter_per_epoch
         anneal = 7500 if msl and f.datasource == "miniimagenet" else 5000

@@ -10,7 +10,7 @@ import numpy as np
 
 from maml_tf import datasets
 from maml_tf.errors import UserError
-from maml_tf.experiment import recorded
+from maml_tf.experiment import recorded, variant_config
 from maml_tf.workdir import class_record, identity, model_file, rundir, snapshot
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
@@ -53,6 +53,8 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
     and writes CSV + JSON. `model`: the user's Keras model the run was trained with (None: the
     paper's network)."""
     config.validate()
+    for line in variant_config.notices(config):
+        rundir.warn(line, once=True)
     iteration, best = config.test_iter, config.test_best
     out = config.eval_dir or workdir
     try:  # before the work, not after it

@@ -9,7 +9,7 @@ import keras
 
 from maml_tf import datasets
 from maml_tf.errors import UserError
-from maml_tf.experiment import distribute, evaluate, loop, recorded
+from maml_tf.experiment import distribute, evaluate, loop, recorded, variant_config
 from maml_tf.workdir import class_record, identity, model_file, rundir, snapshot
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
@@ -35,6 +35,8 @@ def train_and_evaluate(config: Config, workdir: str, model: Optional[keras.Model
     SIGINT/SIGTERM stop it after the current iteration and a checkpoint (`Interrupted`).
     """
     config.validate()
+    for line in variant_config.notices(config):
+        rundir.warn(line, once=True)
     if not config.total_iterations:
         raise UserError("nothing to train: --metatrain_iterations=0 and --pretrain_iterations=0 "
                         "(the pretrained baseline: --pretrain_iterations=N --metatrain_iterations=0)")

@@ -5,6 +5,12 @@ from maml_tf.errors import UserError
 # none: the fixed inner_lr; per_layer_step: MAML++'s LSLR; per_param: Meta-SGD
 # (maml_tf.inner_rates.GRANULARITIES, repeated here so the runner's flags load no TensorFlow).
 LEARNED_INNER_LR = ("none", "per_layer_step", "per_param")
+# MAML++'s schedules step once per epoch of this many iterations (maml_tf.variants, repeated here
+# for the same reason).
+ITERATIONS_PER_EPOCH = 500
+# A part's own setting, read only when the part is on (Config's defaults).
+SUB_SETTINGS = {"msl_anneal_iterations": ("multi_step_loss", 5000),
+                "min_meta_lr": ("cosine_meta_lr", 1e-5)}
 FIELDS = ("anil", "learned_inner_lr", "multi_step_loss", "msl_anneal_iterations",
           "first_order_iterations", "cosine_meta_lr", "min_meta_lr", "per_step_bn_weights")
 
@@ -25,8 +31,12 @@ def validate(config):
         raise UserError(f"unknown learned_inner_lr {config.learned_inner_lr!r}: use one of "
                         f"{', '.join(LEARNED_INNER_LR)}")
     for name in ("msl_anneal_iterations", "first_order_iterations", "min_meta_lr"):
-        if getattr(config, name) < 0:
-            raise UserError(f"{name} must be >= 0, got {getattr(config, name)}")
+        if not 0 <= getattr(config, name) < float("inf"):
+            raise UserError(f"{name} must be >= 0 and finite, got {getattr(config, name)}")
+    for name, (part, default) in SUB_SETTINGS.items():
+        if getattr(config, name) != default and not getattr(config, part):
+            raise UserError(f"--{name}={getattr(config, name):g} is read only with --{part} "
+                            "(or --maml_plus_plus): give both or neither")
     on = turned_on(config)
     if not on:
         return
@@ -45,11 +55,35 @@ def validate(config):
                         "drop --stop_grad")
     if config.multi_step_loss and not config.msl_anneal_iterations:
         raise UserError("--msl_anneal_iterations must be positive with --multi_step_loss")
+    if config.multi_step_loss and config.msl_anneal_iterations % ITERATIONS_PER_EPOCH:
+        raise UserError(f"--msl_anneal_iterations={config.msl_anneal_iterations} must be a multiple "
+                        f"of {ITERATIONS_PER_EPOCH}: MAML++ anneals once per epoch of "
+                        f"{ITERATIONS_PER_EPOCH} iterations")
+    if config.multi_step_loss and config.inner_steps < 2:
+        raise UserError("--multi_step_loss weighs the query loss after each inner step: it needs "
+                        "--num_updates of 2 or more")
     if config.per_step_bn_weights and (config.norm != "batch_norm" or config.inner_steps < 2):
         raise UserError("--per_step_bn_weights gives each inner step its own batch-norm "
                         "parameters: it needs --norm=batch_norm and --num_updates of 2 or more")
     if config.cosine_meta_lr and config.min_meta_lr > config.meta_lr:
         raise UserError(f"--min_meta_lr={config.min_meta_lr:g} is above --meta_lr={config.meta_lr:g}")
+
+
+def notices(config) -> list:
+    """What a run with these variants does that its flags may not make plain (one line each)."""
+    lines = []
+    if config.train and 0 < config.metatrain_iterations <= config.first_order_iterations:
+        lines.append(f"--first_order_iterations={config.first_order_iterations} covers all "
+                     f"{config.metatrain_iterations} iterations: first order throughout, as "
+                     "--stop_grad, unless the run is extended")
+    per_step = [n for n, on in (("learned step sizes", config.learned_inner_lr == "per_layer_step"),
+                                ("batch-norm parameters", config.per_step_bn_weights)) if on]
+    if per_step and config.eval_inner_steps > config.inner_steps:
+        lines.append(f"validation and evaluation take {config.eval_inner_steps} steps "
+                     f"(--test_num_updates), {config.inner_steps} trained: the steps after "
+                     f"{config.inner_steps} reuse step {config.inner_steps}'s "
+                     f"{' and '.join(per_step)}")
+    return lines
 
 
 def name_parts(config) -> list:

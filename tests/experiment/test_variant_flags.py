@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from maml_tf.errors import UserError
+from maml_tf.experiment import variant_config
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.run_id import run_name
 from test_variant_training import SINE, VARIANTS
@@ -26,11 +27,30 @@ from test_variant_training import SINE, VARIANTS
     (dict(per_step_bn_weights=True, inner_steps=1), "--num_updates of 2 or more"),
     (dict(learned_inner_lr="per_param", inner_lr=0.1, eval_inner_lr=0.5),
      "evaluation step size 0.5 would be ignored"),
+    (dict(multi_step_loss=True, inner_steps=1), "--num_updates of 2 or more"),
+    (dict(multi_step_loss=True, msl_anneal_iterations=300), "must be a multiple of 500"),
+    (dict(cosine_meta_lr=True, min_meta_lr=float("nan")), "min_meta_lr must be >= 0 and finite"),
+    (dict(msl_anneal_iterations=1000), "--msl_anneal_iterations=1000 is read only with --multi_step_loss"),
+    (dict(learned_inner_lr="per_layer_step", min_meta_lr=1e-4), "is read only with --cosine_meta_lr"),
 ])
 def test_meaningless_combinations_are_one_line_errors(settings, message):
     with pytest.raises(UserError, match=None) as err:
         Config(**settings).validate()
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_notices_say_what_the_flags_leave_implicit():
+    fo = Config(first_order_iterations=100, metatrain_iterations=20)
+    assert variant_config.notices(fo) == ["--first_order_iterations=100 covers all 20 iterations: "
+                                          "first order throughout, as --stop_grad, unless the run "
+                                          "is extended"]
+    assert variant_config.notices(fo.replace(metatrain_iterations=200)) == []
+    lslr = Config(learned_inner_lr="per_layer_step", inner_steps=5, eval_inner_steps=10)
+    assert variant_config.notices(lslr) == [
+        "validation and evaluation take 10 steps (--test_num_updates), 5 trained: the steps after "
+        "5 reuse step 5's learned step sizes"]
+    assert variant_config.notices(lslr.replace(eval_inner_steps=5)) == []
+    assert variant_config.notices(lslr.replace(learned_inner_lr="per_param")) == []  # no steps
 
 
 def test_run_names_change_with_a_variant_and_only_then():
@@ -63,3 +83,18 @@ def test_flags_are_in_help_and_maml_plus_plus_refuses_meta_sgd(tmp_path):
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
         "error: --maml_plus_plus learns per-layer, per-step step sizes (LSLR): drop "
         "--learned_inner_lr=per_param"]
+
+
+def test_maml_plus_plus_parts_given_explicitly_win_and_rl_refuses_the_variants(tmp_path):
+    sine = [f"--logdir={tmp_path}", "--datasource=sinusoid", "--norm=None", "--num_updates=2",
+            "--maml_plus_plus", "--print_run_dir"]
+    full = main(*sine).stdout.strip()
+    assert full.endswith(".lslr.msl5000.cos1e-05"), full
+    assert main(*sine, "--nomulti_step_loss").stdout.strip().endswith(".lslr.cos1e-05")
+    assert main(*sine, "--learned_inner_lr=none").stdout.strip().endswith(".msl5000.cos1e-05")
+    assert main(*sine, "--num_updates=1").stdout.strip().endswith(".lslr.cos1e-05")  # nothing to weigh
+    for flags in (["--maml_plus_plus"], ["--algorithm=reptile"], ["--anil", "--train=False"]):
+        proc = main(f"--logdir={tmp_path}", "--datasource=2dnavigation", *flags, "--print_run_dir")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
+        assert "not for --datasource=2dnavigation" in lines[0]
