@@ -32,7 +32,7 @@ flags.DEFINE_bool("max_pool", False, "max-pooling instead of strided convolution
 flags.DEFINE_bool("stop_grad", False, "first-order MAML: no second derivatives in the meta-gradient")
 flags.DEFINE_bool("log", True, "write TensorBoard summaries")
 flags.DEFINE_string("logdir", "/tmp/data", "parent directory of the run directories")
-flags.DEFINE_bool("resume", True, "resume training from the run's latest checkpoint if there is one")
+flags.DEFINE_bool("resume", True, "resume training from the run's latest checkpoint if there is one (False: start over; refused where a run's checkpoints are kept)")
 flags.DEFINE_bool("train", True, "True to train, False to evaluate a checkpoint")
 flags.DEFINE_integer("test_iter", -1, "iteration of the checkpoint to evaluate (-1: the latest; "
                      "for --baseline=pretrained, its validation-chosen best)")

@@ -62,8 +62,9 @@ def _restore_stored(config: Config, workdir: str):
 def _train(exp: Experiment, workdir: str, outdir: str, resume: bool, stop: Interrupts) -> Dict:
     config, chief = exp.config, outdir == workdir
     ckpt, start = _open(exp, workdir, outdir, resume, chief)
-    selection = ModelSelection(rundir.read_jsonl(os.path.join(outdir, "validation.jsonl")),
-                               config.patience)
+    history = rundir.read_jsonl(os.path.join(outdir, "validation.jsonl"))
+    _check_best_recorded(ckpt.best_iteration(), history, start, outdir)
+    selection = ModelSelection(history, config.patience)
     if selection.exhausted(start):
         print(f"{workdir} stopped early at iteration {start}: meta-validation has not improved "
               f"since iteration {selection.best_iteration}", flush=True)
@@ -83,7 +84,7 @@ def _open(exp: Experiment, workdir: str, outdir: str, resume: bool, chief: bool)
     no checkpoint) and its histories cut back to the checkpoint it resumes from."""
     config = exp.config
     ckpt = Checkpointer(outdir, exp.state(), config.keep_checkpoints, restore_from=workdir)
-    start = ckpt.restore_latest() if resume else 0
+    start = ckpt.start(resume)
     if start:
         print(f"resuming {workdir} from iteration {start}", flush=True)
     if chief:  # a folder that gained or lost a class would split differently
@@ -95,6 +96,17 @@ def _open(exp: Experiment, workdir: str, outdir: str, resume: bool, chief: bool)
     trim_history(os.path.join(outdir, "validation.jsonl"), start)
     trim_events(outdir, start)
     return ckpt, start
+
+
+def _check_best_recorded(best: Optional[int], history: List[Dict], start: int, outdir: str):
+    """UserError if the kept best model's validation is not in validation.jsonl: model selection
+    would start blind and replace it with the next, maybe worse, model. (A best kept after the
+    checkpoint resumed from is redone, and so chosen again on its score.)"""
+    if best is not None and best <= start and all(r.get("iteration") != best for r in history):
+        raise UserError(f"{outdir}/validation.jsonl has no record of the best model's validation "
+                        f"(iteration {best}, in checkpoints/best), so the next validation would "
+                        "replace it whatever its score: put validation.jsonl back, or move "
+                        "checkpoints/best away to let validation choose again")
 
 
 class MetaTraining:

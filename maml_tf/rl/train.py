@@ -90,7 +90,7 @@ class NavigationTraining:
     def __init__(self, config: RLConfig, workdir: str, resume: bool):
         self.config, self.workdir, self.agent = config, workdir, Agent(config)
         self.ckpt = checkpointer(workdir, self.agent, config.keep_checkpoints)
-        self.start = self.ckpt.restore_latest() if resume else 0
+        self.start = self.ckpt.start(resume)
         if self.start:
             print(f"resuming {workdir} from iteration {self.start}", flush=True)
         trim_history(os.path.join(workdir, "validation.jsonl"), self.start)

@@ -162,7 +162,7 @@ class Pretraining:
         self.ckpt = Checkpointer(workdir, {"model": model, "optimizer": optimizer},
                                  config.keep_checkpoints)
         self.best = Checkpointer(os.path.join(workdir, "best"), {"model": model}, 1)
-        self.start = self.ckpt.restore_latest() if resume else 0
+        self.start = self.ckpt.start(resume)
         if self.start:
             print(f"resuming {workdir} from iteration {self.start}", flush=True)
         class_record.keep(workdir, class_names_by_split(config, sampler), self.start > 0)

@@ -48,6 +48,21 @@ class Checkpointer:
                 self.checkpoint, os.path.join(restore_from, "checkpoints"), max_to_keep=keep)
         self.newest = None  # (iteration, largest |weight|) of the newest checkpoint known good
 
+    def start(self, resume: bool) -> int:
+        """The iteration a run continues from: the newest readable checkpoint's, or 0 when not
+        `resume`, which a directory holding checkpoints refuses: the earlier run's would stay
+        "the newest" for evaluation and the next resume, and its best model the best."""
+        if resume:
+            return self.restore_latest()
+        held = _paths(self.source) + _paths(self.best)
+        if held:
+            newest = max(int(p.rsplit("-", 1)[1]) for p in held)
+            raise UserError(f"--resume=False: {os.path.dirname(self.directory)} holds a run's "
+                            f"checkpoints (up to iteration {newest}), which starting over would mix "
+                            "with the new run's: move or delete that directory first, or give "
+                            "another --logdir or --run_name")
+        return 0
+
     def restore_latest(self) -> int:
         """Restores the newest readable checkpoint if there is one (an unreadable newer one is
         skipped with a warning); returns the iteration to continue from."""
