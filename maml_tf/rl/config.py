@@ -62,10 +62,10 @@ class RLConfig:
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ["inner_lr", "eval_inner_lr", "eval_later_lr", "max_kl"]:
-            if not getattr(self, name) > 0:
-                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) < float("inf"):
+                raise UserError(f"{name} must be positive and finite, got {getattr(self, name)}")
         for name in ["pretrain_iterations", "metatrain_iterations", "eval_inner_steps",
-                     "val_interval", "cg_damping"]:
+                     "val_interval", "cg_damping", "seed", "eval_seed"]:  # numpy's seeds: >= 0
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.eval_split not in ("val", "test"):
@@ -90,7 +90,13 @@ class RLConfig:
 
 # Fields that change what a checkpoint means: resuming a run with other values is refused.
 IDENTITY_FIELDS = ("env", "meta_batch_size", "paths", "horizon", "discount", "inner_lr",
-                   "inner_steps", "first_order", "pretrain_iterations", "max_kl", "hidden")
+                   "inner_steps", "first_order", "pretrain_iterations", "max_kl", "hidden",
+                   "seed", "eval_seed", "val_tasks", "cg_iters", "cg_damping")
+# An evaluation chooses its own step sizes, steps and number of goals; the rest defines the policy
+# it restores and the tasks it meets (its file name holds only what it chooses). --update_lr sets
+# the training's step and the first test step alike: the pretrained policy's test step sizes are
+# chosen by it.
+EVALUATION_FIELDS = tuple(f for f in IDENTITY_FIELDS if f != "inner_lr")
 
 
 def run_name(config: RLConfig) -> str:

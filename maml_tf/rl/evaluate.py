@@ -6,11 +6,13 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from maml_tf.errors import UserError
+from maml_tf.workdir import identity
 from maml_tf.workdir.rundir import write_atomic
 from maml_tf.metrics import mean_and_ci95
 from maml_tf.rl import env
 from maml_tf.rl.agent import Agent
-from maml_tf.rl.config import RLConfig
+from maml_tf.rl.config import EVALUATION_FIELDS, RLConfig
 from maml_tf.rl.train import TEST_STREAM, VAL_STREAM, checkpointer
 
 TRAJECTORY_GOALS = 4  # kept for the trajectory figure
@@ -66,19 +68,24 @@ def evaluate_run(config: RLConfig, workdir: str) -> Dict:
     (noise-free paths).
     """
     config.validate()
+    if config.total_iterations:  # a trained policy: the run's own, evaluated on its own tasks
+        if not os.path.isdir(workdir):
+            raise UserError(f"no run in {workdir}: train it first (or is it another run directory?)")
+        identity.check(workdir, identity.as_dict(config), EVALUATION_FIELDS, "evaluate")
     agent = Agent(config)
-    os.makedirs(workdir, exist_ok=True)
     restored = 0
     if config.total_iterations:
         restored = restore(checkpointer(workdir, agent), workdir, config.test_iter)
+    os.makedirs(workdir, exist_ok=True)
     result, trajectories = evaluate_agent(agent, restored)
     stem = os.path.join(workdir, f"eval_{config.eval_split}_goals{config.eval_tasks}_lr"
                                  f"{config.eval_inner_lr:g}-{config.eval_later_lr:g}_iter{restored}")
     np.savez(stem + ".tmp.npz", **trajectories)  # the .json, written last, says both are whole
     os.replace(stem + ".tmp.npz", stem + ".npz")
     write_atomic(stem + ".json", json.dumps(result, indent=2))
-    shown = "  ".join(f"{m:.2f} ± {ci:.2f}" for m, ci in zip(result["return"]["mean"],
-                                                           result["return"]["ci95"]))
+    one = config.eval_tasks == 1  # one goal has no interval: ±0 would claim certainty
+    shown = "  ".join(f"{m:.2f}" + ("" if one else f" ± {ci:.2f}")
+                      for m, ci in zip(result["return"]["mean"], result["return"]["ci95"]))
     print(f"{result['kind']} iter {restored}, {config.eval_split} goals, return at steps "
           f"0..{result['steps'][-1]}: {shown}\nwrote {stem}.json and .npz", flush=True)
     return result

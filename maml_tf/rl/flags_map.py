@@ -13,15 +13,22 @@ RL_DEFAULTS = dict(update_lr=0.1, meta_batch_size=20, metatrain_iterations=500, 
 # than dropped (a --maml_plus_plus 2dnavigation run trained plain MAML-TRPO under the plain name).
 NOT_READ = ("algorithm", "baseline", "maml_plus_plus", "anil", "learned_inner_lr", "multi_step_loss",
             "msl_anneal_iterations", "first_order_iterations", "cosine_meta_lr", "min_meta_lr",
-            "per_step_bn_weights")
+            "per_step_bn_weights", "num_classes", "update_batch_size", "train_update_batch_size",
+            "train_update_lr", "num_query", "meta_lr", "grad_clip", "norm", "num_filters", "conv",
+            "max_pool", "inner_batch_size", "inner_optimizer", "eval_inner_batch_size",
+            "transductive", "meta_step", "meta_step_final", "test_best", "patience", "record_steps",
+            "eval_dir", "run_store", "finetune", "finetune_bn", "pretrain_batch_size", "pretrain_lr",
+            "data_source", "omniglot_split", "omniglot_resize", "folder_split", "image_size",
+            "min_class_images", "channels")
 
 
 def config_from_flags(f) -> RLConfig:
     """The RL run's config: shared flags (RL defaults unless given) plus the RL-only ones."""
     given = [n for n in NOT_READ if f[n].present and f[n].value != f[n].default]
     if given:
-        raise UserError(f"--{', --'.join(given)}: not for --datasource=2dnavigation, whose runs are "
-                        "MAML (or first-order MAML) with a TRPO meta-step")
+        raise UserError(f"--{', --'.join(given)}: not read by --datasource=2dnavigation, whose "
+                        "runs are MAML (or first-order MAML) with a TRPO meta-step (README: 2D "
+                        "navigation)")
     get = lambda name: getattr(f, name) if f[name].present else RL_DEFAULTS[name]  # noqa: E731
     return RLConfig(
         env=f.datasource, meta_batch_size=get("meta_batch_size"), paths=f.fast_batch_size,

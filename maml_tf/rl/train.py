@@ -11,6 +11,7 @@ from maml_tf.experiment import loop
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.rl import env, policy, trpo
 from maml_tf.rl.agent import Agent
+from maml_tf.errors import UserError
 from maml_tf.rl.config import IDENTITY_FIELDS, RLConfig
 from maml_tf.workdir.runinfo import SegmentLog
 from maml_tf.experiment.progress import ProgressLog, trim_history
@@ -77,6 +78,9 @@ def train(config: RLConfig, workdir: str) -> Dict:
     `workdir`; returns the last validation row ({} if none ran).
     """
     config.validate()
+    if not config.total_iterations:
+        raise UserError("nothing to train: --metatrain_iterations=0 and --pretrain_iterations=0 "
+                        "(a random policy is evaluated with --train=False)")
     with loop.session(workdir, config, IDENTITY_FIELDS) as stop:
         steps = NavigationTraining(config, workdir, config.resume)
         loop.run(steps, steps.start, config.total_iterations, config.checkpoint_interval,

@@ -97,4 +97,4 @@ def test_maml_plus_plus_parts_given_explicitly_win_and_rl_refuses_the_variants(t
         proc = main(f"--logdir={tmp_path}", "--datasource=2dnavigation", *flags, "--print_run_dir")
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
-        assert "not for --datasource=2dnavigation" in lines[0]
+        assert "not read by --datasource=2dnavigation" in lines[0]

@@ -1,0 +1,48 @@
+"""RL command lines that would train or evaluate something else than asked are one error line: a
+supervised-only flag, an infinite trust region, a negative seed, nothing to train, and an
+evaluation with another environment than the run's or of a run that does not exist."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from maml_tf.errors import UserError
+from maml_tf.rl import evaluate
+from maml_tf.rl.config import RLConfig
+from maml_tf.workdir.rundir import write_atomic
+
+
+def refused(tmp_path, *flags) -> str:
+    proc = subprocess.run([sys.executable, "-m", "maml_tf.main", "--datasource=2dnavigation",
+                           f"--logdir={tmp_path}/logs", *flags], capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "logs")  # nothing written
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--meta_lr=0.01", "--eval_dir=/tmp/x"], "--meta_lr, --eval_dir: not read by --datasource=2dnavigation"),
+    (["--max_kl=inf"], "max_kl must be positive and finite, got inf"),
+    (["--seed=-1"], "seed must be >= 0, got -1"),
+    (["--metatrain_iterations=0"], "nothing to train: --metatrain_iterations=0 and --pretrain_iterations=0"),
+])
+def test_flags_that_would_run_something_else_are_one_line(tmp_path, flags, said):
+    assert said in refused(tmp_path, *flags)
+
+
+def test_an_evaluation_meets_the_runs_own_tasks_and_needs_the_run(tmp_path):
+    trained = RLConfig(horizon=10, discount=0.9, metatrain_iterations=4)
+    workdir = tmp_path / "run"
+    os.makedirs(workdir)
+    write_atomic(str(workdir / "config.json"), trained.to_json())
+    for change in (dict(horizon=100), dict(discount=0.5), dict(eval_seed=7)):
+        with pytest.raises(UserError, match="holds a run with other settings"):
+            evaluate.evaluate_run(trained.replace(train=False, **change), str(workdir))
+    missing = tmp_path / "missing"
+    with pytest.raises(UserError, match="no run in .*missing: train it first"):
+        evaluate.evaluate_run(trained.replace(train=False), str(missing))
+    assert not missing.exists()
