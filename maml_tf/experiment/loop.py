@@ -13,9 +13,22 @@ from typing import Callable, Dict, Optional, Protocol, Sequence
 import tensorflow as tf
 
 from maml_tf.errors import UserError
+from maml_tf.experiment.progress import trim_events, trim_history
 from maml_tf.workdir import identity, rundir
 from maml_tf.workdir.interrupts import Interrupts
 from maml_tf.workdir.runlock import RunLock
+
+
+def resume_point(ckpt, outdir: str, resume: bool, shown: str) -> int:
+    """The iteration a run continues from (`Checkpointer.start`), said when it resumes, with the
+    run's validation history and TensorBoard events cut back to it: the steps after it are redone
+    and would otherwise be there twice."""
+    start = ckpt.start(resume)
+    if start:
+        print(f"resuming {shown} from iteration {start}", flush=True)
+    trim_history(os.path.join(outdir, "validation.jsonl"), start)
+    trim_events(outdir, start)
+    return start
 
 
 class Steps(Protocol):

@@ -16,7 +16,7 @@ from maml_tf.experiment.config import Config
 from maml_tf.experiment.run_id import identity_fields
 from maml_tf.experiment.experiment import Experiment, task_batches
 from maml_tf.workdir.interrupts import Interrupts
-from maml_tf.experiment.progress import ProgressLog, trim_events, trim_history
+from maml_tf.experiment.progress import ProgressLog
 from maml_tf.workdir.runinfo import SegmentLog
 from maml_tf.workdir.selection import ModelSelection, score
 
@@ -84,17 +84,13 @@ def _open(exp: Experiment, workdir: str, outdir: str, resume: bool, chief: bool)
     no checkpoint) and its histories cut back to the checkpoint it resumes from."""
     config = exp.config
     ckpt = Checkpointer(outdir, exp.state(), config.keep_checkpoints, restore_from=workdir)
-    start = ckpt.start(resume)
-    if start:
-        print(f"resuming {workdir} from iteration {start}", flush=True)
+    start = loop.resume_point(ckpt, outdir, resume, workdir)
     if chief:  # a folder that gained or lost a class would split differently
         class_record.keep(outdir, datasets.class_names_by_split(config, exp.sampler), start > 0)
     replicas = exp.strategy.num_replicas_in_sync
     if replicas > 1:
         print(f"{config.strategy}: {replicas} replicas, {config.meta_batch_size // replicas} tasks "
               f"each{'' if chief else ' (not the chief: writes nothing)'}", flush=True)
-    trim_history(os.path.join(outdir, "validation.jsonl"), start)
-    trim_events(outdir, start)
     return ckpt, start
 
 

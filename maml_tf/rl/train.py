@@ -14,7 +14,7 @@ from maml_tf.rl.agent import Agent
 from maml_tf.errors import UserError
 from maml_tf.rl.config import IDENTITY_FIELDS, RLConfig
 from maml_tf.workdir.runinfo import SegmentLog
-from maml_tf.experiment.progress import ProgressLog, trim_history
+from maml_tf.experiment.progress import ProgressLog
 from maml_tf.workdir.rundir import append_jsonl
 
 VAL_STREAM, TEST_STREAM = 1, 0  # the validation and test goals come from separate RNG streams
@@ -94,10 +94,7 @@ class NavigationTraining:
     def __init__(self, config: RLConfig, workdir: str, resume: bool):
         self.config, self.workdir, self.agent = config, workdir, Agent(config)
         self.ckpt = checkpointer(workdir, self.agent, config.keep_checkpoints)
-        self.start = self.ckpt.start(resume)
-        if self.start:
-            print(f"resuming {workdir} from iteration {self.start}", flush=True)
-        trim_history(os.path.join(workdir, "validation.jsonl"), self.start)
+        self.start = loop.resume_point(self.ckpt, workdir, resume, workdir)
         self.objective = trpo.MetaObjective(self.agent.learner, config.inner_lr, config.first_order)
         self.log, self.segments = ProgressLog(config, workdir), SegmentLog(workdir, self.start)
         self.last_val = {}

@@ -15,7 +15,7 @@ from maml_tf.workdir import class_record, rundir
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.run_id import pretraining_fields
-from maml_tf.experiment.progress import ProgressLog, trim_history
+from maml_tf.experiment.progress import ProgressLog
 from maml_tf.workdir.runinfo import SegmentLog
 from maml_tf.errors import UserError
 
@@ -162,11 +162,8 @@ class Pretraining:
         self.ckpt = Checkpointer(workdir, {"model": model, "optimizer": optimizer},
                                  config.keep_checkpoints)
         self.best = Checkpointer(os.path.join(workdir, "best"), {"model": model}, 1)
-        self.start = self.ckpt.start(resume)
-        if self.start:
-            print(f"resuming {workdir} from iteration {self.start}", flush=True)
+        self.start = loop.resume_point(self.ckpt, workdir, resume, workdir)
         class_record.keep(workdir, class_names_by_split(config, sampler), self.start > 0)
-        trim_history(os.path.join(workdir, "validation.jsonl"), self.start)
         self.model, self.evaluator = model, baselines.TransferEval(config, sampler)
         self.train_step, self.log = make_train_step(model, optimizer), ProgressLog(config, workdir)
         self.segments, self.best_row = SegmentLog(workdir, self.start), read_best(workdir)
