@@ -1,5 +1,6 @@
 """`train(config, workdir)`: the RL outer loop (sample, adapt, sample, TRPO), logging, validation, checkpoints."""
 
+import dataclasses
 import glob
 import os
 import shutil
@@ -96,7 +97,8 @@ class NavigationTraining:
         self.ckpt = checkpointer(workdir, self.agent, config.keep_checkpoints)
         self.start = loop.resume_point(self.ckpt, workdir, resume, workdir)
         self.objective = trpo.MetaObjective(self.agent.learner, config.inner_lr, config.first_order)
-        self.log, self.segments = ProgressLog(config, workdir), SegmentLog(workdir, self.start)
+        self.log = ProgressLog(config, workdir)
+        self.segments = SegmentLog(workdir, self.start, settings=dataclasses.asdict(config))
         self.last_val = {}
 
     def phase(self, iteration: int) -> str:

@@ -1,5 +1,6 @@
 """Supervised pretraining of the dataset's network over all meta-train classes (the transfer baseline), checkpointed and resumable."""
 
+import dataclasses
 import json
 import os
 from typing import Dict, Iterator, Tuple
@@ -166,7 +167,8 @@ class Pretraining:
         class_record.keep(workdir, class_names_by_split(config, sampler), self.start > 0)
         self.model, self.evaluator = model, baselines.TransferEval(config, sampler)
         self.train_step, self.log = make_train_step(model, optimizer), ProgressLog(config, workdir)
-        self.segments, self.best_row = SegmentLog(workdir, self.start), read_best(workdir)
+        self.segments = SegmentLog(workdir, self.start, settings=dataclasses.asdict(config))
+        self.best_row = read_best(workdir)
         self.data = iter(input_pipeline(images, labels, config.pretrain_batch_size, config.seed,
                                         self.start))
 

@@ -142,6 +142,7 @@ def test_short_meta_training_makes_one_pg_step_improve_the_return_and_resumes(tm
     with open(os.path.join(tmp_path, "runinfo.json")) as f:
         info = json.load(f)
     assert info["iterations"] == 13 and [s["start_iteration"] for s in info["segments"]] == [0, 12]
+    assert [s["settings"]["metatrain_iterations"] for s in info["segments"]] == [12, 13]
 
 
 def test_main_rejects_more_than_one_inner_step_for_rl_training():
