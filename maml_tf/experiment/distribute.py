@@ -1,6 +1,7 @@
 """tf.distribute strategies from the config: one device, local GPUs (or logical CPUs), several machines, TPU."""
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ def _create(name: str, num_cpu_devices: int) -> tf.distribute.Strategy:
         if "TF_CONFIG" not in os.environ:
             raise UserError("--strategy=multi_worker needs the TF_CONFIG environment variable "
                             "(the cluster's workers and this one's index; see the README)")
+        check_tf_config(os.environ["TF_CONFIG"])
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         # TPU_NAME: a TPU's name or grpc:// address, "local" on a TPU VM; unset: TF's discovery.
@@ -43,6 +45,41 @@ def _create(name: str, num_cpu_devices: int) -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise UserError(f"unknown strategy {name!r}")
+
+
+def check_tf_config(text: str):
+    """UserError unless `text` (TF_CONFIG) names the cluster and this worker's place in it:
+    TensorFlow would raise a traceback, or (no "cluster") train alone as if there were one."""
+    form = ('TF_CONFIG must be like {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}; see the README')
+    try:
+        tf_config = json.loads(text)
+    except ValueError as err:
+        raise UserError(f"TF_CONFIG is not JSON ({err}); {form}") from None
+    if not isinstance(tf_config, dict):
+        raise UserError(f"TF_CONFIG is a JSON {type(tf_config).__name__}, not an object; {form}")
+    cluster, task = tf_config.get("cluster"), tf_config.get("task")
+    if not isinstance(cluster, dict) or not cluster:
+        raise UserError(f'TF_CONFIG has no "cluster" listing the workers; {form}')
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise UserError(f'TF_CONFIG has no "task" with this worker\'s "type" and "index"; {form}')
+    _check_task(cluster, str(task["type"]), task["index"])  # str: as TensorFlow reads it
+
+
+def _check_task(cluster: dict, job: str, index):
+    """UserError unless the cluster has an address for task `index` of `job`."""
+    addresses = cluster.get(job)
+    if not isinstance(addresses, (list, dict)):  # a dict: a sparse job, {index: address}
+        raise UserError(f"TF_CONFIG's task type {job!r} is not a job of its cluster "
+                        f"({', '.join(map(repr, cluster))})")
+    indices = list(addresses) if isinstance(addresses, dict) else range(len(addresses))
+    try:
+        known = str(int(index)) in map(str, indices)  # int: as TensorFlow reads it
+    except (TypeError, ValueError):
+        known = False
+    if not known:
+        raise UserError(f"TF_CONFIG's task index {index!r} does not name one of its cluster's "
+                        f"{len(addresses)} {job!r} addresses (numbered from 0)")
 
 
 def logical_cpus(n: int) -> list:

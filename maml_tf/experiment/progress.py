@@ -19,6 +19,10 @@ def trim_history(path: str, start: int):
     if not os.path.exists(path):
         return
     rows = read_jsonl(path)
+    for number, row in enumerate(rows, 1):  # numbered as read_jsonl numbers (its torn line is last)
+        if not (isinstance(row, dict) and isinstance(row.get("iteration"), int)):
+            raise UserError(f"{path} line {number} is not a validation row (a JSON object with an "
+                            "integer \"iteration\"): the file is damaged; move it away to continue")
     write_jsonl(path, [r for r in rows if r["iteration"] <= start])
 
 

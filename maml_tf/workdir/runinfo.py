@@ -6,7 +6,7 @@ import subprocess
 import time
 
 import maml_tf
-from maml_tf.workdir.rundir import read_json, write_json
+from maml_tf.workdir.rundir import read_json, warn, write_json
 
 
 def hardware() -> dict:
@@ -44,8 +44,7 @@ class SegmentLog:
 
     def __init__(self, workdir: str, start_iteration: int, settings: dict = None):
         self.path = os.path.join(workdir, "runinfo.json")
-        self.info = read_json(self.path) or {"segments": []}  # unreadable: its history is lost
-        self.info.setdefault("segments", [])
+        self.info = _read(self.path)
         # A segment beyond the restored checkpoint was lost with the kill: keep what counts.
         self.info["segments"] = [s for s in self.info["segments"]
                                  if s["end_iteration"] <= start_iteration]
@@ -67,3 +66,27 @@ class SegmentLog:
         self.info["iterations"] = iteration
         self.info["wall_seconds"] = round(sum(s["wall_seconds"] for s in self.info["segments"]), 1)
         write_json(self.path, self.info, indent=2)
+
+
+def _read(path: str) -> dict:
+    """runinfo.json's record; a new one if it is missing, or unreadable or of another shape (a
+    hand edit, another program's file): its history is lost, with a warning, as a torn file's."""
+    info = read_json(path)
+    if info is None:
+        return {"segments": []}
+    segments = info.get("segments", []) if isinstance(info, dict) else None
+    if isinstance(segments, list) and all(_is_segment(s) for s in segments):
+        return {**info, "segments": segments}
+    warn(f"{path} holds no list of training segments; it will be rewritten", once=True)
+    return {"segments": []}
+
+
+def _is_segment(segment) -> bool:
+    """Whether `segment` has what is read back: its iteration span and its wall time."""
+    return (isinstance(segment, dict) and
+            all(_is_number(segment.get(k)) for k in ("start_iteration", "end_iteration",
+                                                     "wall_seconds")))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -82,12 +82,12 @@ class RunLock:
 
     def _read(self) -> Optional[dict]:
         try:
-            with open(self.path) as f:
-                return json.load(f)
+            with open(self.path, "rb") as f:
+                return _parse(f.read())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):
-            return {}  # torn by a holder killed while writing it: nobody holds it
+        except OSError:
+            return {}  # unreadable: as a torn lock, nobody holds it
 
     def _take_over_if_dead(self):
         holder = self._read()
@@ -106,7 +106,7 @@ class RunLock:
             os.rename(self.path, grave)
         except FileNotFoundError:
             return
-        with open(grave) as f:
+        with open(grave, "rb") as f:
             taken = f.read()
         if taken.strip() and _parse(taken) != holder:  # ...and a live lock put back
             os.rename(grave, self.path)
@@ -143,18 +143,21 @@ def _holder(workdir: str):
     """(the lock's holder ({} if torn), its age in seconds), or (None, 0) if there is no lock."""
     path = os.path.join(workdir, LOCK_NAME)
     try:
-        with open(path) as f:
+        with open(path, "rb") as f:
             holder = _parse(f.read())
         return holder, time.time() - os.stat(path).st_mtime
     except OSError:
         return None, 0.0
 
 
-def _parse(text: str) -> dict:
+def _parse(text: bytes) -> dict:
+    """The holder a lock's bytes name; {} (nobody) if they are torn by a holder killed while
+    writing them, or damaged: not UTF-8, not JSON, or JSON other than an object (a bare pid)."""
     try:
-        return json.loads(text)
-    except ValueError:
+        holder = json.loads(text)
+    except ValueError:  # UnicodeDecodeError among them
         return {}
+    return holder if isinstance(holder, dict) else {}
 
 
 def live_holder(workdir: str) -> Optional[int]:

@@ -1,7 +1,10 @@
 """Model selection by meta-validation, as the paper's author chose checkpoints: the best score so far and the patience rule."""
 
 import math
+from numbers import Real
 from typing import Dict, List, Optional
+
+from maml_tf.errors import UserError
 
 
 def score(row: Dict) -> float:
@@ -18,6 +21,10 @@ class ModelSelection:
         self.best_iteration: Optional[int] = None
         self.best_score = -math.inf
         for row in rows:
+            if not _scored(row):  # a damaged validation.jsonl, read back
+                raise UserError(f"validation.jsonl's row of iteration {row.get('iteration')} has no "
+                                "score (a non-empty \"accuracy\" or \"loss\" list): the file is "
+                                "damaged; move it away to continue")
             self.offer(row)
 
     def offer(self, row: Dict) -> bool:
@@ -32,3 +39,8 @@ class ModelSelection:
         """True once `patience` iterations have passed since the best validation score."""
         return bool(self.patience) and self.best_iteration is not None \
             and iteration - self.best_iteration >= self.patience
+
+
+def _scored(row: Dict) -> bool:
+    scores = row.get("accuracy", row.get("loss"))
+    return isinstance(scores, list) and bool(scores) and isinstance(scores[-1], Real)

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from maml_tf.errors import UserError
+from maml_tf.experiment import distribute
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
            PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -139,6 +142,38 @@ def test_what_the_replicas_cannot_do_is_one_clear_error(mirrored, tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == ("error: meta_batch_size=5 does not split "
                                                    "evenly over 2 replicas; use a multiple of 2")
     assert not list(tmp_path.iterdir())  # no run directory left behind
+
+
+BAD_TF_CONFIGS = {
+    "xx": "TF_CONFIG is not JSON",
+    "[1]": "TF_CONFIG is a JSON list, not an object",
+    '{"task": {"type": "worker", "index": 0}}': 'TF_CONFIG has no "cluster"',
+    '{"cluster": {"worker": ["127.0.0.1:1"]}}': 'TF_CONFIG has no "task"',
+    '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}':
+        "TF_CONFIG's task index 3 does not name one of its cluster's 1 'worker' addresses",
+    '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}}':
+        "TF_CONFIG's task type 'chief' is not a job of its cluster",
+}
+
+
+@pytest.mark.parametrize("tf_config", BAD_TF_CONFIGS)
+def test_a_malformed_tf_config_is_one_clear_error(tf_config):
+    with pytest.raises(UserError) as err:
+        distribute.check_tf_config(tf_config)
+    assert str(err.value).startswith(BAD_TF_CONFIGS[tf_config]) and "\n" not in str(err.value)
+    good = {"cluster": {"worker": ["10.0.0.1:1", "10.0.0.2:1"]},
+            "task": {"type": "worker", "index": 1}}
+    distribute.check_tf_config(json.dumps(good))  # the README's form: accepted
+
+
+def test_a_malformed_tf_config_stops_main_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "maml_tf.main", f"--logdir={tmp_path}",
+                           "--strategy=multi_worker", "--metatrain_iterations=2"],
+                          env=dict(ENV, TF_CONFIG="xx"), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: TF_CONFIG is not JSON")
+    assert "Traceback" not in proc.stderr and not list(tmp_path.iterdir())
 
 
 def _free_port():

@@ -9,12 +9,14 @@ import pytest
 
 from maml_tf.errors import UserError
 from maml_tf.experiment import evaluate, progress, train
-from maml_tf.workdir import rundir
+from maml_tf.workdir import rundir, runlock
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import Experiment
-from maml_tf.experiment.progress import ProgressLog, clock, trim_events
+from maml_tf.experiment.progress import ProgressLog, clock, trim_events, trim_history
+from maml_tf.workdir.runinfo import SegmentLog
 from maml_tf.workdir.runlock import RunLock
+from maml_tf.workdir.selection import ModelSelection
 
 TOY = dict(dataset="sinusoid", shots=5, queries=5, eval_shots=5, eval_queries=5, norm="None",
            meta_batch_size=4, metatrain_iterations=20, checkpoint_interval=10, print_interval=5,
@@ -75,6 +77,20 @@ def test_a_live_holder_is_refused_and_a_dead_ones_lock_taken_over(tmp_path, caps
     assert f"took over {tmp_path / 'lock'} from pid {dead.pid}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content", [b"4242\n", b"[1, 2]", b'"me"', b"\xff\xfe not UTF-8"])
+def test_a_lock_of_another_shape_is_a_torn_one(tmp_path, capsys, content):
+    lock = tmp_path / "lock"
+    lock.write_bytes(content)  # a bare pid (echo 4242 > lock), other JSON, binary garbage
+    with pytest.raises(UserError, match="is in use by pid [?] on [?]"):  # may be being written
+        runlock.check_free(str(tmp_path))
+    os.utime(lock, (0, 0))  # left long ago: nobody holds it
+    runlock.check_free(str(tmp_path))
+    assert runlock.live_holder(str(tmp_path)) is None
+    with RunLock(str(tmp_path)):
+        assert json.load(open(lock))["pid"] == os.getpid()
+    assert f"took over {lock} from pid ? on ?" in capsys.readouterr().err
+
+
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(run, capsys):
     config, workdir = run
     ckpts = os.path.join(workdir, "checkpoints")
@@ -104,6 +120,45 @@ def test_damaged_small_files_are_survived(run, capsys):
     assert open(os.path.join(workdir, "validation.jsonl")).read().startswith(rows)
     assert json.load(open(os.path.join(workdir, "config.json")))["metatrain_iterations"] == 30
     assert json.load(open(os.path.join(workdir, "runinfo.json")))["iterations"] == 30
+
+
+@pytest.mark.parametrize("content", ['[1]', '{"segments": 5}', '{"segments": [5]}',
+                                     '{"segments": [{"start_iteration": 0}]}'])
+def test_a_runinfo_of_another_shape_is_rewritten_as_a_torn_one(tmp_path, capsys, content):
+    (tmp_path / "runinfo.json").write_text(content)
+    log = SegmentLog(str(tmp_path), 10)
+    log.update(15)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"warning: {tmp_path / 'runinfo.json'} holds no list of training segments; "
+                   "it will be rewritten"]
+    info = json.load(open(tmp_path / "runinfo.json"))
+    assert info["iterations"] == 15 and [(s["start_iteration"], s["end_iteration"])
+                                         for s in info["segments"]] == [(10, 15)]
+
+
+@pytest.mark.parametrize("row", ['[1, 2]', '{"it": 1}', '"x"', '{"iteration": "7"}'])
+def test_a_validation_row_of_another_shape_is_one_error_line(tmp_path, row):
+    path = tmp_path / "validation.jsonl"
+    text = '{"iteration": 5, "loss": [1.0]}\n' + row + '\n{"iteration": 10, "loss": [0.5]}\n'
+    path.write_text(text)
+    with pytest.raises(UserError, match=r"validation.jsonl line 2 is not a validation row") as err:
+        trim_history(str(path), 5)
+    assert "\n" not in str(err.value) and path.read_text() == text  # nothing dropped
+
+
+@pytest.mark.parametrize("row", [{"iteration": 7}, {"iteration": 7, "loss": []},
+                                 {"iteration": 7, "accuracy": ["x"]}])
+def test_a_validation_row_without_a_score_is_one_error_line_for_model_selection(row):
+    with pytest.raises(UserError, match="row of iteration 7 has no score") as err:
+        ModelSelection([{"iteration": 5, "loss": [1.0]}, row])
+    assert "\n" not in str(err.value)
+
+
+def test_trimming_keeps_every_kind_of_row_rl_returns_included(tmp_path):
+    path = tmp_path / "validation.jsonl"
+    path.write_text('{"iteration": 25, "return": [-40.1, -30.2]}\n{"iteration": 50, "return": [-9.0]}\n')
+    trim_history(str(path), 30)
+    assert path.read_text() == '{"iteration": 25, "return": [-40.1, -30.2]}\n'
 
 
 def test_a_checkpoint_holding_nan_is_never_written(run):
