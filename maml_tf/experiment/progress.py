@@ -59,10 +59,12 @@ def clock(seconds: float) -> str:
 class ProgressLog:
     """Averages step metrics over a print interval; prints a line and writes TensorBoard scalars.
 
-    `good_checkpoint()` says which checkpoint a run whose loss became NaN can go back to."""
+    `good_checkpoint()` says which checkpoint a run whose loss became NaN can go back to, and
+    `steps` which flags set its steps."""
 
-    def __init__(self, config, workdir: str, good_checkpoint: Optional[Callable[[], str]] = None):
-        self.config, self.sums, self.count = config, {}, 0
+    def __init__(self, config, workdir: str, good_checkpoint: Optional[Callable[[], str]] = None,
+                 steps: str = "the outer step (--meta_lr; --meta_step for Reptile) or --update_lr"):
+        self.config, self.sums, self.count, self.steps = config, {}, 0, steps
         # The rate is timed from the end of the process's first step: before it come the data's
         # loading and the step's tracing (a resumed MiniImageNet run printed "0.0 it/s ETA 197 h").
         self.t_last, self.timed = None, 0
@@ -76,8 +78,7 @@ class ProgressLog:
             note = f"; {self.good_checkpoint()}" if self.good_checkpoint else ""
             if self.diverged_at:
                 note += f"; the loss had diverged since iteration {self.diverged_at}"
-            raise UserError(f"loss became NaN/inf at iteration {iteration}; lower the outer step "
-                            f"(--meta_lr; --meta_step for Reptile) or --update_lr{note}")
+            raise UserError(f"loss became NaN/inf at iteration {iteration}; lower {self.steps}{note}")
         self._check_divergence(iteration, values)
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v

@@ -97,7 +97,7 @@ class NavigationTraining:
         self.ckpt = checkpointer(workdir, self.agent, config.keep_checkpoints)
         self.start = loop.resume_point(self.ckpt, workdir, resume, workdir)
         self.objective = trpo.MetaObjective(self.agent.learner, config.inner_lr, config.first_order)
-        self.log = ProgressLog(config, workdir)
+        self.log = ProgressLog(config, workdir, steps="the trust region (--max_kl) or --update_lr")
         self.segments = SegmentLog(workdir, self.start, settings=dataclasses.asdict(config))
         self.last_val = {}
 

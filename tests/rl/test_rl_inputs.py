@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from maml_tf.errors import UserError
-from maml_tf.rl import evaluate
+from maml_tf.rl import evaluate, train
 from maml_tf.rl.config import RLConfig
 from maml_tf.workdir.rundir import write_atomic
 
@@ -46,3 +46,10 @@ def test_an_evaluation_meets_the_runs_own_tasks_and_needs_the_run(tmp_path):
     with pytest.raises(UserError, match="no run in .*missing: train it first"):
         evaluate.evaluate_run(trained.replace(train=False), str(missing))
     assert not missing.exists()
+
+
+def test_a_diverging_rl_run_names_its_own_step_sizes(tmp_path):
+    steps = train.NavigationTraining(RLConfig(hidden=(4,), log=False), str(tmp_path), True)
+    with pytest.raises(UserError, match=r"lower the trust region \(--max_kl\) or --update_lr") as err:
+        steps.log.add(1, {"surrogate": float("nan")})
+    assert "--meta_lr" not in str(err.value)
