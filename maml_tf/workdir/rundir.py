@@ -53,10 +53,14 @@ def read_json(path: str) -> Optional[dict]:
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            value = json.load(f)
     except (OSError, ValueError) as err:
         warn(f"{path} is unreadable ({err.__class__.__name__}); it will be rewritten", once=True)
         return None
+    if not isinstance(value, dict):  # every file read here holds an object: a hand edit, a stray
+        warn(f"{path} holds no JSON object; it will be rewritten", once=True)
+        return None
+    return value
 
 
 def read_jsonl(path: str) -> List[dict]:

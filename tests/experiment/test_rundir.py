@@ -9,7 +9,8 @@ import pytest
 
 from maml_tf.errors import UserError
 from maml_tf.experiment import evaluate, progress, train
-from maml_tf.workdir import rundir, runlock
+from maml_tf.reports import runs
+from maml_tf.workdir import rundir, runlock, snapshot
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import Experiment
@@ -122,15 +123,16 @@ def test_damaged_small_files_are_survived(run, capsys):
     assert json.load(open(os.path.join(workdir, "runinfo.json")))["iterations"] == 30
 
 
-@pytest.mark.parametrize("content", ['[1]', '{"segments": 5}', '{"segments": [5]}',
-                                     '{"segments": [{"start_iteration": 0}]}'])
-def test_a_runinfo_of_another_shape_is_rewritten_as_a_torn_one(tmp_path, capsys, content):
+@pytest.mark.parametrize("content, said", [
+    ('[1]', "holds no JSON object"), ('{"segments": 5}', "holds no list of training segments"),
+    ('{"segments": [5]}', "holds no list of training segments"),
+    ('{"segments": [{"start_iteration": 0}]}', "holds no list of training segments")])
+def test_a_runinfo_of_another_shape_is_rewritten_as_a_torn_one(tmp_path, capsys, content, said):
     (tmp_path / "runinfo.json").write_text(content)
     log = SegmentLog(str(tmp_path), 10)
     log.update(15)
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"warning: {tmp_path / 'runinfo.json'} holds no list of training segments; "
-                   "it will be rewritten"]
+    assert err == [f"warning: {tmp_path / 'runinfo.json'} {said}; it will be rewritten"]
     info = json.load(open(tmp_path / "runinfo.json"))
     assert info["iterations"] == 15 and [(s["start_iteration"], s["end_iteration"])
                                          for s in info["segments"]] == [(10, 15)]
@@ -270,3 +272,11 @@ def test_tensorboard_keeps_no_steps_beyond_the_resumed_checkpoint(run):
     steps = [event_pb2.Event.FromString(r.numpy()).step
              for r in tf.data.TFRecordDataset(os.path.join(workdir, path))]
     assert max(steps) == 10 and 5 in steps  # later steps gone, earlier ones kept
+
+
+def test_the_run_store_and_the_reports_read_a_runinfo_of_another_shape_as_none(tmp_path, capsys):
+    (tmp_path / "runinfo.json").write_text("[1]")
+    (tmp_path / "config.json").write_text('{"metatrain_iterations": 10}')
+    assert not snapshot._finished(str(tmp_path))  # was: AttributeError on a list
+    assert runs.trained(str(tmp_path))["iterations"] is None
+    assert "holds no JSON object" in capsys.readouterr().err
