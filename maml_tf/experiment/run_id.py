@@ -4,6 +4,7 @@ import os
 
 from maml_tf.experiment import variant_config
 from maml_tf.experiment.config import Config
+from maml_tf.workdir import identity
 
 # Fields that change what a run computes (its weights or its validation record): resuming a
 # run with other values is refused. The others are speed (onednn, jit_compile, threads,
@@ -25,10 +26,18 @@ REPTILE_IDENTITY_FIELDS = ("eval_shots", "eval_queries", "eval_inner_lr", "eval_
 IDENTITY_FIELDS += variant_config.FIELDS
 
 
-def identity_fields(config: Config) -> tuple:
+def identity_fields(config: Config) -> identity.Fields:
     """The fields a resume of `config`'s run must keep."""
-    cosine = ("metatrain_iterations",) if config.cosine_meta_lr else ()  # its annealing length
-    return IDENTITY_FIELDS + (REPTILE_IDENTITY_FIELDS if config.algorithm == "reptile" else ()) + cosine
+    fields, why = IDENTITY_FIELDS, {}
+    if config.algorithm == "reptile":
+        fields += REPTILE_IDENTITY_FIELDS
+        why["metatrain_iterations"] = ("Reptile anneals its outer step size over the iteration "
+                                       "target, so a longer run is another schedule")
+    if config.cosine_meta_lr:
+        fields += ("metatrain_iterations",) * ("metatrain_iterations" not in fields)
+        why["metatrain_iterations"] = ("--cosine_meta_lr anneals the meta learning rate over the "
+                                       "iteration target, so a longer run is another schedule")
+    return identity.Fields(fields, why)
 
 
 # What an evaluation may choose for itself; every other identity field defines the network and

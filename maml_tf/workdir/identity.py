@@ -17,6 +17,15 @@ from maml_tf.workdir.rundir import check_writable, read_json, warn, write_atomic
 CONFIG_FILE = "config.json"
 
 
+class Fields(tuple):
+    """Identity fields, with why (`why[field]`) one that a user may expect to be free is not."""
+
+    def __new__(cls, names, why=None):
+        fields = super().__new__(cls, names)
+        fields.why = dict(why or {})
+        return fields
+
+
 def _valid(settings, fields: Sequence[str]) -> bool:
     return isinstance(settings, dict) and any(k in settings for k in fields)
 
@@ -50,8 +59,9 @@ def check(workdir: str, now: dict, fields: Sequence[str], action: str = "resume"
         raise UserError(f"{workdir} has checkpoints but no readable {CONFIG_FILE} or runinfo.json "
                         f"settings, so which run they hold is unknown: put its {CONFIG_FILE} back "
                         f"or use another --logdir or --run_name")
-    diff = [f"{k} {saved[k]!r} -> {now.get(k)!r}" for k in fields
-            if saved and k in saved and saved[k] != now.get(k)]
+    why = getattr(fields, "why", {})
+    diff = [f"{k} {saved[k]!r} -> {now.get(k)!r}" + (f": {why[k]}" if k in why else "")
+            for k in fields if saved and k in saved and saved[k] != now.get(k)]
     if diff and action == "resume" and not ckpt_index.on_disk(os.path.join(workdir, "checkpoints")):
         # e.g. a loss that became NaN before the first checkpoint: nothing of that run is kept
         warn(f"{workdir} holds no checkpoint of the settings it was started with "

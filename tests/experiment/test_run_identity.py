@@ -7,7 +7,8 @@ import os
 import pytest
 
 from maml_tf.errors import UserError
-from maml_tf.experiment import evaluate, train
+from maml_tf.experiment import evaluate, run_id, train
+from maml_tf.workdir import identity
 from test_rundir import run  # noqa: F401  (the finished toy run fixture)
 
 
@@ -58,3 +59,22 @@ def test_the_same_settings_resume_and_rewrite_a_damaged_config_json(run):
         f.write("[]")
     train.train_and_evaluate(config.replace(metatrain_iterations=30), workdir)
     assert json.load(open(path))["metatrain_iterations"] == 30
+
+
+@pytest.mark.parametrize("settings, reason", [
+    (dict(cosine_meta_lr=True), "--cosine_meta_lr anneals the meta learning rate over the iteration target"),
+    (dict(algorithm="reptile"), "Reptile anneals its outer step size over the iteration target")])
+def test_a_refused_longer_run_says_why_its_length_is_part_of_it(run, tmp_path, settings, reason):
+    """The iteration target is free for plain MAML but part of an annealed run: the refusal says so."""
+    config, _ = run
+    saved = config.replace(metatrain_iterations=20, **settings)
+    with open(tmp_path / "config.json", "w") as f:
+        f.write(saved.to_json())
+    longer = saved.replace(metatrain_iterations=30)
+    with pytest.raises(UserError, match=f"metatrain_iterations 20 -> 30: {reason}, so a longer run"):
+        identity.check(str(tmp_path), identity.as_dict(longer), run_id.identity_fields(longer))
+    plain = config.replace(metatrain_iterations=20)
+    with open(tmp_path / "config.json", "w") as f:
+        f.write(plain.to_json())
+    longer = plain.replace(metatrain_iterations=30)  # plain MAML: a longer run is the same run
+    identity.check(str(tmp_path), identity.as_dict(longer), run_id.identity_fields(longer))
