@@ -74,7 +74,7 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
     if best and not config.eval_dir:
         _write_missing_best_model(exp, workdir, restored)
     stem = _stem(config, out, restored)
-    kept = check_replacing(stem, defining(config, workdir))  # before the work, not after it
+    kept = rundir.check_replacing(stem, defining(config, workdir))  # before the work, not after it
     steps = recorded.eval_steps(config.eval_inner_steps, config.eval_record_steps)
     stats = evaluate_learner(exp, config.eval_split, config.eval_tasks, config.eval_shots,
                              config.eval_queries, config.eval_inner_lr, config.eval_inner_steps,
@@ -118,23 +118,6 @@ def defining(config, workdir: str) -> Dict:
     return {"eval_seed": config.eval_seed, "queries": config.eval_queries,
             "eval_inner_batch_size": config.eval_inner_batch_size,
             "run": os.path.basename(os.path.normpath(workdir))}
-
-
-def check_replacing(stem: str, settings: Dict) -> str:
-    """UserError if `stem`.json holds another evaluation (other queries, inner batches, or
-    another run's, in a shared --eval_dir); else what it held, if anything ("" if nothing)."""
-    try:
-        with open(stem + ".json") as f:
-            old = json.load(f)
-    except (OSError, ValueError):
-        return ""  # none, or unreadable: nothing of value to keep
-    if not isinstance(old, dict):
-        return ""
-    changed = [f"{k} {old[k]} -> {v}" for k, v in settings.items() if k in old and old[k] != v]
-    if changed:
-        raise UserError(f"{stem}.json holds another evaluation ({', '.join(changed)}): evaluate "
-                        "into another folder with --eval_dir=DIR, or move that file away")
-    return f"it held {old.get('num_tasks')} tasks, steps {old.get('steps')}"
 
 
 def _write_missing_best_model(exp, workdir: str, iteration: int):

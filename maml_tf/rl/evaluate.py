@@ -8,7 +8,7 @@ import numpy as np
 
 from maml_tf.errors import UserError
 from maml_tf.workdir import identity
-from maml_tf.workdir.rundir import write_atomic
+from maml_tf.workdir.rundir import check_replacing, write_atomic
 from maml_tf.metrics import mean_and_ci95
 from maml_tf.rl import env
 from maml_tf.rl.agent import Agent
@@ -76,10 +76,15 @@ def evaluate_run(config: RLConfig, workdir: str) -> Dict:
     restored = 0
     if config.total_iterations:
         restored = restore(checkpointer(workdir, agent), workdir, config.test_iter)
-    os.makedirs(workdir, exist_ok=True)
-    result, trajectories = evaluate_agent(agent, restored)
     stem = os.path.join(workdir, f"eval_{config.eval_split}_goals{config.eval_tasks}_lr"
                                  f"{config.eval_inner_lr:g}-{config.eval_later_lr:g}_iter{restored}")
+    # the policy is the run's; a random one's goals and paths are this command's (no identity)
+    kept = check_replacing(stem, {"eval_seed": config.eval_seed, "paths_per_step": config.paths},
+                           elsewhere="")
+    os.makedirs(workdir, exist_ok=True)
+    result, trajectories = evaluate_agent(agent, restored)
+    if kept:
+        print(f"replacing {stem}.json ({kept})", flush=True)
     np.savez(stem + ".tmp.npz", **trajectories)  # the .json, written last, says both are whole
     os.replace(stem + ".tmp.npz", stem + ".npz")
     write_atomic(stem + ".json", json.dumps(result, indent=2))

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from maml_tf import evaluation, metrics, models
 from maml_tf.datasets import class_names_by_split, get_sampler
-from maml_tf.workdir import class_record
+from maml_tf.workdir import class_record, rundir
 from maml_tf.experiment import evaluate
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
@@ -189,7 +189,7 @@ def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
     stem = os.path.join(out, f"eval_{config.eval_split}_shots{config.eval_shots}"
                              f"_lr{config.eval_inner_lr:g}_iter{restored}_{config.ways}way"
                              f"_{config.finetune}_bn{config.finetune_bn}{evaluate.seed_suffix(config)}")
-    kept = evaluate.check_replacing(stem, evaluate.defining(config, workdir))
+    kept = rundir.check_replacing(stem, evaluate.defining(config, workdir))
     stats = evaluator.evaluate(config.eval_split, config.eval_tasks)
     result = {
         "dataset": config.dataset, "split": config.eval_split, "iteration": restored,

@@ -5,7 +5,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from maml_tf.errors import UserError
 
@@ -122,3 +122,22 @@ def remove_leftovers(directory: str) -> int:
         except FileNotFoundError:
             pass
     return len(names)
+
+
+def check_replacing(stem: str, settings: Dict,
+                    elsewhere: str = "evaluate into another folder with --eval_dir=DIR, or") -> str:
+    """UserError if `stem`.json holds another evaluation (other queries, inner batches, or
+    another run's, in a shared --eval_dir); else what it held, if anything ("" if nothing).
+    `elsewhere` begins the way out the refusal names, before "move that file away"."""
+    try:
+        with open(stem + ".json") as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return ""  # none, or unreadable: nothing of value to keep
+    if not isinstance(old, dict):
+        return ""
+    changed = [f"{k} {old[k]} -> {v}" for k, v in settings.items() if k in old and old[k] != v]
+    if changed:
+        raise UserError(f"{stem}.json holds another evaluation ({', '.join(changed)}): "
+                        f"{elsewhere + ' ' if elsewhere else ''}move that file away")
+    return f"it held {old.get('num_tasks')} tasks, steps {old.get('steps')}"

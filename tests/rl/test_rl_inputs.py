@@ -53,3 +53,18 @@ def test_a_diverging_rl_run_names_its_own_step_sizes(tmp_path):
     with pytest.raises(UserError, match=r"lower the trust region \(--max_kl\) or --update_lr") as err:
         steps.log.add(1, {"surrogate": float("nan")})
     assert "--meta_lr" not in str(err.value)
+
+
+def test_an_evaluation_under_a_taken_name_says_what_it_replaces_or_is_refused(tmp_path, capsys):
+    """The file name holds the goals, step sizes and iteration, not the steps or the seed: another
+    number of steps replaces the file and says so; another seed or path count is refused."""
+    random = RLConfig(metatrain_iterations=0, train=False, hidden=(4,), horizon=5, paths=2,
+                      eval_tasks=2, eval_inner_steps=1)
+    workdir = str(tmp_path / "random")
+    evaluate.evaluate_run(random, workdir)
+    assert "replacing" not in capsys.readouterr().out
+    evaluate.evaluate_run(random.replace(eval_inner_steps=0), workdir)
+    assert "(it held 2 tasks, steps [0, 1])" in capsys.readouterr().out
+    for change, said in ((dict(eval_seed=7), "eval_seed 1234 -> 7"), (dict(paths=3), "paths_per_step 2 -> 3")):
+        with pytest.raises(UserError, match=rf"holds another evaluation \({said}\): move that file away"):
+            evaluate.evaluate_run(random.replace(**change), workdir)
