@@ -55,24 +55,10 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
     config.validate()
     for line in variant_config.notices(config):
         rundir.warn(line, once=True)
-    iteration, best = config.test_iter, config.test_best
     out = config.eval_dir or workdir
-    try:  # before the work, not after it
-        rundir.check_writable(out, "--eval_dir" if config.eval_dir else "--logdir")
-    except UserError as err:
-        hint = "" if config.eval_dir else "; give --eval_dir=DIR to write the evaluation elsewhere"
-        raise UserError(f"{err}{hint}") from None
+    _check_output(config, out)
     datasets.check_task_sizes(config, [(config.eval_split, config.eval_shots, config.eval_queries)])
-    exp = Experiment(config.replace(strategy="default"), model=model)  # not distributed
-    stored = snapshot.restore(config.run_store, workdir)
-    if stored:
-        print(f"evaluating the stored state of the run, {stored}", flush=True)
-    identity.check(workdir, identity.as_dict(config), evaluation_fields(config), "evaluate")
-    class_record.check(workdir, datasets.class_names_by_split(config, exp.sampler), "evaluate")
-    ckpt = Checkpointer(workdir, exp.state())
-    restored = ckpt.restore_best() if best else ckpt.restore_iteration(iteration)
-    if best and not config.eval_dir:
-        _write_missing_best_model(exp, workdir, restored)
+    exp, restored = _restore(config, workdir, model)
     stem = _stem(config, out, restored)
     kept = rundir.check_replacing(stem, defining(config, workdir))  # before the work, not after it
     steps = recorded.eval_steps(config.eval_inner_steps, config.eval_record_steps)
@@ -85,7 +71,8 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
         "queries": config.eval_queries, "inner_lr": config.eval_inner_lr,
         "steps": steps, **defining(config, workdir),
         "algorithm": config.algorithm, "transductive": config.transductive,
-        "checkpoint": "best-validation" if best else "newest" if iteration in (None, -1) else "chosen",
+        "checkpoint": "best-validation" if config.test_best
+        else "newest" if config.test_iter in (None, -1) else "chosen",
         "metrics": {k: {s: np.asarray(v[s]).tolist() for s in STATS} for k, v in stats.items()},
     }
     os.makedirs(out, exist_ok=True)
@@ -94,6 +81,31 @@ def evaluate_checkpoint(config, workdir: str, model=None) -> Dict:
         print(f"replacing {stem}.json ({kept})", flush=True)
     write_result(stem, result)
     return result
+
+
+def _check_output(config, out: str):
+    """UserError (before the work, not after it) if the evaluation cannot be written to `out`."""
+    try:
+        rundir.check_writable(out, "--eval_dir" if config.eval_dir else "--logdir")
+    except UserError as err:
+        hint = "" if config.eval_dir else "; give --eval_dir=DIR to write the evaluation elsewhere"
+        raise UserError(f"{err}{hint}") from None
+
+
+def _restore(config, workdir: str, model):
+    """(experiment, iteration): the run's checkpoint (`test_iter` or `test_best`) restored, once
+    its directory is known to hold this run (its settings and class split)."""
+    exp = Experiment(config.replace(strategy="default"), model=model)  # not distributed
+    stored = snapshot.restore(config.run_store, workdir)
+    if stored:
+        print(f"evaluating the stored state of the run, {stored}", flush=True)
+    identity.check(workdir, identity.as_dict(config), evaluation_fields(config), "evaluate")
+    class_record.check(workdir, datasets.class_names_by_split(config, exp.sampler), "evaluate")
+    ckpt = Checkpointer(workdir, exp.state())
+    restored = ckpt.restore_best() if config.test_best else ckpt.restore_iteration(config.test_iter)
+    if config.test_best and not config.eval_dir:
+        _write_missing_best_model(exp, workdir, restored)
+    return exp, restored
 
 
 def _stem(config, out: str, iteration: int) -> str:
