@@ -8,7 +8,7 @@ import pytest
 from maml_tf.experiment import evaluate, train
 
 from maml_tf.workdir import ckpt_index, snapshot
-from test_rundir import run  # noqa: F401  (the finished toy run fixture)
+from test_rundir import finished_toy_run, run  # noqa: F401  (the finished toy run fixtures)
 
 DAMAGE = {
     "garbage": lambda text: "this is not an index\n",

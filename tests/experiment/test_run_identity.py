@@ -9,7 +9,7 @@ import pytest
 from maml_tf.errors import UserError
 from maml_tf.experiment import evaluate, run_id, train
 from maml_tf.workdir import identity
-from test_rundir import run  # noqa: F401  (the finished toy run fixture)
+from test_rundir import finished_toy_run, run  # noqa: F401  (the finished toy run fixtures)
 
 
 

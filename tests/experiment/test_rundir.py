@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 
 import numpy as np
@@ -24,12 +25,20 @@ TOY = dict(dataset="sinusoid", shots=5, queries=5, eval_shots=5, eval_queries=5,
            val_interval=10, val_tasks=4, eval_tasks=8, eval_inner_steps=2)
 
 
+@pytest.fixture(scope="module")
+def finished_toy_run(tmp_path_factory):
+    """The finished 20-iteration run, trained once per module: `run` hands each test a copy."""
+    path = str(tmp_path_factory.mktemp("finished_toy_run"))
+    train.train_and_evaluate(Config(**TOY), path)
+    return path
+
+
 @pytest.fixture
-def run(tmp_path):
-    """A finished 20-iteration run (checkpoints 10 and 20); returns (config, run directory)."""
-    config = Config(**TOY)
-    train.train_and_evaluate(config, str(tmp_path))
-    return config, str(tmp_path)
+def run(finished_toy_run, tmp_path):
+    """A finished 20-iteration run (checkpoints 10 and 20); returns (config, run directory).
+    A copy of one trained run (its files name no path of their own), not a training per test."""
+    shutil.copytree(finished_toy_run, tmp_path, dirs_exist_ok=True)
+    return Config(**TOY), str(tmp_path)
 
 
 def weights(config, workdir):
