@@ -222,10 +222,18 @@ def test_multi_worker_on_loopback_trains_resumes_and_matches_one_device(tmp_path
     """Two worker processes (TF_CONFIG on 127.0.0.1): 2 iterations, then resumed to 4."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    single = _launch(tmp_path / "single", 4, ENV)
     _finish([_launch(tmp_path / "multi", 2, env, "multi_worker") for env in _worker_envs(scratch)])
-    outputs = _finish([_launch(tmp_path / "multi", 4, env, "multi_worker")
-                       for env in _worker_envs(scratch)] + [single])
+    second = [_launch(tmp_path / "multi", 4, env, "multi_worker") for env in _worker_envs(scratch)]
+    from maml_tf import main
+
+    try:  # the one-device run: the same main and flags, in this process (the reference only)
+        main.FLAGS.unparse_flags()
+        main.FLAGS(["main", f"--logdir={tmp_path / 'single'}", "--metatrain_iterations=4",
+                    "--strategy=default", *MW_FLAGS])
+        main.main(["main"])
+    finally:
+        main.FLAGS.unparse_flags()
+    outputs = _finish(second)
     run = tmp_path / "multi" / "run"
     assert all(f"resuming {run} from iteration 2" in out for out in outputs[:2])
     assert "multi_worker: 2 replicas, 2 tasks each\n" in outputs[0]
