@@ -19,13 +19,14 @@ SINE = dict(dataset="sinusoid", shots=10, queries=10, eval_shots=10, eval_querie
 
 
 def test_meta_training_on_sinusoid_makes_one_step_adaptation_work(tmp_path):
-    config = Config(metatrain_iterations=1000, meta_lr=0.01, **SINE)
+    config = Config(metatrain_iterations=500, meta_lr=0.01, **SINE)
     train.train_and_evaluate(config, str(tmp_path))
     exp = Experiment(config)
     Checkpointer(str(tmp_path), exp.state()).restore_latest()
     loss = evaluate.evaluate_learner(exp, "test", 200, 10, 10, 0.01, 1, seed=7)["loss"]["mean"]
-    # At initialisation one step changes the MSE by <1% (4.22 -> 4.22 measured); after 1000
-    # meta-iterations one step cuts it by well over a third (3.2 -> 1.2 measured).
+    # At initialisation one step changes the MSE by <1% (4.22 -> 4.22 measured); after 500
+    # meta-iterations one step cuts it by well over a third (3.65 -> 1.13, 3.61 -> 1.28 and
+    # 3.43 -> 1.19 at seeds 0/1/2, ratios 0.31-0.35; 1000 iterations: 3.22 -> 0.72).
     assert loss[1] < 0.6 * loss[0], loss
 
 
