@@ -1,4 +1,4 @@
-"""The run directory's small files: atomic writes (temporary file + rename), tolerant reads, a writability check."""
+"""The run directory's small files: atomic writes (temporary file + rename), tolerant reads, a writability check, and whether an evaluation file may be replaced."""
 
 import json
 import os
