@@ -153,7 +153,7 @@ def load_images_cached(paths: Sequence[str], source: str, cache_dir: Optional[st
     path = os.path.join(folder, f"{cache_name}-{_fingerprint(paths, source)}.npy")
     if os.path.exists(path):
         try:
-            images = np.load(path)
+            images = np.load(path, mmap_mode="r")  # pages read as tasks touch them, shared by runs
             if images.shape == (len(paths),) + IMAGE_SHAPE and images.dtype == np.uint8:
                 return images
         except (OSError, ValueError):
