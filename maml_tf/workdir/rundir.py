@@ -129,13 +129,9 @@ def check_replacing(stem: str, settings: Dict,
     """UserError if `stem`.json holds another evaluation (other queries, inner batches, or
     another run's, in a shared --eval_dir); else what it held, if anything ("" if nothing).
     `elsewhere` begins the way out the refusal names, before "move that file away"."""
-    try:
-        with open(stem + ".json") as f:
-            old = json.load(f)
-    except (OSError, ValueError):
-        return ""  # none, or unreadable: nothing of value to keep
-    if not isinstance(old, dict):
-        return ""
+    old = read_json(stem + ".json")
+    if old is None:
+        return ""  # none, or unreadable (said once): nothing of value to keep
     changed = [f"{k} {old[k]} -> {v}" for k, v in settings.items() if k in old and old[k] != v]
     if changed:
         raise UserError(f"{stem}.json holds another evaluation ({', '.join(changed)}): "
