@@ -39,6 +39,11 @@ def test_no_machine_folder_in_results_or_the_readme():
     assert hits(documents()) == []
 
 
+def test_no_machine_folder_in_the_reports_json():
+    """The reports' JSON (not the runs' own config) names runs as results/runs/... or $LOGDIR/..."""
+    assert hits(sorted(glob.glob(os.path.join(ROOT, "results", "*.json")))) == []
+
+
 def test_every_quoted_module_is_in_the_repository():
     """`python -m maml_tf.X` in a document names a module of this repository (the pause wrapper too)."""
     missing = set()
