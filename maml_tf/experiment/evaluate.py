@@ -110,18 +110,22 @@ def _restore(config, workdir: str, model):
 
 def _stem(config, out: str, iteration: int) -> str:
     """The result's path without .json/.csv. Reports read eval_<split>_* as the newest model's
-    and eval_best_* as the best-validation one's; another task seed than every model's gets
-    its own file (`_seed<S>`)."""
+    and eval_best_* as the best-validation one's; other tasks than every model's get their own
+    file (`tasks_suffix`)."""
     prefix = "eval_best_" if config.test_best else "eval_"
-    seed = seed_suffix(config)
     return os.path.join(out, prefix + f"{config.eval_split}_shots{config.eval_shots}"
-                        f"_lr{config.eval_inner_lr:g}_iter{iteration}{seed}"
+                        f"_lr{config.eval_inner_lr:g}_iter{iteration}{tasks_suffix(config)}"
                         + ("" if config.transductive else "_nontransductive"))
 
 
-def seed_suffix(config) -> str:
-    """'' for the tasks every model is tested on (the default --eval_seed), else `_seed<S>`."""
-    return "" if config.eval_seed == Config.eval_seed else f"_seed{config.eval_seed}"
+def tasks_suffix(config) -> str:
+    """'' for the tasks every model is tested on (the default --eval_seed, K queries per class
+    as the original code tests; Reptile's own count), else `_seed<S>` for another seed and
+    `_queries<Q>` for another query count (--num_query): the reports read only the former."""
+    seed = "" if config.eval_seed == Config.eval_seed else f"_seed{config.eval_seed}"
+    # Reptile's evaluation keeps its run's count (run_id.evaluation_fields): never another.
+    own = config.eval_queries == config.eval_shots or config.algorithm == "reptile"
+    return seed + ("" if own else f"_queries{config.eval_queries}")
 
 
 def defining(config, workdir: str) -> Dict:

@@ -28,6 +28,8 @@ def load_evals(run_dir: str):
             r = json.load(f)
         if r.get("eval_seed", Config.eval_seed) != Config.eval_seed:  # other tasks than every model's
             continue
+        if r.get("queries", r["shots"]) != r["shots"]:  # a `_queries<Q>` side evaluation
+            continue
         key = (r["shots"], r["inner_lr"])
         if key not in found or r["iteration"] > found[key]["iteration"]:
             found[key] = r

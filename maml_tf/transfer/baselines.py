@@ -188,7 +188,7 @@ def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
     os.makedirs(out, exist_ok=True)
     stem = os.path.join(out, f"eval_{config.eval_split}_shots{config.eval_shots}"
                              f"_lr{config.eval_inner_lr:g}_iter{restored}_{config.ways}way"
-                             f"_{config.finetune}_bn{config.finetune_bn}{evaluate.seed_suffix(config)}")
+                             f"_{config.finetune}_bn{config.finetune_bn}{evaluate.tasks_suffix(config)}")
     kept = rundir.check_replacing(stem, evaluate.defining(config, workdir))
     stats = evaluator.evaluate(config.eval_split, config.eval_tasks)
     result = {

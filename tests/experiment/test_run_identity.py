@@ -78,3 +78,22 @@ def test_a_refused_longer_run_says_why_its_length_is_part_of_it(run, tmp_path, s
         f.write(plain.to_json())
     longer = plain.replace(metatrain_iterations=30)  # plain MAML: a longer run is the same run
     identity.check(str(tmp_path), identity.as_dict(longer), run_id.identity_fields(longer))
+
+
+def test_an_evaluation_chooses_its_query_count_but_reptile_s_keeps_its_own(tmp_path):
+    """--num_query at evaluation sets the test tasks' query sets of a MAML run (training's
+    count made the run, not its weights); a Reptile row is tested with the count it trained with."""
+    from maml_tf.experiment.config import Config
+
+    for algorithm in ("maml", "reptile"):
+        saved = Config(dataset="omniglot", algorithm=algorithm, queries=1, eval_queries=1)
+        (tmp_path / "config.json").write_text(saved.to_json())
+        fifteen = saved.replace(queries=15, eval_queries=15)
+        check = lambda: identity.check(str(tmp_path), identity.as_dict(fifteen),  # noqa: E731
+                                       run_id.evaluation_fields(fifteen), "evaluate")
+        if algorithm == "maml":
+            check()
+            assert evaluate.tasks_suffix(fifteen) == "_queries15"
+        else:
+            with pytest.raises(UserError, match="queries 1 -> 15: Reptile's rows are tested with"):
+                check()

@@ -248,9 +248,18 @@ def test_an_evaluation_never_silently_replaces_another_one(run, tmp_path, capsys
     assert json.load(open(stem + "_seed7.json"))["eval_seed"] == 7
     evaluate.evaluate_checkpoint(plain.replace(eval_tasks=6), workdir)
     assert "replacing " + stem + ".json (it held 4 tasks" in capsys.readouterr().out
-    # other query sets under the same name, or another run's file in a shared --eval_dir: refused
-    with pytest.raises(UserError, match=r"holds another evaluation \(queries 5 -> 3\).*--eval_dir"):
-        evaluate.evaluate_checkpoint(plain.replace(eval_queries=3), workdir)
+    # another query count (--num_query at evaluation; the training count is free): its own file
+    evaluate.evaluate_checkpoint(plain.replace(queries=3, eval_queries=3), workdir)
+    assert json.load(open(stem + "_queries3.json"))["queries"] == 3
+    # other query sets under the same name (a file of older code), or another run's file in a
+    # shared --eval_dir: refused
+    older = json.load(open(stem + ".json"))
+    with open(stem + ".json", "w") as f:
+        json.dump({**older, "queries": 3}, f)
+    with pytest.raises(UserError, match=r"holds another evaluation \(queries 3 -> 5\).*--eval_dir"):
+        evaluate.evaluate_checkpoint(plain, workdir)
+    with open(stem + ".json", "w") as f:
+        json.dump(older, f)
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "eval_val_shots5_lr0.001_iter20.json").write_text(json.dumps({"run": "another.run"}))

@@ -54,7 +54,7 @@ class ToySampler:
 
 def toy_config(**changes):
     base = dict(dataset="miniimagenet", baseline="pretrained", metatrain_iterations=0, ways=3, shots=1,
-                queries=2, eval_shots=1, eval_queries=2, eval_inner_lr=0.1, eval_inner_steps=3,
+                queries=2, eval_shots=1, eval_queries=1, eval_inner_lr=0.1, eval_inner_steps=3,
                 num_filters=8, pretrain_batch_size=16, meta_lr=0.01, pretrain_iterations=30,
                 val_interval=10, val_tasks=4, eval_tasks=6, checkpoint_interval=10,
                 print_interval=10, log=False, data_dir="/nonexistent")

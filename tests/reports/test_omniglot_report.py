@@ -74,7 +74,8 @@ def test_sparse_evaluations_and_validation_rows_are_read_by_step(tmp_path):
 
 def test_an_evaluation_at_another_step_size_is_not_the_row(tmp_path):
     """A quick side evaluation at --update_lr=0.8 of a newer checkpoint leaves the row at the
-    run's own step size (0.4), as does one of another task seed (its file is `_seed7`)."""
+    run's own step size (0.4), as does one of another task seed (its file is `_seed7`) or with
+    another query count (`_queries15`)."""
     run = tmp_path / "logs" / omniglot.SETTINGS[0][1]
     write_run(run, [("eval_", 3000, 0.96)], [(3000, 0.85)], iterations=3500)
     (run / "config.json").write_text(json.dumps({"patience": 0, "eval_inner_lr": 0.4}))
@@ -83,6 +84,8 @@ def test_an_evaluation_at_another_step_size_is_not_the_row(tmp_path):
          "metrics": {"accuracy": {"mean": [0.2] + [0.5] * 10, "ci95": [0.1] * 11}}}))
     (run / "eval_test_shots1_lr0.4_iter3500_seed7.json").write_text(
         (run / "eval_test_shots1_lr0.8_iter3500.json").read_text().replace("0.8", "0.4"))
+    (run / "eval_test_shots1_lr0.4_iter3500_queries15.json").write_text(
+        (run / "eval_test_shots1_lr0.4_iter3500_seed7.json").read_text())
     for name in os.listdir(run):  # the row's own evaluation records the run's step size
         if name == "eval_test_shots1_lr0.4_iter3000.json":
             result = json.loads((run / name).read_text())

@@ -71,3 +71,18 @@ def test_fits_draw_what_the_run_learned_and_refuse_what_they_cannot_draw(tmp_pat
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and said in err[0], err
         assert not (where / "fits.png").exists()
+
+
+def test_the_table_reads_every_model_s_tasks_only(tmp_path):
+    """Evaluations of other tasks (`_seed<S>`, `_queries<Q>`) never become a cell: only the
+    default seed's evaluation with K queries does, even when the side ones are newer."""
+    import json
+
+    def write(name, iteration, **extra):
+        (tmp_path / name).write_text(json.dumps(
+            {"shots": 5, "inner_lr": 0.01, "iteration": iteration, "queries": 5, **extra}))
+
+    write("eval_test_shots5_lr0.01_iter100.json", 100)
+    write("eval_test_shots5_lr0.01_iter200_seed7.json", 200, eval_seed=7)
+    write("eval_test_shots5_lr0.01_iter200_queries15.json", 200, queries=15)
+    assert sinusoid.load_evals(str(tmp_path))[(5, 0.01)]["iteration"] == 100
