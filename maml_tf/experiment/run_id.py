@@ -99,4 +99,6 @@ def run_name(config: Config) -> str:
     if config.dataset == "omniglot" and config.omniglot_resize != "original":
         parts.append(config.omniglot_resize)
     parts.extend(variant_config.name_parts(config))  # none for plain MAML
+    if config.seed != Config.seed:  # runs of several seeds side by side (the default's name unchanged)
+        parts.append(f"seed{config.seed}")
     return ".".join(parts)

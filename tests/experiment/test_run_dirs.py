@@ -76,3 +76,12 @@ def test_run_experiments_refuses_what_it_would_misread(tmp_path, args, said):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and done.stdout.strip().startswith(said), done.stdout + done.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_runs_of_several_seeds_get_their_own_directories():
+    """`--seed=S` (S other than 0) ends the name with `.seedS`: three seeds of one setting train
+    side by side instead of being refused as another run's settings; seed 0 keeps its name."""
+    base = Config(dataset="omniglot", ways=20, meta_batch_size=16, shots=1, inner_lr=0.1, inner_steps=5)
+    names = [run_name(base.replace(seed=s)) for s in (0, 1, 2)]
+    assert names[0] == "omniglot.20way1shot.maml.mbs16.steps5.lr0.1.conv64"
+    assert names[1:] == [names[0] + ".seed1", names[0] + ".seed2"]
