@@ -50,12 +50,14 @@ def own_images(dataset: str) -> bool:
     return dataset == "folder" or dataset.startswith(TFDS_PREFIX)
 
 
-def class_names_by_split(config, sampler) -> Optional[Dict[str, List[str]]]:
-    """Each split's class names when they come from the user's images (a folder's classes may
-    change between two commands of one run); None for the paper's data, whose classes are fixed."""
+def class_names_by_split(config, sampler) -> Optional[Dict[str, list]]:
+    """Each split's class names, and the shape the images are read at ("input_shape"), when they
+    come from the user's images (a folder's classes or image sizes may change between two
+    commands of one run); None for the paper's data, whose classes and images are fixed."""
     if not own_images(config.dataset):
         return None
-    return {split: list(sampler.split(split).classes) for split in ("train", "val", "test")}
+    record = {split: list(sampler.split(split).classes) for split in ("train", "val", "test")}
+    return {**record, "input_shape": list(sampler.input_shape)}
 
 
 class TaskSampler(Protocol):

@@ -83,10 +83,13 @@ def _open(exp: Experiment, workdir: str, outdir: str, resume: bool, chief: bool)
     """(Checkpointer, start iteration): the run directory restored (from the run store if it has
     no checkpoint) and its histories cut back to the checkpoint it resumes from."""
     config = exp.config
+    data = datasets.class_names_by_split(config, exp.sampler)
+    if chief:
+        class_record.check_before_restore(outdir, data)
     ckpt = Checkpointer(outdir, exp.state(), config.keep_checkpoints, restore_from=workdir)
     start = loop.resume_point(ckpt, outdir, resume, workdir)
     if chief:  # a folder that gained or lost a class would split differently
-        class_record.keep(outdir, datasets.class_names_by_split(config, exp.sampler), start > 0)
+        class_record.keep(outdir, data, start > 0)
     replicas = exp.strategy.num_replicas_in_sync
     if replicas > 1:
         print(f"{config.strategy}: {replicas} replicas, {config.meta_batch_size // replicas} tasks "

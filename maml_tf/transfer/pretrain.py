@@ -160,11 +160,13 @@ class Pretraining:
     def __init__(self, config: Config, workdir: str, resume: bool, sampler, images, labels,
                  model, optimizer):
         self.config, self.workdir = config, workdir
+        data = class_names_by_split(config, sampler)
+        class_record.check_before_restore(workdir, data)
         self.ckpt = Checkpointer(workdir, {"model": model, "optimizer": optimizer},
                                  config.keep_checkpoints)
         self.best = Checkpointer(os.path.join(workdir, "best"), {"model": model}, 1)
         self.start = loop.resume_point(self.ckpt, workdir, resume, workdir)
-        class_record.keep(workdir, class_names_by_split(config, sampler), self.start > 0)
+        class_record.keep(workdir, data, self.start > 0)
         self.model, self.evaluator = model, baselines.TransferEval(config, sampler)
         self.train_step, self.log = make_train_step(model, optimizer), ProgressLog(config, workdir)
         self.segments = SegmentLog(workdir, self.start, settings=dataclasses.asdict(config))

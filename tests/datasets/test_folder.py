@@ -111,10 +111,11 @@ def test_meta_training_learns(tmp_path):
         train.train_and_evaluate(cfg.replace(folder_split="0.6,0.2,0.2"), str(tmp_path / "run"))
     recorded = json.load(open(tmp_path / "run" / "classes.json"))
     assert [len(recorded[s]) for s in ("train", "val", "test")] == [6, 3, 3]
+    assert recorded.pop("input_shape") == [20, 20, 3]  # the images' most common size, RGB
     assert sorted(sum(recorded.values(), [])) == sorted(os.listdir(root))
 
 
-def test_a_class_added_after_training_is_refused_not_split_anew(tmp_path):
+def test_a_class_or_image_size_changed_after_training_is_refused_not_split_anew(tmp_path):
     from maml_tf.experiment import evaluate, train
 
     root = write_tree(tmp_path / "data")
@@ -129,6 +130,23 @@ def test_a_class_added_after_training_is_refused_not_split_anew(tmp_path):
                        "in another split: ")  # the split moved classes the run had trained on
     os.rename(tmp_path / "data" / "a_new", tmp_path / "more" / "a_new")
     assert evaluate.evaluate_checkpoint(cfg, run)["iteration"] == 2
+    # images of another size, now the most common: the run's 20 px would silently become 24 px
+    added = [os.path.join(root, f"class{c:02d}", f"big{i}.png") for c in range(12) for i in range(4)]
+    for path in added:
+        class_image(0, 0, (24, 24)).save(path)
+    for attempt in (lambda: evaluate.evaluate_checkpoint(cfg, run),
+                    lambda: train.train_and_evaluate(cfg.replace(metatrain_iterations=4), run)):
+        one_line_error(attempt, "was trained on images read at 20x20x3, the data now reads at 24x24x3")
+    for path in added:
+        os.remove(path)
+    assert evaluate.evaluate_checkpoint(cfg, run)["iteration"] == 2
+    # grey images: said before the restore, whose own error would blame the checkpoints
+    for c in range(12):
+        for i in range(6):
+            path = os.path.join(root, f"class{c:02d}", f"{i}.png")
+            Image.open(path).convert("L").save(path)
+    one_line_error(lambda: train.train_and_evaluate(cfg.replace(metatrain_iterations=4), run),
+                   "read at 20x20x3, the data now reads at 20x20x1", "with --image_size and --channels given")
 
 
 def test_bad_inputs_one_line(tmp_path, capsys):
