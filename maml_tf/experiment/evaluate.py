@@ -131,9 +131,11 @@ def tasks_suffix(config) -> str:
 def defining(config, workdir: str) -> Dict:
     """What makes two evaluations under one file name different ones, beside the name's own K,
     step size, iteration, seed and mode (tasks and steps only refine one evaluation)."""
+    run = {"run": os.path.basename(os.path.normpath(workdir))}
+    if config.eval_dir:  # shared by runs of one name in several --logdirs: the whole path tells them apart
+        run["run_dir"] = os.path.realpath(workdir)
     return {"eval_seed": config.eval_seed, "queries": config.eval_queries,
-            "eval_inner_batch_size": config.eval_inner_batch_size,
-            "run": os.path.basename(os.path.normpath(workdir))}
+            "eval_inner_batch_size": config.eval_inner_batch_size, **run}
 
 
 def _write_missing_best_model(exp, workdir: str, iteration: int):

@@ -265,6 +265,13 @@ def test_an_evaluation_never_silently_replaces_another_one(run, tmp_path, capsys
     (shared / "eval_val_shots5_lr0.001_iter20.json").write_text(json.dumps({"run": "another.run"}))
     with pytest.raises(UserError, match="run another.run -> "):
         evaluate.evaluate_checkpoint(plain.replace(eval_dir=str(shared)), workdir)
+    # a run of the same name in another --logdir (a sweep over a setting the name lacks)
+    other = tmp_path / "sweep" / os.path.basename(workdir)
+    shutil.copytree(workdir, other)
+    os.remove(shared / "eval_val_shots5_lr0.001_iter20.json")
+    evaluate.evaluate_checkpoint(plain.replace(eval_dir=str(shared)), workdir)
+    with pytest.raises(UserError, match="run_dir .* -> .*sweep"):
+        evaluate.evaluate_checkpoint(plain.replace(eval_dir=str(shared)), str(other))
     assert json.load(open(stem + ".json"))["num_tasks"] == 6
 
 
