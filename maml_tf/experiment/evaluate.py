@@ -142,8 +142,10 @@ def _write_missing_best_model(exp, workdir: str, iteration: int):
     """A run moved between machines before it finished was stored without its best.keras: the
     best checkpoint, just restored into `exp`, gives it back."""
     path = os.path.join(workdir, model_file.BEST_MODEL_FILE)
-    if not os.path.exists(path):
-        model_file.save_run_model(exp, workdir, iteration, model_file.BEST_MODEL_FILE)
+    if not os.path.exists(path):  # with the run's settings, not this evaluation's (its K, steps)
+        trained = identity.saved_settings(workdir, evaluation_fields(exp.config))
+        model_file.save_run_model(exp, workdir, iteration, model_file.BEST_MODEL_FILE,
+                                  json.dumps(trained, indent=2, sort_keys=True) if trained else None)
         print(f"wrote {path}, the best-validation model, which the run lacked", flush=True)
 
 

@@ -62,13 +62,14 @@ def save(path: str, model, config_json: str, iteration: int, moments=None, rates
     os.replace(tmp, path)
 
 
-def save_run_model(exp, outdir: str, iteration: int, name: str = MODEL_FILE) -> str:
+def save_run_model(exp, outdir: str, iteration: int, name: str = MODEL_FILE,
+                   settings: Optional[str] = None) -> str:
     """The training loop's hook: the current meta-parameters as `outdir/model.keras` (the
-    best-validation model as `best.keras`)."""
+    best-validation model as `best.keras`), with `settings` (default: `exp`'s config as JSON)."""
     path = os.path.join(outdir, name)
     rates = exp.inner_rates.arrays() if exp.inner_rates is not None else None
     params = exp.step_vars.arrays() if exp.step_vars is not None else None
-    save(path, exp.model, exp.config.to_json(), iteration, exp.moments(), rates, params)
+    save(path, exp.model, settings or exp.config.to_json(), iteration, exp.moments(), rates, params)
     return path
 
 

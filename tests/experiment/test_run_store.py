@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from maml_tf.experiment import evaluate, train
 
-from maml_tf.workdir import procstat, runlock, snapshot
+from maml_tf.workdir import model_file, procstat, runlock, snapshot
 from maml_tf.experiment.config import Config
 
 TOY = dict(dataset="sinusoid", shots=5, queries=5, eval_shots=5, eval_queries=5, norm="None",
@@ -108,9 +108,13 @@ def test_testing_the_best_model_writes_the_best_keras_a_moved_run_lacks(tmp_path
         return [w.numpy() for w in keras.models.load_model(os.path.join(run, name), compile=False).weights]
 
     written, newest = model_weights("best.keras"), model_weights("model.keras")
+    settings = model_file.read_extras(os.path.join(run, "best.keras")).config
     os.remove(os.path.join(run, "best.keras"))
-    evaluate.evaluate_checkpoint(config.replace(test_best=True, eval_tasks=2), run)
+    evaluate.evaluate_checkpoint(config.replace(test_best=True, eval_tasks=2, eval_inner_steps=1,
+                                                eval_shots=7, eval_queries=7), run)
     assert "the best-validation model, which the run lacked" in capsys.readouterr().out
+    # it adapts as the run does (the training's settings), not as that evaluation did
+    assert model_file.read_extras(os.path.join(run, "best.keras")).config == settings
     again = model_weights("best.keras")
     assert len(again) == len(written) and all(np.array_equal(a, b) for a, b in zip(again, written))
     assert not all(np.array_equal(a, b) for a, b in zip(again, newest))
