@@ -11,7 +11,7 @@ from absl import app, flags, logging  # noqa: E402
 from maml_tf.experiment import runtime  # noqa: E402
 from maml_tf import flag_definitions  # noqa: E402
 from maml_tf.experiment.config import Config  # noqa: E402
-from maml_tf.experiment.run_id import identity_fields, pretraining_fields, run_name  # noqa: E402
+from maml_tf.experiment.run_id import existing_name, identity_fields, pretraining_fields  # noqa: E402
 from maml_tf.rl.config import IDENTITY_FIELDS as RL_IDENTITY_FIELDS  # noqa: E402
 from maml_tf.workdir import identity  # noqa: E402
 from maml_tf.workdir.interrupts import Interrupted  # noqa: E402
@@ -123,7 +123,7 @@ def config_and_workdir(f):
     if own_images(config.dataset) and config.conv and not (f["max_pool"].present or
                                                            f["num_filters"].present):
         config = choose_network(config)  # the paper's net for these images, as it is for its own
-    return config, run_directory(f.logdir, f.run_name or run_name(config))
+    return config, run_directory(f.logdir, f.run_name or existing_name(config, f.logdir))
 
 
 def execute(config, workdir):

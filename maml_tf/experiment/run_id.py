@@ -65,6 +65,17 @@ def pretraining_fields() -> tuple:
     return tuple(k for k in IDENTITY_FIELDS if k != "pretrain_iterations")
 
 
+def existing_name(config: Config, logdir: str) -> str:
+    """`run_name(config)`, or the name a run of another --seed had before names ended with
+    .seed<S> (3d708da), where that directory holds a run of this seed: its flags still resume it."""
+    name = run_name(config)
+    if config.seed == Config.seed or os.path.isdir(os.path.join(logdir, name)):
+        return name
+    older = name[:-len(f".seed{config.seed}")]
+    saved = identity.saved_settings(os.path.join(logdir, older), ("seed",))
+    return older if saved and saved.get("seed") == config.seed else name
+
+
 def run_name(config: Config) -> str:
     """A readable run directory name from the settings that define a run (as the original's exp_string)."""
     # A folder run is named after its folder too: data_dir is no identity field, so another

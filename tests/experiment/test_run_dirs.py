@@ -85,3 +85,20 @@ def test_runs_of_several_seeds_get_their_own_directories():
     names = [run_name(base.replace(seed=s)) for s in (0, 1, 2)]
     assert names[0] == "omniglot.20way1shot.maml.mbs16.steps5.lr0.1.conv64"
     assert names[1:] == [names[0] + ".seed1", names[0] + ".seed2"]
+
+
+def test_a_run_of_another_seed_named_before_seeds_were_in_names_still_resumes(tmp_path):
+    """Its directory, named without .seed<S>, holds a run of that seed: the same flags find it."""
+    from maml_tf.experiment.run_id import existing_name
+
+    config = Config(dataset="omniglot", seed=3)
+    older = tmp_path / run_name(config.replace(seed=0))
+    older.mkdir()
+    assert existing_name(config, str(tmp_path)) == run_name(config)  # no record: the new name
+    (older / "config.json").write_text(config.to_json())
+    assert existing_name(config, str(tmp_path)) == older.name
+    assert existing_name(config.replace(seed=4), str(tmp_path)) == run_name(config.replace(seed=4))
+    (older / "config.json").write_text(config.replace(seed=0).to_json())  # seed 0's own run
+    assert existing_name(config, str(tmp_path)) == run_name(config)
+    assert printed("--datasource=omniglot", "--seed=3", f"--logdir={tmp_path}") == \
+        os.path.join(str(tmp_path), run_name(config))
