@@ -42,20 +42,19 @@ def identity_fields(config: Config) -> identity.Fields:
 
 # What an evaluation may choose for itself; every other identity field defines the network and
 # the weights it is given, so an evaluation with another value would load a different model.
-# `queries` too (MAML's): --num_query at evaluation sets the test tasks' query sets (e.g. 15 per
-# class, as MAML++ and later papers test; `_queries<Q>` files); training's count made the
-# run, not its weights. Reptile's evaluation keeps it: its rows are tested with its own count.
+# `queries` too: --num_query at evaluation sets the test tasks' query sets (e.g. 15 per class,
+# as MAML++ and later papers test; `_queries<Q>` files); training's count made the run, not its
+# weights. Reptile's evaluation keeps the count it validated with, at any K: its rows' protocol.
 EVALUATION_FREE_FIELDS = ("eval_seed", "val_tasks", "eval_inner_steps", "queries")
 
 
 def evaluation_fields(config: Config) -> identity.Fields:
     """The fields an evaluation of `config`'s run must share with its training."""
+    fields = [k for k in IDENTITY_FIELDS if k not in EVALUATION_FREE_FIELDS]
     if config.algorithm == "reptile":
-        return identity.Fields([k for k in IDENTITY_FIELDS if k not in EVALUATION_FREE_FIELDS
-                                or k == "queries"],
-                               {"queries": "Reptile's rows are tested with the query count it "
-                                           "trained and validated with"})
-    return identity.Fields([k for k in IDENTITY_FIELDS if k not in EVALUATION_FREE_FIELDS])
+        return identity.Fields(fields + ["eval_queries"], {"eval_queries": (
+            "a Reptile run is tested with the query count it validated with (--num_query)")})
+    return identity.Fields(fields)
 
 
 def pretraining_fields() -> tuple:

@@ -82,7 +82,7 @@ def test_a_refused_longer_run_says_why_its_length_is_part_of_it(run, tmp_path, s
 
 def test_an_evaluation_chooses_its_query_count_but_reptile_s_keeps_its_own(tmp_path):
     """--num_query at evaluation sets the test tasks' query sets of a MAML run (training's
-    count made the run, not its weights); a Reptile row is tested with the count it trained with."""
+    count made the run, not its weights); a Reptile run is tested with the count it validated with."""
     from maml_tf.experiment.config import Config
 
     for algorithm in ("maml", "reptile"):
@@ -94,6 +94,9 @@ def test_an_evaluation_chooses_its_query_count_but_reptile_s_keeps_its_own(tmp_p
         if algorithm == "maml":
             check()
             assert evaluate.tasks_suffix(fifteen) == "_queries15"
-        else:
-            with pytest.raises(UserError, match="queries 1 -> 15: Reptile's rows are tested with"):
-                check()
+            continue
+        with pytest.raises(UserError, match="eval_queries 1 -> 15: a Reptile run is tested with"):
+            check()
+        fifteen = saved.replace(eval_shots=5, eval_queries=5)  # at another K too, --num_query not given
+        with pytest.raises(UserError, match="eval_queries 1 -> 5: a Reptile run is tested with"):
+            check()
