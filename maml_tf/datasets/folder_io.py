@@ -78,6 +78,9 @@ def _visible_dirs(folder: str) -> List[str]:
 def _image_files(folder: str, skipped: List[str]) -> Tuple[str, ...]:
     files = []
     for entry in _scan(folder):
+        if entry.is_dir():  # a class is one folder's own images; a sub-folder's are not read
+            skipped.append(entry.path + os.sep)
+            continue
         if not entry.is_file():
             continue
         if entry.name.startswith(".") or os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
@@ -114,7 +117,7 @@ def list_folder(root: str, fractions: str, min_images: int = 0) -> Listing:
     if skipped and (root, len(skipped)) not in _SAID:  # once per process, not per listing
         _SAID.add((root, len(skipped)))
         shown = ", ".join(os.path.relpath(p, root) for p in skipped[:3])
-        print(f"folder: skipped {len(skipped)} hidden or non-image files in {root} ({shown}"
+        print(f"folder: skipped {len(skipped)} hidden or non-image files or sub-folders in {root} ({shown}"
               f"{' ...' if len(skipped) > 3 else ''})", file=sys.stderr, flush=True)
     return Listing(root, tuple(classes), splits)
 

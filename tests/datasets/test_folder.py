@@ -12,7 +12,7 @@ from maml_tf import datasets
 from maml_tf.datasets import folder_io, omniglot_data
 from maml_tf.errors import UserError
 from maml_tf.experiment.config import Config
-from maml_tf.experiment.run_id import IDENTITY_FIELDS
+from maml_tf.experiment.run_id import IDENTITY_FIELDS, run_name
 from folder_helpers import class_image, write_tree
 
 def config(root, cache, **changes):
@@ -79,11 +79,13 @@ def test_presplit_layout_and_skipped_files(tmp_path, capsys):
     (tmp_path / "data" / "train" / "class00" / "notes.txt").write_text("not an image")
     (tmp_path / "data" / "train" / "class00" / ".DS_Store").write_bytes(b"\0\1")
     os.makedirs(tmp_path / "data" / "val" / ".hidden_class")
+    os.makedirs(tmp_path / "data" / "train" / "class01" / "extra")  # its images are not the class's
+    class_image(1, 9, (20, 20)).save(tmp_path / "data" / "train" / "class01" / "extra" / "9.png")
     listing = folder_io.list_folder(root, "0.64,0.16,0.2")  # the fractions do not apply
     names = {s: [listing.classes[i].name for i in idx] for s, idx in listing.splits.items()}
     assert names["val"] == ["val/class06", "val/class07", "val/class08"]
     assert len(listing.classes[0].files) == 6
-    assert "skipped 2 hidden or non-image files" in capsys.readouterr().err
+    assert "skipped 3 hidden or non-image files or sub-folders" in capsys.readouterr().err
     # Fractions asked for on a folder that is already split would be ignored: refused instead.
     one_line_error(lambda: folder_io.list_folder(root, "0.5,0.25,0.25"), "--folder_split=0.5,0.25,0.25",
                    "does not apply", "leave --folder_split out")
@@ -246,7 +248,7 @@ def test_flags_map_to_the_config():
         main.FLAGS.unparse_flags()
     assert (cfg.dataset, cfg.data_dir, cfg.folder_split, cfg.image_size, cfg.channels) == \
         ("folder", "data/leaves", "0.7,0.1,0.2", 32, 1)
-    assert main.run_name(cfg).startswith("folder-leaves.5way5shot.")
+    assert run_name(cfg).startswith("folder-leaves.5way5shot.")
 
 
 @pytest.mark.parametrize("flags, size, network", [
