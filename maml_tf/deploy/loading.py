@@ -90,15 +90,30 @@ def load(path: str, iteration: Optional[int] = None) -> MetaModel:
     raise UserError(f"{path} is neither a run directory nor a .keras file")
 
 
-def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
+def _run_settings(workdir: str):
+    """(settings, path) of the run's config.json, else (damaged) of its copy beside the
+    checkpoints, as training and evaluation read them; one UserError if neither is readable."""
     path = os.path.join(workdir, "config.json")
-    try:
-        with open(path) as f:
-            saved = json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{workdir} is not a run directory (no config.json)") from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {path}: {err}") from None
+    if not os.path.exists(path):
+        raise UserError(f"{workdir} is not a run directory (no config.json)")
+    problem = None
+    for where in (path, os.path.join(workdir, "checkpoints", "config.json")):
+        try:
+            with open(where) as f:
+                saved = json.load(f)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as err:
+            problem = problem or str(err)
+            continue
+        if isinstance(saved, dict):
+            return saved, where
+        problem = problem or f"a JSON {type(saved).__name__}, not a run's configuration"
+    raise UserError(f"cannot read {path}: {problem}")
+
+
+def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
+    saved, path = _run_settings(workdir)
     config = config_from_dict(saved, path)
     model = _run_network(config, workdir)
     state = {"model": model}

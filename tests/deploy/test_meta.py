@@ -150,3 +150,13 @@ def test_load_refuses_what_is_not_a_run(tmp_path):
     (tmp_path / "x.keras").write_bytes(b"garbage")
     with pytest.raises(UserError, match="cannot read"):
         maml_tf.load(tmp_path / "x.keras")
+
+
+def test_a_damaged_config_json_loads_from_its_copy_as_evaluation_does(runs, tmp_path):
+    """Training keeps a copy beside the checkpoints: load and export read it, as --train=False does."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["maml"][1], run)
+    (run / "config.json").write_text('{"a": ')
+    assert maml_tf.load(run).settings == maml_tf.load(runs["maml"][1]).settings
