@@ -103,12 +103,12 @@ def _flatten_shuffled(images, labels, rng):
 
 def check_task_size(config):
     """UserError when a task needs more drawings per character than the 20 Omniglot has."""
-    for shots, queries, what in ((config.shots, config.queries, "training"),
-                                 (config.eval_shots, config.eval_queries, "evaluation")):
+    sizes = [(config.shots, config.queries, "training")] if config.train else []  # free at evaluation
+    for shots, queries, what in sizes + [(config.eval_shots, config.eval_queries, "evaluation")]:
         if shots + queries > DRAWINGS:
             raise UserError(f"omniglot has {DRAWINGS} drawings per character but {what} tasks need "
-                            f"{shots} support + {queries} query (--update_batch_size/--num_query): "
-                            f"use at most {DRAWINGS // 2}-shot")
+                            f"{shots} support + {queries} query: lower --update_batch_size or "
+                            f"--num_query so that they sum to at most {DRAWINGS}")
 
 
 def check_ways(groups: Dict[str, List[np.ndarray]], ways: int, split_name: str):

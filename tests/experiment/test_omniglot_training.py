@@ -47,6 +47,8 @@ def test_truncated_zip_is_reported(tmp_path):
 @pytest.mark.parametrize("flags, expected", [
     (["--num_classes=101"], "--num_classes=101 is larger than the omniglot val split (100"),
     (["--update_batch_size=11"], "omniglot has 20 drawings per character"),
+    (["--update_batch_size=5", "--num_query=16", "--train=False"],  # evaluation's own sizes only
+     "evaluation tasks need 5 support + 16 query: lower --update_batch_size or --num_query"),
 ])
 def test_task_too_big_for_the_data(tmp_path, flags, expected):
     # These are refused before any data is read, so no data directory is needed.
