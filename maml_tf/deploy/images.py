@@ -98,6 +98,9 @@ def _say_skipped(directory: str, skipped: List[str], shown: int = 5):
 
 
 def _check_dir(directory: str, what: str):
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UserError(f"{what} folder {directory} is a file, not a folder: give the folder that holds "
+                        + ("one sub-folder of images per class" if what == "support" else "the images"))
     if not os.path.isdir(directory):
         raise UserError(f"{what} folder {directory} does not exist")
 

@@ -44,3 +44,12 @@ def test_classify_runs_past_stray_files(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert [r.split(",")[0] for r in out.splitlines()] == ["file", "q0.png", "q1.png", "q2.png"]
     assert "skipped 2 files that are not images" in err and "error" not in err
+
+
+def test_an_image_given_where_a_folder_is_expected_is_named_as_such(tmp_path):
+    write_folders(tmp_path)
+    image = next((tmp_path / "query").iterdir())
+    with pytest.raises(UserError, match=r"query folder .* is a file, not a folder: give the folder"):
+        images.query_folder(str(image), "omniglot")
+    with pytest.raises(UserError, match="support folder .* is a file, not a folder"):
+        images.support_folder(str(image), 3, "omniglot")
