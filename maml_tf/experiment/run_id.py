@@ -57,11 +57,22 @@ def evaluation_fields(config: Config) -> identity.Fields:
     return identity.Fields(fields)
 
 
-def pretraining_fields() -> tuple:
+def pretraining_fields() -> identity.Fields:
     """A pretraining's defining settings; a longer --pretrain_iterations is allowed (the
     learning rate is constant and batch i depends on i only, so 2,000 steps extended to 4,000
-    are the same steps as 4,000 from the start)."""
-    return tuple(k for k in IDENTITY_FIELDS if k != "pretrain_iterations")
+    are the same steps as 4,000 from the start). Its validation fine-tunes by --finetune and
+    --finetune_bn, so they choose its best model too."""
+    why = "the validation that chooses the best pretrained model fine-tunes so"
+    return identity.Fields([k for k in IDENTITY_FIELDS if k != "pretrain_iterations"]
+                           + ["finetune", "finetune_bn"], {"finetune": why, "finetune_bn": why})
+
+
+# What a pretrained network is: an evaluation of it may choose everything else (ways, K, the
+# fine-tuning and its steps), and a longer pretraining is the same run.
+BASELINE_NETWORK_FIELDS = ("dataset", "norm", "num_filters", "conv", "max_pool", "seed",
+                           "data_source", "omniglot_split", "omniglot_resize", "baseline",
+                           "pretrain_batch_size", "pretrain_lr", "folder_split", "image_size",
+                           "channels", "min_class_images")
 
 
 def existing_name(config: Config, logdir: str) -> str:

@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from maml_tf import evaluation, metrics, models
 from maml_tf.datasets import class_names_by_split, get_sampler
-from maml_tf.workdir import class_record, rundir
+from maml_tf.workdir import class_record, identity, rundir
 from maml_tf.experiment import evaluate
+from maml_tf.experiment.run_id import BASELINE_NETWORK_FIELDS
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.choices import loss_for
@@ -181,6 +182,7 @@ def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
     sampler = sampler or get_sampler(config)
     evaluator, restored = TransferEval(config, sampler), 0
     if config.baseline == "pretrained":
+        identity.check(workdir, identity.as_dict(config), BASELINE_NETWORK_FIELDS, "evaluate")
         class_record.check(workdir, class_names_by_split(config, sampler), "evaluate")
         pretrained, restored = restore_pretrained(config, workdir, sampler, config.test_iter)
         evaluator.load_backbone(pretrained)
@@ -215,3 +217,10 @@ def _check_baseline_evaluation(config: Config):
     if not config.transductive:
         raise UserError("--transductive=False is MAML's per-example batch norm; a baseline's is "
                         "--finetune_bn=moving (the pretrained statistics) or batch")
+    if not config.conv:
+        raise UserError("the transfer baselines use the conv network: drop --conv=False")
+    if config.test_best:
+        raise UserError("--test_best: a baseline's evaluation takes its best-validation "
+                        "pretrained model already (--test_iter=N takes checkpoint N)")
+    if config.baseline == "scratch" and config.test_iter not in (None, -1):
+        raise UserError("--test_iter: --baseline=scratch has no checkpoints (random weights)")

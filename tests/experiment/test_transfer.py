@@ -97,6 +97,13 @@ def test_pretrain_checkpoints_keeps_best_and_resumes(tmp_path):
     with pytest.raises(Exception, match="other settings"):  # another network is another run
         pretrain.pretrain(longer.replace(num_filters=4), str(tmp_path), sampler=sampler,
                           arrays=sampler.arrays())
+    # its validation fine-tunes all layers: a nearest-neighbour one would choose another best
+    with pytest.raises(UserError, match="finetune 'all' -> 'nearest': the validation that chooses"):
+        pretrain.pretrain(longer.replace(pretrain_iterations=50, finetune="nearest"), str(tmp_path),
+                          sampler=sampler, arrays=sampler.arrays())
+    with pytest.raises(UserError, match="--patience stops meta-training"):
+        pretrain.pretrain(longer.replace(patience=20), str(tmp_path), sampler=sampler,
+                          arrays=sampler.arrays())
     assert json.load(open(tmp_path / "pretrain.json"))["classes"] == CLASSES["train"]
 
 
@@ -177,9 +184,18 @@ def test_a_baseline_evaluation_takes_eval_dir_and_refuses_what_it_would_ignore(p
     assert sorted(os.listdir(elsewhere)) == [f"eval_test_shots1_lr0.1_iter{best}_3way_head_bnbatch.{e}"
                                              for e in ("csv", "json")]  # not into the run
     for changes, said in ((dict(eval_record_steps="0,3"), "--record_steps"),
-                          (dict(transductive=False), "--finetune_bn=moving")):
+                          (dict(transductive=False), "--finetune_bn=moving"),
+                          (dict(conv=False), "drop --conv=False"),
+                          (dict(test_best=True), "takes its best-validation pretrained model already"),
+                          (dict(num_filters=16), r"other settings \(num_filters 8 -> 16\)"),
+                          (dict(max_pool=True), r"other settings \(max_pool False -> True\)"),
+                          (dict(baseline="scratch", test_iter=10), "has no checkpoints")):
         with pytest.raises(UserError, match=said):
             baselines.evaluate_baseline(config.replace(**changes), str(pretrained_dir), sampler=sampler)
+    # an evaluation chooses its own fine-tuning and steps; a longer pretraining is the same run
+    baselines.evaluate_baseline(config.replace(eval_dir=str(elsewhere), finetune="nearest",
+                                               eval_inner_steps=1, pretrain_iterations=90),
+                                str(pretrained_dir), sampler=sampler)
 
 
 def _main(*args):
