@@ -42,7 +42,7 @@ def validate(config):
         return
     if config.algorithm != "maml":  # Reptile's inner loop is first order, its outer step SGD
         raise UserError(f"{', '.join(on)}: MAML variants, not for --algorithm={config.algorithm}")
-    if config.baseline != "none" or config.pretrain_iterations:
+    if config.baseline != "none" or config.oracle or config.pretrain_iterations:
         raise UserError(f"{', '.join(on)}: MAML variants, for meta-training; not with "
                         "--baseline or --pretrain_iterations")
     if config.learned_inner_lr != "none" and config.eval_inner_lr != config.inner_lr:

@@ -22,6 +22,7 @@ from test_variant_training import SINE, VARIANTS
     (dict(multi_step_loss=True, msl_anneal_iterations=0), "must be positive with --multi_step_loss"),
     (dict(cosine_meta_lr=True, min_meta_lr=0.1), "--min_meta_lr=0.1 is above --meta_lr=0.001"),
     (dict(anil=True, pretrain_iterations=10), "not with --baseline or --pretrain_iterations"),
+    (dict(anil=True, oracle=True), "not with --baseline or --pretrain_iterations"),  # --baseline=oracle
     (dict(first_order_iterations=-1), "first_order_iterations must be >= 0"),
     (dict(per_step_bn_weights=True, norm="None", inner_steps=2), "needs --norm=batch_norm"),
     (dict(per_step_bn_weights=True, inner_steps=1), "--num_updates of 2 or more"),
