@@ -51,6 +51,7 @@ def figure_trajectories(runs: dict, path: str, shown, goals: int = 3, steps=(0, 
     import matplotlib.pyplot as plt
 
     shown = [n for n in shown if n in runs]
+    goals = min([goals] + [len(runs[n]["trajectories"]["goals"]) for n in shown])  # a 2-goal evaluation
     fig, axes = plt.subplots(len(shown), goals, figsize=(3.2 * goals, 3.2 * len(shown)),
                              squeeze=False)
     for row, name in enumerate(shown):

@@ -31,10 +31,17 @@ def load_eval(path: str) -> dict:
     return run
 
 
+def _iteration_and_goals(path: str):
+    """(iteration, goals) of eval_<split>_goals<N>_lr<sizes>_iter<I>.json: the newest checkpoint's
+    evaluation over the most goals is a row's (a quick one over a few goals is not)."""
+    name = os.path.basename(path)
+    return int(name.rsplit("_iter", 1)[1][:-5]), int(name.split("_goals", 1)[1].split("_", 1)[0])
+
+
 def load_run(run_dir: str, step_sizes: str) -> dict:
     """The run's newest evaluation on the test goals with step sizes `step_sizes` ("0.1-0.05": first-later)."""
     evals = sorted(glob.glob(os.path.join(run_dir, f"eval_test_goals*_lr{step_sizes}_iter*.json")),
-                   key=lambda p: int(p.rsplit("_iter", 1)[1][:-5]))
+                   key=_iteration_and_goals)
     if not evals:
         raise SystemExit(f"no evaluation with step sizes {step_sizes} in {run_dir}: run it with "
                          "--train=False first")
@@ -43,8 +50,11 @@ def load_run(run_dir: str, step_sizes: str) -> dict:
 
 def step_size_sweep(run_dir: str) -> list:
     """Rows (step sizes, return per step) of the run's evaluations on the validation goals."""
+    paths = glob.glob(os.path.join(run_dir, "eval_val_goals*_lr*_iter*.json"))
+    # step sizes are compared on one checkpoint's goals only: the newest's, the most of them
+    newest = max(map(_iteration_and_goals, paths), default=None)
     rows = []
-    for path in glob.glob(os.path.join(run_dir, "eval_val_goals*_lr*_iter*.json")):
+    for path in (p for p in paths if _iteration_and_goals(p) == newest):
         with open(path) as f:
             r = json.load(f)
         rows.append((r["step_sizes"][0], r["step_sizes"][1:2], r["iteration"], r["return"]))
