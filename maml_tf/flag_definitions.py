@@ -94,6 +94,8 @@ flags.DEFINE_float("min_meta_lr", 1e-5, "the meta learning rate --cosine_meta_lr
 flags.DEFINE_bool("per_step_bn_weights", False, "MAML++'s per-step batch-norm weights (BNWB): inner steps 1..N-1 get their own copies of the batch-norm parameters (step 0 keeps the model's), learned by the outer loop; a forward pass of inner step i uses step i's (needs --norm=batch_norm and --num_updates >= 2; per-step running statistics, BNRS, would change nothing: batch norm always uses the batch's statistics, in MAML++'s code too)")
 flags.DEFINE_bool("maml_plus_plus", False, "MAML++ (Antoniou, Edwards, Storkey, ICLR 2019) with its released configs' settings: --learned_inner_lr=per_layer_step --cosine_meta_lr, and with --num_updates >= 2 --multi_step_loss and (with --norm=batch_norm) --per_step_bn_weights; any of those flags given explicitly wins (an ablation: --maml_plus_plus --nomulti_step_loss)")
 # Reinforcement learning (--datasource=2dnavigation), names as the paper's RL code.
+# Read by --datasource=2dnavigation only (rl/flags_map.NOT_READ is the other way round).
+RL_ONLY = ("fast_batch_size", "max_path_length", "discount", "max_kl", "cg_iters", "later_update_lr")
 flags.DEFINE_integer("fast_batch_size", 20, "RL: trajectories per task for each policy-gradient step")
 flags.DEFINE_integer("max_path_length", 100, "RL: horizon (steps per trajectory)")
 flags.DEFINE_float("discount", 0.99, "RL: discount of the returns")

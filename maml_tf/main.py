@@ -23,8 +23,22 @@ flags.adopt_module_key_flags(flag_definitions)  # --help lists them as this modu
 FLAGS = flags.FLAGS
 
 
+def _refuse_unread(f):
+    """UserError for a flag given that a supervised run would not read (silently kept, it looks in
+    effect): the RL ones, and the fine-tuning of a run that is no transfer baseline."""
+    unread = list(flag_definitions.RL_ONLY)
+    if f.baseline not in ("pretrained", "scratch"):
+        unread += ["finetune", "finetune_bn"]
+    given = [n for n in unread if f[n].present and f[n].value != f[n].default]
+    if given:
+        raise UserError(f"--{', --'.join(given)}: not read by this run (--datasource={f.datasource}"
+                        f"{'' if f.baseline in (None, 'None') else f', --baseline={f.baseline}'}): "
+                        "the RL flags are for 2dnavigation, --finetune(_bn) for --baseline=pretrained/scratch")
+
+
 def config_from_flags(f) -> Config:
     """Maps the original's flag names onto the library's vocabulary, once."""
+    _refuse_unread(f)
     train_k = f.train_update_batch_size if f.train_update_batch_size != -1 else f.update_batch_size
     train_lr = f.train_update_lr if f.train_update_lr != -1 else f.update_lr
     default_query = 15 if f.datasource == "miniimagenet" else train_k

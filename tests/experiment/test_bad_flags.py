@@ -75,6 +75,17 @@ def test_an_argument_absl_cannot_parse_is_one_line_not_the_help(tmp_path, args, 
     assert refused(run_main(tmp_path, *SINE, f"--logdir={tmp_path}", *args)).startswith(said)
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--max_kl=3", "--later_update_lr=0.5"], "--max_kl, --later_update_lr: not read by this run "
+                                              "(--datasource=sinusoid): the RL flags are for 2dnavigation"),
+    (["--finetune=head"], "--finetune: not read by this run (--datasource=sinusoid)"),
+    (["--baseline=oracle", "--finetune_bn=moving"], "(--datasource=sinusoid, --baseline=oracle)"),
+])
+def test_a_flag_a_supervised_run_would_not_read_is_refused(tmp_path, args, said):
+    """Kept silently, it would look in effect (a MAML run given --finetune=head adapts every layer)."""
+    assert said in refused(run_main(tmp_path, *SINE, f"--logdir={tmp_path}", *args, "--print_run_dir"))
+
+
 NO_STEP = ("error: inner_steps (--num_updates) must be at least 1 to meta-train; training on the "
            "query loss alone is --pretrain_iterations=N --metatrain_iterations=0")
 
