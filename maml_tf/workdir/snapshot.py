@@ -132,8 +132,20 @@ def save(workdir: str, store: str, quiet: float = QUIET_SECONDS) -> str:
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if newest_checkpoint(ckpt_dir) is None:
         raise UserError(f"{workdir} has no checkpoint to keep")
+    dest = store_dir(store, workdir)
+    live, kept = _iteration(ckpt_dir), _iteration(os.path.join(dest, "checkpoints"))
+    if kept > live:  # a stale machine's directory must not undo a newer machine's saved state
+        raise UserError(f"{dest} holds a newer state of {os.path.basename(workdir)} (checkpoint "
+                        f"{kept}, this directory's {live}): not replaced; remove this directory "
+                        "to continue from the stored state, or move the stored one away")
     with _held(workdir, quiet):
-        return _save(workdir, ckpt_dir, store_dir(store, workdir))
+        return _save(workdir, ckpt_dir, dest)
+
+
+def _iteration(ckpt_dir: str) -> int:
+    """The iteration of the newest checkpoint in `ckpt_dir` (ckpt-<iteration>), -1 if none."""
+    newest = newest_checkpoint(ckpt_dir)
+    return int(newest.rsplit("-", 1)[1]) if newest and newest.rsplit("-", 1)[1].isdigit() else -1
 
 
 def _save(workdir: str, ckpt_dir: str, dest: str) -> str:
@@ -187,6 +199,8 @@ def main(argv: List[str]) -> int:
     failed = 0
     for run in args.runs:  # one run that cannot be kept leaves the others kept
         try:
+            if not os.path.isdir(run):
+                raise UserError(f"{run} is not a run directory (it does not exist)")
             if newest_checkpoint(os.path.join(run, "checkpoints")) is None:
                 print(f"skipped {run}: no checkpoint yet")  # a run that has just started
                 continue

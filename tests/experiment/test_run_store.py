@@ -11,12 +11,14 @@ import time
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from maml_tf.experiment import evaluate, train
 
 from maml_tf.workdir import model_file, procstat, runlock, snapshot
 from maml_tf.experiment.config import Config
+from maml_tf.errors import UserError
 
 TOY = dict(dataset="sinusoid", shots=5, queries=5, eval_shots=5, eval_queries=5, norm="None",
            inner_lr=0.01, eval_inner_lr=0.01, meta_batch_size=4, meta_lr=0.01, print_interval=10,
@@ -52,6 +54,14 @@ def test_stored_run_continues_to_the_same_weights_as_an_uninterrupted_run(tmp_pa
         assert json.load(f)["iterations"] == 30
     with open(os.path.join(again, "validation.jsonl")) as f:
         assert [json.loads(line)["iteration"] for line in f] == [5, 10, 15, 20, 25, 30]
+    # The new machine's state kept, a stale directory of the old lineage must not undo it.
+    stale = str(tmp_path / "d" / "omniglot5way" / "run")
+    shutil.copytree(kept, stale)  # the state at 20, as the old machine's directory still has it
+    snapshot.save(again, store)
+    with pytest.raises(UserError, match=r"holds a newer state of run \(checkpoint 30, this directory's 20\)"):
+        snapshot.save(stale, store)
+    assert snapshot.main(["save", "--store", store, stale, str(tmp_path / "typo")]) == 1
+    assert os.path.exists(os.path.join(kept, "checkpoints", "ckpt-30.index"))
 
 
 def test_best_validation_model_is_kept_and_evaluated(tmp_path):
