@@ -40,9 +40,13 @@ def _create(name: str, num_cpu_devices: int) -> tf.distribute.Strategy:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         # TPU_NAME: a TPU's name or grpc:// address, "local" on a TPU VM; unset: TF's discovery.
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME"))
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME"))
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as err:  # none here, or unreachable
+            raise UserError(f"--strategy=tpu: no TPU found ({' '.join(str(err).split())[:200]}); "
+                            "set TPU_NAME to its name or grpc:// address, 'local' on a TPU VM") from None
         return tf.distribute.TPUStrategy(resolver)
     raise UserError(f"unknown strategy {name!r}")
 

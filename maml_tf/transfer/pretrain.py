@@ -138,6 +138,8 @@ def _check(config: Config):
         raise UserError("the transfer baselines use the conv network: drop --conv=False")
     if config.pretrain_iterations <= 0:
         raise UserError("--baseline=pretrained needs --pretrain_iterations > 0 (supervised steps)")
+    if config.strategy != "default":
+        raise UserError(f"--strategy={config.strategy}: a pretraining runs on one device (drop it)")
     if config.patience:
         raise UserError("--patience stops meta-training; a pretraining runs its --pretrain_iterations "
                         "and keeps its best-validation model in best/")

@@ -271,3 +271,9 @@ def test_multi_worker_on_loopback_trains_resumes_and_matches_one_device(tmp_path
     rows = [json.loads(line)["iteration"] for line in open(run / "validation.jsonl")]
     assert rows == [2, 4]
     assert not list(scratch.iterdir())
+
+
+def test_a_tpu_strategy_without_a_tpu_is_one_error_line(monkeypatch):
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(UserError, match="--strategy=tpu: no TPU found .*set TPU_NAME"):
+        distribute._create("tpu", 2)  # was: ValueError's traceback

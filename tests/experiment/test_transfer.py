@@ -101,9 +101,11 @@ def test_pretrain_checkpoints_keeps_best_and_resumes(tmp_path):
     with pytest.raises(UserError, match="finetune 'all' -> 'nearest': the validation that chooses"):
         pretrain.pretrain(longer.replace(pretrain_iterations=50, finetune="nearest"), str(tmp_path),
                           sampler=sampler, arrays=sampler.arrays())
-    with pytest.raises(UserError, match="--patience stops meta-training"):
-        pretrain.pretrain(longer.replace(patience=20), str(tmp_path), sampler=sampler,
-                          arrays=sampler.arrays())
+    for changes, said in ((dict(patience=20), "--patience stops meta-training"),
+                          (dict(strategy="mirrored"), "a pretraining runs on one device")):
+        with pytest.raises(UserError, match=said):  # flags it would ignore
+            pretrain.pretrain(longer.replace(**changes), str(tmp_path), sampler=sampler,
+                              arrays=sampler.arrays())
     assert json.load(open(tmp_path / "pretrain.json"))["classes"] == CLASSES["train"]
 
 
