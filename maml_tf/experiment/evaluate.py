@@ -96,10 +96,12 @@ def _restore(config, workdir: str, model):
     """(experiment, iteration): the run's checkpoint (`test_iter` or `test_best`) restored, once
     its directory is known to hold this run (its settings and class split)."""
     exp = Experiment(config.replace(strategy="default"), model=model)  # not distributed
-    stored = snapshot.restore(config.run_store, workdir)
+    fields = evaluation_fields(config)
+    stored = snapshot.restore(config.run_store, workdir, lambda copy: identity.check(
+        copy, identity.as_dict(config), fields, "evaluate"))
     if stored:
         print(f"evaluating the stored state of the run, {stored}", flush=True)
-    identity.check(workdir, identity.as_dict(config), evaluation_fields(config), "evaluate")
+    identity.check(workdir, identity.as_dict(config), fields, "evaluate")
     class_record.check(workdir, datasets.class_names_by_split(config, exp.sampler), "evaluate")
     ckpt = Checkpointer(workdir, exp.state())
     restored = ckpt.restore_best() if config.test_best else ckpt.restore_iteration(config.test_iter)

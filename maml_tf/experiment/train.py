@@ -47,14 +47,16 @@ def train_and_evaluate(config: Config, workdir: str, model: Optional[keras.Model
     exp = Experiment(config, model=model)  # the data first: a run that cannot start leaves no directory
     with distribute.write_dir(exp.strategy, workdir) as outdir:
         chief = outdir == workdir
-        restore = (lambda: _restore_stored(config, workdir)) if chief and config.resume else None
+        restore = (lambda: _restore_stored(config, workdir, fields)) if chief and config.resume else None
         with loop.session(outdir, config, fields, lock=chief, prepare=restore) as stop:
             return _train(exp, workdir, outdir, config.resume, stop)
 
 
-def _restore_stored(config: Config, workdir: str):
-    """A run directory without a checkpoint starts from its copy in the run store, if any."""
-    stored = snapshot.restore(config.run_store, workdir)
+def _restore_stored(config: Config, workdir: str, fields):
+    """A run directory without a checkpoint starts from its copy in the run store, if any (if
+    that copy holds this run)."""
+    now = identity.as_dict(config)
+    stored = snapshot.restore(config.run_store, workdir, lambda copy: identity.check(copy, now, fields))
     if stored:
         print(f"continuing {workdir} from its stored state in {stored}", flush=True)
 

@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from maml_tf.errors import UserError
 from maml_tf.workdir import ckpt_index, procstat
@@ -173,9 +173,11 @@ def _save(workdir: str, ckpt_dir: str, dest: str) -> str:
     return dest
 
 
-def restore(store: Optional[str], workdir: str) -> Optional[str]:
+def restore(store: Optional[str], workdir: str, check: Optional[Callable[[str], None]] = None
+            ) -> Optional[str]:
     """Copies the stored run into `workdir` if the store has it and `workdir` has no checkpoint;
-    returns the stored copy's path if it did."""
+    returns the stored copy's path if it did. `check(copy)` first: a refused start (another
+    run's settings) leaves nothing copied behind."""
     if not store:
         return None
     src = store_dir(store, workdir)
@@ -183,6 +185,8 @@ def restore(store: Optional[str], workdir: str) -> Optional[str]:
         return None
     if newest_checkpoint(os.path.join(workdir, "checkpoints")) is not None:
         return None
+    if check is not None:
+        check(src)
     shutil.copytree(src, workdir, dirs_exist_ok=True)
     return src
 

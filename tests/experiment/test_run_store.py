@@ -61,6 +61,14 @@ def test_stored_run_continues_to_the_same_weights_as_an_uninterrupted_run(tmp_pa
     with pytest.raises(UserError, match=r"holds a newer state of run \(checkpoint 30, this directory's 20\)"):
         snapshot.save(stale, store)
     assert snapshot.main(["save", "--store", store, stale, str(tmp_path / "typo")]) == 1
+    # A run of other settings under the same name: refused before the stored copy is brought in.
+    other = str(tmp_path / "e" / "omniglot5way" / "run")
+    for attempt in (lambda: train.train_and_evaluate(Config(metatrain_iterations=30, run_store=store,
+                                                            **{**TOY, "seed": 1}), other),
+                    lambda: evaluate.evaluate_checkpoint(Config(run_store=store, **{**TOY, "seed": 1}), other)):
+        with pytest.raises(UserError, match=r"holds a run with other settings \(seed 0 -> 1\)"):
+            attempt()
+        assert not os.path.exists(os.path.join(other, "checkpoints"))
     assert os.path.exists(os.path.join(kept, "checkpoints", "ckpt-30.index"))
 
 
