@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from maml_tf import evaluation, metrics, models
 from maml_tf.datasets import class_names_by_split, get_sampler
-from maml_tf.workdir import class_record, identity, rundir
+from maml_tf.workdir import class_record, identity, rundir, snapshot
 from maml_tf.experiment import evaluate
 from maml_tf.experiment.run_id import BASELINE_NETWORK_FIELDS
 from maml_tf.workdir.checkpoints import Checkpointer
@@ -182,7 +182,11 @@ def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
     sampler = sampler or get_sampler(config)
     evaluator, restored = TransferEval(config, sampler), 0
     if config.baseline == "pretrained":
-        identity.check(workdir, identity.as_dict(config), BASELINE_NETWORK_FIELDS, "evaluate")
+        now = identity.as_dict(config)
+        if snapshot.restore(config.run_store, workdir, lambda copy: identity.check(
+                copy, now, BASELINE_NETWORK_FIELDS, "evaluate")):
+            print(f"evaluating the stored state of the pretraining in {workdir}", flush=True)
+        identity.check(workdir, now, BASELINE_NETWORK_FIELDS, "evaluate")
         class_record.check(workdir, class_names_by_split(config, sampler), "evaluate")
         pretrained, restored = restore_pretrained(config, workdir, sampler, config.test_iter)
         evaluator.load_backbone(pretrained)

@@ -12,7 +12,7 @@ import tensorflow as tf
 from maml_tf.datasets import class_names_by_split, get_sampler
 from maml_tf.experiment import loop
 from maml_tf.transfer import baselines
-from maml_tf.workdir import class_record, rundir
+from maml_tf.workdir import class_record, identity, rundir, snapshot
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.run_id import pretraining_fields
@@ -152,7 +152,14 @@ def pretrain(config: Config, workdir: str, sampler=None, arrays=None) -> Dict:
 
     `sampler` / `arrays` ((images, labels)) replace the configured dataset's (tests)."""
     _check(config)
-    with loop.session(workdir, config, pretraining_fields()) as stop:
+    fields, now = pretraining_fields(), identity.as_dict(config)
+
+    def restore():  # a directory without a checkpoint starts from the run store's copy, if any
+        stored = snapshot.restore(config.run_store, workdir, lambda copy: identity.check(copy, now, fields))
+        if stored:
+            print(f"continuing {workdir} from its stored state in {stored}", flush=True)
+
+    with loop.session(workdir, config, fields, prepare=restore if config.resume else None) as stop:
         steps = Pretraining(config, workdir, config.resume, *_prepare(config, workdir, sampler, arrays))
         loop.run(steps, steps.start, config.pretrain_iterations, config.checkpoint_interval,
                  config.print_interval, steps.log, stop, steps.ckpt.directory)

@@ -25,7 +25,8 @@ from maml_tf.workdir.rundir import read_json, read_jsonl
 from maml_tf.workdir.runlock import live_holder
 from maml_tf.workdir.selection import ModelSelection
 
-SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json", CLASSES_FILE)
+SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json", CLASSES_FILE, "pretrain.json")
+PRETRAINED_BEST = "best"  # a pretraining's validation-chosen model: best/checkpoints, best/best.json
 EVAL_PREFIX = "eval_"  # evaluation results (JSON + CSV), small and what the reports read
 MODEL_SUFFIX = ".keras"
 QUIET_SECONDS = 30.0  # a checkpoint is written in well under this: files untouched this long are whole
@@ -164,6 +165,9 @@ def _save(workdir: str, ckpt_dir: str, dest: str) -> str:
             shutil.copy2(path, os.path.join(tmp, name))
     _copy_checkpoint(ckpt_dir, os.path.join(tmp, "checkpoints"))
     _copy_checkpoint(os.path.join(ckpt_dir, "best"), os.path.join(tmp, "checkpoints", "best"))
+    best = os.path.join(workdir, PRETRAINED_BEST)
+    if _copy_checkpoint(os.path.join(best, "checkpoints"), os.path.join(tmp, PRETRAINED_BEST, "checkpoints")):
+        shutil.copy2(os.path.join(best, "best.json"), os.path.join(tmp, PRETRAINED_BEST, "best.json"))
     # An interrupted save leaves the previous copy intact.
     shutil.rmtree(old, ignore_errors=True)
     if os.path.exists(dest):

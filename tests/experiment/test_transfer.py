@@ -109,6 +109,28 @@ def test_pretrain_checkpoints_keeps_best_and_resumes(tmp_path):
     assert json.load(open(tmp_path / "pretrain.json"))["classes"] == CLASSES["train"]
 
 
+def test_a_stored_pretraining_continues_and_is_evaluated_on_another_machine(tmp_path, capsys):
+    """Its state in the run store (checkpoint, best/, pretrain.json) is a fresh clone's start."""
+    from maml_tf.workdir import snapshot
+
+    sampler, store = ToySampler(), str(tmp_path / "store")
+    first = str(tmp_path / "a" / "transfer" / "run")
+    pretrain.pretrain(toy_config(pretrain_iterations=20), first, sampler=sampler, arrays=sampler.arrays())
+    kept = snapshot.save(first, store)
+    assert {"pretrain.json", "best"} <= set(os.listdir(kept))
+    evaluated = str(tmp_path / "b" / "transfer" / "run")  # a fresh clone: evaluation first
+    config = toy_config(pretrain_iterations=20, run_store=store, eval_tasks=4)
+    ours = baselines.evaluate_baseline(config, evaluated, sampler=sampler)
+    theirs = baselines.evaluate_baseline(config.replace(run_store=None, eval_dir=str(tmp_path / "e")),
+                                         first, sampler=sampler)
+    assert ours["metrics"] == theirs["metrics"] and ours["iteration"] == theirs["iteration"]
+    again = str(tmp_path / "c" / "transfer" / "run")
+    pretrain.pretrain(config.replace(pretrain_iterations=30), again, sampler=sampler, arrays=sampler.arrays())
+    assert "continuing " + again + " from its stored state" in capsys.readouterr().out
+    rows = [json.loads(line)["iteration"] for line in open(os.path.join(again, "validation.jsonl"))]
+    assert rows == [10, 20, 30]
+
+
 @pytest.fixture(scope="module")
 def pretrained_dir(tmp_path_factory):
     """One toy pretraining (30 steps) shared by the tests that only read it."""
