@@ -1,7 +1,6 @@
 """`load(path)`: a MetaModel from a run directory (its checkpoint) or from a .keras file maml_tf wrote."""
 
 import dataclasses
-import json
 import os
 from typing import Optional
 
@@ -12,7 +11,7 @@ from maml_tf import layers  # noqa: F401  (registers maml_tf's layers for keras.
 from maml_tf.datasets import module_name, miniimagenet_io, omniglot_data, own_images, sinusoid
 from maml_tf.deploy.meta import MetaModel
 from maml_tf.errors import UserError
-from maml_tf.workdir import ckpt_index, model_file
+from maml_tf.workdir import ckpt_index, identity, model_file
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import ALGORITHMS, Config
 from maml_tf.experiment.experiment import build_model
@@ -91,30 +90,19 @@ def load(path: str, iteration: Optional[int] = None) -> MetaModel:
 
 
 def _run_settings(workdir: str):
-    """(settings, path) of the run's config.json, else (damaged) of its copy beside the
-    checkpoints, as training and evaluation read them; one UserError if neither is readable."""
-    path = os.path.join(workdir, "config.json")
+    """The run's settings as training and evaluation read them (identity.saved_settings: its
+    config.json, else, damaged, the copy beside the checkpoints); one UserError if none is readable."""
+    path = os.path.join(workdir, identity.CONFIG_FILE)
     if not os.path.exists(path):
         raise UserError(f"{workdir} is not a run directory (no config.json)")
-    problem = None
-    for where in (path, os.path.join(workdir, "checkpoints", "config.json")):
-        try:
-            with open(where) as f:
-                saved = json.load(f)
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError) as err:
-            problem = problem or str(err)
-            continue
-        if isinstance(saved, dict):
-            return saved, where
-        problem = problem or f"a JSON {type(saved).__name__}, not a run's configuration"
-    raise UserError(f"cannot read {path}: {problem}")
+    saved = identity.saved_settings(workdir, ("dataset",))
+    if saved is None:
+        raise UserError(f"cannot read {path}: damaged, and no readable copy beside the checkpoints")
+    return saved
 
 
 def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
-    saved, path = _run_settings(workdir)
-    config = config_from_dict(saved, path)
+    config = config_from_dict(_run_settings(workdir), os.path.join(workdir, identity.CONFIG_FILE))
     model = _run_network(config, workdir)
     state = {"model": model}
     if config.algorithm == "reptile" and config.inner_optimizer == "adam":

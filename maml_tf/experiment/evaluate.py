@@ -97,8 +97,7 @@ def _restore(config, workdir: str, model):
     its directory is known to hold this run (its settings and class split)."""
     exp = Experiment(config.replace(strategy="default"), model=model)  # not distributed
     fields = evaluation_fields(config)
-    stored = snapshot.restore(config.run_store, workdir, lambda copy: identity.check(
-        copy, identity.as_dict(config), fields, "evaluate"))
+    stored = snapshot.restore(config.run_store, workdir, identity.as_dict(config), fields, "evaluate")
     if stored:
         print(f"evaluating the stored state of the run, {stored}", flush=True)
     identity.check(workdir, identity.as_dict(config), fields, "evaluate")

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from maml_tf.errors import UserError
 from maml_tf.experiment.progress import trim_events, trim_history
-from maml_tf.workdir import identity, rundir
+from maml_tf.workdir import identity, rundir, snapshot
 from maml_tf.workdir.interrupts import Interrupts
 from maml_tf.workdir.runlock import RunLock
 
@@ -71,6 +71,14 @@ def session(workdir: str, config, fields: Sequence[str], lock: bool = True,
             except OSError as err:  # a full disk or a read-only directory at the start
                 raise UserError(f"cannot write the run in {workdir}: {err.strerror}") from None
             yield stop
+
+
+def restore_stored(config, workdir: str, fields: Sequence[str]):
+    """A run directory without a checkpoint starts from its copy in the run store, if any and if
+    that copy holds this run (`session`'s `prepare` for meta-training and pretraining)."""
+    stored = snapshot.restore(config.run_store, workdir, identity.as_dict(config), fields)
+    if stored:
+        print(f"continuing {workdir} from its stored state in {stored}", flush=True)
 
 
 def run(steps: Steps, start: int, total: int, checkpoint_interval: int, print_interval: int,

@@ -10,7 +10,7 @@ import keras
 from maml_tf import datasets
 from maml_tf.errors import UserError
 from maml_tf.experiment import distribute, evaluate, loop, recorded, variant_config
-from maml_tf.workdir import class_record, identity, model_file, rundir, snapshot
+from maml_tf.workdir import class_record, identity, model_file, rundir
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.run_id import identity_fields
@@ -47,18 +47,9 @@ def train_and_evaluate(config: Config, workdir: str, model: Optional[keras.Model
     exp = Experiment(config, model=model)  # the data first: a run that cannot start leaves no directory
     with distribute.write_dir(exp.strategy, workdir) as outdir:
         chief = outdir == workdir
-        restore = (lambda: _restore_stored(config, workdir, fields)) if chief and config.resume else None
+        restore = (lambda: loop.restore_stored(config, workdir, fields)) if chief and config.resume else None
         with loop.session(outdir, config, fields, lock=chief, prepare=restore) as stop:
             return _train(exp, workdir, outdir, config.resume, stop)
-
-
-def _restore_stored(config: Config, workdir: str, fields):
-    """A run directory without a checkpoint starts from its copy in the run store, if any (if
-    that copy holds this run)."""
-    now = identity.as_dict(config)
-    stored = snapshot.restore(config.run_store, workdir, lambda copy: identity.check(copy, now, fields))
-    if stored:
-        print(f"continuing {workdir} from its stored state in {stored}", flush=True)
 
 
 def _train(exp: Experiment, workdir: str, outdir: str, resume: bool, stop: Interrupts) -> Dict:
@@ -90,8 +81,8 @@ def _open(exp: Experiment, workdir: str, outdir: str, resume: bool, chief: bool)
         class_record.check_before_restore(outdir, data)
     ckpt = Checkpointer(outdir, exp.state(), config.keep_checkpoints, restore_from=workdir)
     start = loop.resume_point(ckpt, outdir, resume, workdir)
-    if chief:  # a folder that gained or lost a class would split differently
-        class_record.keep(outdir, data, start > 0)
+    if chief:  # checked above if it resumed (a folder that gained a class would split differently)
+        class_record.record(outdir, data)
     replicas = exp.strategy.num_replicas_in_sync
     if replicas > 1:
         print(f"{config.strategy}: {replicas} replicas, {config.meta_batch_size // replicas} tasks "

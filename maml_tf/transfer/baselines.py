@@ -183,8 +183,7 @@ def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
     evaluator, restored = TransferEval(config, sampler), 0
     if config.baseline == "pretrained":
         now = identity.as_dict(config)
-        if snapshot.restore(config.run_store, workdir, lambda copy: identity.check(
-                copy, now, BASELINE_NETWORK_FIELDS, "evaluate")):
+        if snapshot.restore(config.run_store, workdir, now, BASELINE_NETWORK_FIELDS, "evaluate"):
             print(f"evaluating the stored state of the pretraining in {workdir}", flush=True)
         identity.check(workdir, now, BASELINE_NETWORK_FIELDS, "evaluate")
         class_record.check(workdir, class_names_by_split(config, sampler), "evaluate")

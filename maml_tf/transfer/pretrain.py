@@ -12,7 +12,7 @@ import tensorflow as tf
 from maml_tf.datasets import class_names_by_split, get_sampler
 from maml_tf.experiment import loop
 from maml_tf.transfer import baselines
-from maml_tf.workdir import class_record, identity, rundir, snapshot
+from maml_tf.workdir import class_record, rundir
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.run_id import pretraining_fields
@@ -152,14 +152,9 @@ def pretrain(config: Config, workdir: str, sampler=None, arrays=None) -> Dict:
 
     `sampler` / `arrays` ((images, labels)) replace the configured dataset's (tests)."""
     _check(config)
-    fields, now = pretraining_fields(), identity.as_dict(config)
-
-    def restore():  # a directory without a checkpoint starts from the run store's copy, if any
-        stored = snapshot.restore(config.run_store, workdir, lambda copy: identity.check(copy, now, fields))
-        if stored:
-            print(f"continuing {workdir} from its stored state in {stored}", flush=True)
-
-    with loop.session(workdir, config, fields, prepare=restore if config.resume else None) as stop:
+    fields = pretraining_fields()
+    restore = (lambda: loop.restore_stored(config, workdir, fields)) if config.resume else None
+    with loop.session(workdir, config, fields, prepare=restore) as stop:
         steps = Pretraining(config, workdir, config.resume, *_prepare(config, workdir, sampler, arrays))
         loop.run(steps, steps.start, config.pretrain_iterations, config.checkpoint_interval,
                  config.print_interval, steps.log, stop, steps.ckpt.directory)
@@ -178,7 +173,7 @@ class Pretraining:
                                  config.keep_checkpoints)
         self.best = Checkpointer(os.path.join(workdir, "best"), {"model": model}, 1)
         self.start = loop.resume_point(self.ckpt, workdir, resume, workdir)
-        class_record.keep(workdir, data, self.start > 0)
+        class_record.record(workdir, data)  # checked above if it resumes
         self.model, self.evaluator = model, baselines.TransferEval(config, sampler)
         self.train_step, self.log = make_train_step(model, optimizer), ProgressLog(config, workdir)
         self.segments = SegmentLog(workdir, self.start, settings=dataclasses.asdict(config))

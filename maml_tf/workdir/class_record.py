@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from maml_tf.errors import UserError
 from maml_tf.workdir import ckpt_index
@@ -24,13 +24,6 @@ def check_before_restore(workdir: str, classes: Optional[Classes]):
     them, and the restore's own error would blame the checkpoints."""
     if ckpt_index.on_disk(os.path.join(workdir, "checkpoints")):
         check(workdir, classes)
-
-
-def keep(workdir: str, classes: Optional[Classes], resumed: bool):
-    """At the start of training: the record checked if the run resumed, then (re)written."""
-    if resumed:
-        check(workdir, classes)
-    record(workdir, classes)
 
 
 def check(workdir: str, classes: Optional[Classes], action: str = "resume"):

@@ -16,10 +16,10 @@ import shutil
 import signal
 import sys
 import time
-from typing import Callable, List, Optional
+from typing import List, Optional, Sequence
 
 from maml_tf.errors import UserError
-from maml_tf.workdir import ckpt_index, procstat
+from maml_tf.workdir import ckpt_index, identity, procstat
 from maml_tf.workdir.class_record import CLASSES_FILE
 from maml_tf.workdir.rundir import read_json, read_jsonl
 from maml_tf.workdir.runlock import live_holder
@@ -177,11 +177,11 @@ def _save(workdir: str, ckpt_dir: str, dest: str) -> str:
     return dest
 
 
-def restore(store: Optional[str], workdir: str, check: Optional[Callable[[str], None]] = None
-            ) -> Optional[str]:
+def restore(store: Optional[str], workdir: str, settings: Optional[dict] = None,
+            fields: Sequence[str] = (), action: str = "resume") -> Optional[str]:
     """Copies the stored run into `workdir` if the store has it and `workdir` has no checkpoint;
-    returns the stored copy's path if it did. `check(copy)` first: a refused start (another
-    run's settings) leaves nothing copied behind."""
+    returns the stored copy's path if it did. The copy's identity is checked first against
+    `settings` in `fields` (identity.check): a refused start leaves nothing copied behind."""
     if not store:
         return None
     src = store_dir(store, workdir)
@@ -189,8 +189,8 @@ def restore(store: Optional[str], workdir: str, check: Optional[Callable[[str], 
         return None
     if newest_checkpoint(os.path.join(workdir, "checkpoints")) is not None:
         return None
-    if check is not None:
-        check(src)
+    if settings is not None:
+        identity.check(src, settings, fields, action)
     shutil.copytree(src, workdir, dirs_exist_ok=True)
     return src
 
