@@ -25,15 +25,20 @@ FLAGS = flags.FLAGS
 
 def _refuse_unread(f):
     """UserError for a flag given that a supervised run would not read (silently kept, it looks in
-    effect): the RL ones, and the fine-tuning of a run that is no transfer baseline."""
-    unread = list(flag_definitions.RL_ONLY)
+    effect): the RL ones, the fine-tuning of a run that is no transfer baseline, and the logical
+    CPUs of a run that is not mirrored."""
+    why = {name: "the RL flags are for 2dnavigation" for name in flag_definitions.RL_ONLY}
     if f.baseline not in ("pretrained", "scratch"):
-        unread += ["finetune", "finetune_bn"]
-    given = [n for n in unread if f[n].present and f[n].value != f[n].default]
+        why.update(dict.fromkeys(("finetune", "finetune_bn"),
+                                 "--finetune(_bn) for --baseline=pretrained/scratch"))
+    if f.strategy != "mirrored":
+        why["num_cpu_devices"] = "--num_cpu_devices for --strategy=mirrored"
+    given = [n for n in why if f[n].present and f[n].value != f[n].default]
     if given:
+        reasons = ", ".join(dict.fromkeys(why[n] for n in given))
         raise UserError(f"--{', --'.join(given)}: not read by this run (--datasource={f.datasource}"
                         f"{'' if f.baseline in (None, 'None') else f', --baseline={f.baseline}'}): "
-                        "the RL flags are for 2dnavigation, --finetune(_bn) for --baseline=pretrained/scratch")
+                        f"{reasons}")
 
 
 def config_from_flags(f) -> Config:
@@ -85,6 +90,8 @@ def variant_settings(f) -> dict:
     learned, msl, cosine = f.learned_inner_lr, f.multi_step_loss, f.cosine_meta_lr
     bnwb = f.per_step_bn_weights
     if f.maml_plus_plus:
+        if f.algorithm != "maml":  # its parts are refused with Reptile, each by its own name
+            raise UserError(f"--maml_plus_plus is a MAML successor, not for --algorithm={f.algorithm}")
         if learned == "per_param":
             raise UserError("--maml_plus_plus learns per-layer, per-step step sizes (LSLR): drop "
                             "--learned_inner_lr=per_param")
@@ -93,6 +100,9 @@ def variant_settings(f) -> dict:
         learned = part("learned_inner_lr", "per_layer_step")
         msl, cosine = part("multi_step_loss", several), part("cosine_meta_lr", True)
         bnwb = part("per_step_bn_weights", several and f.norm == "batch_norm")
+        if learned == "none" and not (msl or cosine or bnwb):  # under a name that says MAML++
+            raise UserError("--maml_plus_plus with every one of its parts switched off is plain "
+                            "MAML: drop --maml_plus_plus")
     anneal = f.msl_anneal_iterations
     if anneal == -1:  # MAML++'s multi_step_loss_num_epochs x total_iter_per_epoch
         anneal = 7500 if msl and f.datasource == "miniimagenet" else 5000

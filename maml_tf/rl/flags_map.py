@@ -19,7 +19,7 @@ NOT_READ = ("algorithm", "baseline", "maml_plus_plus", "anil", "learned_inner_lr
             "transductive", "meta_step", "meta_step_final", "test_best", "patience", "record_steps",
             "eval_dir", "run_store", "finetune", "finetune_bn", "pretrain_batch_size", "pretrain_lr",
             "data_source", "omniglot_split", "omniglot_resize", "folder_split", "image_size",
-            "min_class_images", "channels")
+            "min_class_images", "channels", "num_cpu_devices")
 
 
 def config_from_flags(f) -> RLConfig:

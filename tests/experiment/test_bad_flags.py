@@ -80,6 +80,9 @@ def test_an_argument_absl_cannot_parse_is_one_line_not_the_help(tmp_path, args, 
                                               "(--datasource=sinusoid): the RL flags are for 2dnavigation"),
     (["--finetune=head"], "--finetune: not read by this run (--datasource=sinusoid)"),
     (["--baseline=oracle", "--finetune_bn=moving"], "(--datasource=sinusoid, --baseline=oracle)"),
+    (["--num_cpu_devices=4"], "--num_cpu_devices: not read by this run (--datasource=sinusoid): "
+                              "--num_cpu_devices for --strategy=mirrored"),
+    (["--num_cpu_devices=4", "--max_kl=3"], "the RL flags are for 2dnavigation, --num_cpu_devices for"),
 ])
 def test_a_flag_a_supervised_run_would_not_read_is_refused(tmp_path, args, said):
     """Kept silently, it would look in effect (a MAML run given --finetune=head adapts every layer)."""

@@ -94,8 +94,22 @@ def test_maml_plus_plus_parts_given_explicitly_win_and_rl_refuses_the_variants(t
     assert main(*sine, "--nomulti_step_loss").stdout.strip().endswith(".lslr.cos1e-05")
     assert main(*sine, "--learned_inner_lr=none").stdout.strip().endswith(".msl5000.cos1e-05")
     assert main(*sine, "--num_updates=1").stdout.strip().endswith(".lslr.cos1e-05")  # nothing to weigh
-    for flags in (["--maml_plus_plus"], ["--algorithm=reptile"], ["--anil", "--train=False"]):
+    for flags in (["--maml_plus_plus"], ["--algorithm=reptile"], ["--anil", "--train=False"],
+                  ["--num_cpu_devices=4"]):
         proc = main(f"--logdir={tmp_path}", "--datasource=2dnavigation", *flags, "--print_run_dir")
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
         assert "not read by --datasource=2dnavigation" in lines[0]
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--algorithm=reptile"], "error: --maml_plus_plus is a MAML successor, not for --algorithm=reptile"),
+    (["--learned_inner_lr=none", "--nomulti_step_loss", "--nocosine_meta_lr"],
+     "error: --maml_plus_plus with every one of its parts switched off is plain MAML: drop "
+     "--maml_plus_plus"),
+])
+def test_maml_plus_plus_that_would_train_something_else_is_refused(tmp_path, flags, said):
+    """Both trained plain Reptile or plain MAML without a word (the first under MAML++'s name)."""
+    proc = main(f"--logdir={tmp_path}", "--datasource=sinusoid", "--norm=None", "--num_updates=2",
+                "--maml_plus_plus", *flags, "--print_run_dir")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [said], proc.stderr[-2000:]
