@@ -36,6 +36,8 @@ PY=${PYTHON:-python}
 STORE=$(cd "$(dirname "$0")" && pwd)/results/runs
 if [ "$QUICK" = 1 ]; then STORE=$LOGDIR/store; fi  # toy runs never start from the paper runs' state
 export MAML_TF_RUN_STORE=${MAML_TF_RUN_STORE:-$STORE}
+# The runs refuse a store that is no folder (a mistyped path); --quick's own is made at its first run.
+make_store() { if [ "$MAML_TF_RUN_STORE" = "$STORE" ]; then mkdir -p "$STORE"; fi; }
 
 save_runs() {  # every supervised run under $LOGDIR (not the toy or RL ones)
   local runs
@@ -70,13 +72,13 @@ run() {
     args+=(--num_test_tasks=20 --num_val_tasks=5 --val_interval=10 --checkpoint_interval=10 --print_interval=10)
   fi
   echo "== $name: python -m maml_tf.main ${args[*]}"
-  "$PY" -m maml_tf.main "${args[@]}"
+  make_store && "$PY" -m maml_tf.main "${args[@]}"
 }
 
 # wanted NAME: whether PATTERN selects the line NAME.
 wanted() { [[ -z $ONLY || $1 == *"$ONLY"* ]] && MATCHED=1; }
 # dir_of FLAGS...: the run directory those flags name, asked of the package (never spelled here).
-dir_of() { "$PY" -m maml_tf.main "$@" --print_run_dir; }
+dir_of() { make_store && "$PY" -m maml_tf.main "$@" --print_run_dir; }
 # stored_or DIR: DIR (under $LOGDIR), else its committed copy in the run store (a fresh machine).
 stored_or() { if [ -d "$1" ]; then echo "$1"; else echo "$MAML_TF_RUN_STORE/${1#"$LOGDIR"/}"; fi; }
 

@@ -154,3 +154,17 @@ def test_the_memory_estimate_follows_a_folder_datasets_image_size():
     big = Config(dataset="folder", image_size=224, channels=3)
     assert memory.example_bytes(big) == 4 * (224 * 224 * 3 + 1)
     assert memory.example_bytes(Config(dataset="folder")) == 4 * (84 * 84 * 3 + 1)  # auto: at most
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_run_store_that_is_no_folder_is_refused(tmp_path, how):
+    """A mistyped store path would have started a stored run over from iteration 0."""
+    typo = str(tmp_path / "reslts" / "runs")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MAML_TF_RUN_STORE=typo if how == "environment" else "")
+    flag = [f"--run_store={typo}"] if how == "flag" else []
+    proc = subprocess.run([sys.executable, "-m", "maml_tf.main", *SINE, f"--logdir={tmp_path}/logs", *flag],
+                          capture_output=True, text=True, env=env, timeout=300)
+    given = "--run_store" if how == "flag" else "$MAML_TF_RUN_STORE"
+    assert refused(proc) == (f"error: {given}={typo}: no such folder (the stored runs' folder, "
+                             "e.g. results/runs; leave it unset to keep no run store)")
+    assert not os.path.exists(tmp_path / "logs") and not os.path.exists(tmp_path / "reslts")
