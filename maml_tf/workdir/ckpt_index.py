@@ -55,13 +55,13 @@ def listed(directory: str) -> Optional[List[str]]:
 
 
 def newest(directory: str) -> Optional[str]:
-    """The newest checkpoint: the index's if it is readable and its files exist, else the
-    newest on disk."""
-    names = listed(directory)
-    if names and os.path.isfile(names[-1] + ".index"):
-        return names[-1]
+    """The newest checkpoint on disk (an index left from before the newest was written must not
+    hide it: training resumes from it), else the index's if its files exist."""
     found = on_disk(directory)
-    return found[-1] if found else None
+    if found:
+        return found[-1]
+    names = listed(directory)
+    return names[-1] if names and os.path.isfile(names[-1] + ".index") else None
 
 
 def repair(directory: str, write: bool = True) -> bool:

@@ -17,6 +17,8 @@ DAMAGE = {
     "empty": lambda text: "",
     "binary": lambda text: b"\x00\xff\xfe\x81".decode("latin-1"),
     "deleted": None,
+    # as it stood after ckpt-10 (the process ended between writing ckpt-20 and the index)
+    "stale": lambda text: 'model_checkpoint_path: "ckpt-10"\nall_model_checkpoint_paths: "ckpt-10"\n',
 }
 
 
@@ -45,7 +47,7 @@ def test_resume_continues_from_the_newest_checkpoint_on_disk(run, how, capsys):
     assert ckpt_index.listed(os.path.join(workdir, "checkpoints"))[-1].endswith("ckpt-30")
 
 
-@pytest.mark.parametrize("how", ["garbage", "deleted", "binary"])
+@pytest.mark.parametrize("how", ["garbage", "deleted", "binary", "stale"])
 def test_evaluation_and_the_run_store_see_the_checkpoints(run, how, tmp_path_factory):
     config, workdir = run
     store = str(tmp_path_factory.mktemp("store"))
@@ -55,6 +57,17 @@ def test_evaluation_and_the_run_store_see_the_checkpoints(run, how, tmp_path_fac
     assert snapshot.restore(store, workdir) is None
     result = evaluate.evaluate_checkpoint(config.replace(eval_tasks=4), workdir)
     assert result["iteration"] == 20
+
+
+def test_a_stale_index_does_not_hide_the_newest_checkpoint_from_the_run_store(run, tmp_path_factory):
+    """The store kept ckpt-10 (and, over a copy holding ckpt-20, refused as older: the run's
+    newer state stayed on the machine only)."""
+    config, workdir = run
+    damage(workdir, "stale")
+    store = str(tmp_path_factory.mktemp("store"))
+    snapshot.save(workdir, store, quiet=0)
+    stored = os.path.join(snapshot.store_dir(store, workdir), "checkpoints")
+    assert os.path.basename(ckpt_index.newest(stored)) == "ckpt-20"
 
 
 def test_saving_the_runs_skips_one_that_has_no_checkpoint_yet(run, tmp_path_factory, capsys):
