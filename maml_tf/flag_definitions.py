@@ -45,7 +45,7 @@ flags.DEFINE_float("train_update_lr", -1, "alpha used in training, to find the r
 # Beyond the original.
 flags.DEFINE_integer("test_num_updates", 10, "inner steps at evaluation; metrics are kept after those --record_steps names")
 flags.DEFINE_string("record_steps", "auto", "inner steps a test evaluation (--train=False) records: auto (every step up to 10 steps, else 0, every 10th and the last), all, or a list like 0,5,50; the steps not recorded are still taken, only not predicted")
-flags.DEFINE_integer("num_query", -1, "query examples per class (-1: K; 15 in miniimagenet training, as the paper); with --train=False the test tasks' count (e.g. 15, as MAML++ tests: eval_..._queries<Q> files, which the reports never read as a row)")
+flags.DEFINE_integer("num_query", -1, "query examples per class (-1: K; 15 in miniimagenet training, as the paper); with --train=False the test tasks' count (e.g. 15, as MAML++ tests: eval_..._queries<Q> files, which the reports never read as a row; a Reptile run is tested with the count it validated with, which -1 takes from the run)")
 flags.DEFINE_enum("algorithm", "maml", list(CHOICES["algorithm"]), "meta-learning algorithm (--stop_grad: first-order MAML)")
 flags.DEFINE_integer("inner_batch_size", 0, "Reptile: support examples per inner step, taken in turn from the shuffled support set (0: all; the paper: 10 for 5-way, 20 for 20-way)")
 flags.DEFINE_enum("inner_optimizer", "sgd", list(CHOICES["inner_optimizer"]), "Reptile: inner optimizer with step size --update_lr; adam: beta1=0, beta2=0.999, eps=1e-8 as the Reptile paper, its second moments and step count carried over every task of training (only the weights are reset), as the paper's code")

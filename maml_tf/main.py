@@ -13,7 +13,7 @@ from maml_tf import flag_definitions  # noqa: E402
 from maml_tf.experiment.config import Config  # noqa: E402
 from maml_tf.experiment.run_id import existing_name, identity_fields, pretraining_fields  # noqa: E402
 from maml_tf.rl.config import IDENTITY_FIELDS as RL_IDENTITY_FIELDS  # noqa: E402
-from maml_tf.workdir import identity  # noqa: E402
+from maml_tf.workdir import identity, snapshot  # noqa: E402
 from maml_tf.workdir.interrupts import Interrupted  # noqa: E402
 from maml_tf.datasets import choose_network, own_images  # noqa: E402
 from maml_tf.errors import UserError  # noqa: E402
@@ -50,6 +50,12 @@ def config_from_flags(f) -> Config:
     if f.baseline not in (None, "None", "oracle", "pretrained", "scratch"):
         raise UserError(f"unknown baseline {f.baseline!r}: use oracle, pretrained, scratch or leave it unset")
     transfer = f.baseline if f.baseline in ("pretrained", "scratch") else "none"
+    if f.grad_clip < 0 and f.grad_clip != -1:
+        raise UserError(f"--grad_clip must be >= 0 (0: off) or -1 (10 for miniimagenet, else off), "
+                        f"got {f.grad_clip:g}")
+    # A baseline meta-trains nothing: the default iteration target would only be refused.
+    metatrain = 0 if transfer != "none" and not f["metatrain_iterations"].present \
+        else f.metatrain_iterations
     return Config(
         dataset=f.datasource, ways=f.num_classes, shots=train_k,
         queries=f.num_query if f.num_query != -1 else default_query,
@@ -60,7 +66,7 @@ def config_from_flags(f) -> Config:
         first_order=f.stop_grad, algorithm=f.algorithm, inner_batch_size=f.inner_batch_size,
         inner_optimizer=f.inner_optimizer, meta_step=f.meta_step, meta_step_final=f.meta_step_final,
         eval_inner_batch_size=f.eval_inner_batch_size, transductive=f.transductive,
-        pretrain_iterations=f.pretrain_iterations, metatrain_iterations=f.metatrain_iterations,
+        pretrain_iterations=f.pretrain_iterations, metatrain_iterations=metatrain,
         oracle=f.baseline == "oracle", baseline=transfer, finetune=f.finetune,
         finetune_bn=f.finetune_bn, pretrain_batch_size=f.pretrain_batch_size,
         pretrain_lr=f.pretrain_lr, norm=f.norm, num_filters=f.num_filters, conv=f.conv,
@@ -158,7 +164,21 @@ def config_and_workdir(f):
     if own_images(config.dataset) and config.conv and not (f["max_pool"].present or
                                                            f["num_filters"].present):
         config = choose_network(config)  # the paper's net for these images, as it is for its own
-    return config, run_directory(f.logdir, f.run_name or existing_name(config, f.logdir))
+    workdir = run_directory(f.logdir, f.run_name or existing_name(config, f.logdir))
+    return _reptile_queries(f, config, workdir), workdir
+
+
+def _reptile_queries(f, config, workdir):
+    """A Reptile evaluation without --num_query tests with the query count its run validated
+    with, at any K (its rows' protocol), as the run (or its stored copy) recorded it."""
+    if config.algorithm != "reptile" or config.train or f["num_query"].present:
+        return config
+    stored = config.run_store and snapshot.store_dir(config.run_store, workdir)
+    for where in filter(None, (workdir, stored)):
+        saved = identity.saved_settings(where, ("eval_queries",)) if os.path.isdir(where) else None
+        if saved and isinstance(saved.get("eval_queries"), int):
+            return config.replace(eval_queries=saved["eval_queries"])
+    return config
 
 
 def execute(config, workdir):
@@ -202,7 +222,8 @@ def main(argv):
         sys.exit(1)
     try:
         config, workdir = config_and_workdir(FLAGS)
-        if FLAGS.print_run_dir:
+        if FLAGS.print_run_dir:  # the settings checked as a run checks them, the data not read
+            config.validate() if FLAGS.datasource == "2dnavigation" else config.check_settings()
             return print(workdir)
         execute(config, workdir)
     except UserError as err:

@@ -103,6 +103,10 @@ def _run_settings(workdir: str):
 
 def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
     config = config_from_dict(_run_settings(workdir), os.path.join(workdir, identity.CONFIG_FILE))
+    if config.baseline != "none":  # its checkpoints hold a classifier over every training class
+        raise UserError(f"{workdir} is a transfer baseline's pretraining (--baseline="
+                        f"{config.baseline}), not a meta-learned model: evaluate it with "
+                        "python -m maml_tf.main --baseline=... --train=False")
     model = _run_network(config, workdir)
     state = {"model": model}
     if config.algorithm == "reptile" and config.inner_optimizer == "adam":

@@ -137,9 +137,15 @@ class Config:
         config (the entry points each call it; a folder dataset's check reads its files)."""
         return _validated(self)
 
-    def _check(self):
+    def check_settings(self) -> "Config":
+        """`validate` but for the dataset's own checks and the memory estimate, which read its files (--print_run_dir:
+        the directory of the run the flags define, on a machine that may lack its data)."""
+        self._check(read_data=False)
+        return self
+
+    def _check(self, read_data: bool = True):
         self._check_ranges()
-        self._check_dataset()
+        self._check_dataset(read_data)
         self._check_choices()
         self._validate_reptile()
         self._validate_transfer()
@@ -170,7 +176,7 @@ class Config:
         if self.intra_op_threads < 0:
             raise UserError(f"intra_op_threads must be >= 0 (0: TensorFlow's default), got {self.intra_op_threads}")
 
-    def _check_dataset(self):
+    def _check_dataset(self, read_data: bool):
         from maml_tf.datasets import module_name, own_images  # the registry only; no data loaded
         from maml_tf.datasets.memory import check_task_memory
 
@@ -182,9 +188,10 @@ class Config:
             raise UserError(f"--{', --'.join(folder_only)} set: only --datasource=folder and "
                             "tfds:NAME read them")
         module = importlib.import_module(name)
-        if hasattr(module, "check_config"):  # the dataset's own limits, before TensorFlow loads
+        if read_data and hasattr(module, "check_config"):  # its own limits, before TensorFlow loads
             module.check_config(self)
-        check_task_memory(self)  # before a batch too large for the machine is allocated
+        if read_data:  # before a batch too large for the machine is allocated
+            check_task_memory(self)
         if self.oracle and self.dataset != "sinusoid":
             raise UserError("the oracle baseline exists for sinusoid only")
 
@@ -203,6 +210,9 @@ class Config:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
         if self.patience and self.strategy == "multi_worker":  # only the chief validates
             raise UserError("--patience needs the validation every worker sees: not with multi_worker")
+        if self.patience and not self.val_interval:  # it would never stop the run
+            raise UserError(f"--patience={self.patience} stops a run after that many iterations "
+                            "without a better meta-validation: it needs --val_interval > 0")
 
     def _check_evaluation(self):
         if self.eval_split not in ("val", "test"):

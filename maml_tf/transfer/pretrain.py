@@ -210,7 +210,8 @@ def validate(evaluator, model, workdir: str, iteration: int) -> Dict:
     evaluator.load_backbone(model)
     stats = evaluator.evaluate("val", c.val_tasks)
     acc = stats["accuracy"]["mean"]
-    row = {"iteration": iteration, **{k: v["mean"].tolist() for k, v in stats.items()},
+    row = {"iteration": iteration, "steps": list(range(len(acc))),
+           **{k: v["mean"].tolist() for k, v in stats.items()},
            "best_accuracy": float(np.max(acc)), "best_step": int(np.argmax(acc))}
     rundir.append_jsonl(os.path.join(workdir, "validation.jsonl"), row)
     print(f"[val] iter {iteration}  {c.ways}-way {c.eval_shots}-shot, fine-tune {c.finetune}: "

@@ -168,3 +168,23 @@ def test_a_run_store_that_is_no_folder_is_refused(tmp_path, how):
     assert refused(proc) == (f"error: {given}={typo}: no such folder (the stored runs' folder, "
                              "e.g. results/runs; leave it unset to keep no run store)")
     assert not os.path.exists(tmp_path / "logs") and not os.path.exists(tmp_path / "reslts")
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--grad_clip=-5"], "error: --grad_clip must be >= 0 (0: off) or -1 (10 for miniimagenet, else "
+                         "off), got -5"),  # was taken as -1
+    (["--patience=100"], "error: --patience=100 stops a run after that many iterations without a "
+                         "better meta-validation: it needs --val_interval > 0"),  # SINE validates never
+    (["--num_updates=1", "--multi_step_loss", "--print_run_dir"], "--num_updates of 2 or more"),
+    (["--first_order_iterations=10", "--stop_grad", "--print_run_dir"], "drop --stop_grad"),
+])
+def test_settings_that_would_be_ignored_or_refused_later_are_refused_at_once(tmp_path, args, said):
+    """--print_run_dir printed a directory for settings the run itself refuses."""
+    assert said in refused(run_main(tmp_path, *SINE, f"--logdir={tmp_path}", *args))
+
+
+def test_print_run_dir_reads_no_data(tmp_path):
+    """The reports ask for run directories on machines that may lack the data."""
+    proc = run_main(tmp_path, "--datasource=omniglot", "--num_classes=20", f"--logdir={tmp_path}",
+                    f"--data_dir={tmp_path}/none", "--print_run_dir")
+    assert proc.returncode == 0 and proc.stdout.strip().startswith(f"{tmp_path}/omniglot.20way"), proc.stderr

@@ -100,3 +100,23 @@ def test_an_evaluation_chooses_its_query_count_but_reptile_s_keeps_its_own(tmp_p
         fifteen = saved.replace(eval_shots=5, eval_queries=5)  # at another K too, --num_query not given
         with pytest.raises(UserError, match="eval_queries 1 -> 5: a Reptile run is tested with"):
             check()
+
+
+def test_a_reptile_evaluation_at_another_k_takes_the_validated_query_count(tmp_path):
+    """Without --num_query the command line took K queries at K=5 and was refused; given, another
+    count still is (the rows' protocol)."""
+    import subprocess
+    import sys
+
+    flags = ["--datasource=sinusoid", "--algorithm=reptile", "--metatrain_iterations=4",
+             "--update_batch_size=2", "--train_update_batch_size=5", "--val_interval=0", "--log=False",
+             "--checkpoint_interval=2", "--norm=None", f"--logdir={tmp_path}", "--num_test_tasks=4"]
+    main = lambda *more: subprocess.run([sys.executable, "-m", "maml_tf.main", *flags, *more],  # noqa: E731
+                                        capture_output=True, text=True, timeout=300)
+    assert main().returncode == 0
+    done = main("--train=False", "--update_batch_size=5")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (result,) = glob.glob(str(tmp_path / "*" / "eval_val_shots5_*.json"))
+    assert json.load(open(result))["queries"] == 2
+    refused = main("--train=False", "--update_batch_size=5", "--num_query=5")
+    assert refused.returncode == 1 and "eval_queries 2 -> 5" in refused.stderr, refused.stderr[-2000:]

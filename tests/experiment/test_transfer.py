@@ -89,6 +89,7 @@ def test_pretrain_checkpoints_keeps_best_and_resumes(tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "validation.jsonl")]
     best = json.load(open(tmp_path / "best" / "best.json"))
     assert [r["iteration"] for r in rows] == [10, 20, 30]
+    assert rows[0]["steps"] == list(range(config.eval_inner_steps + 1))  # every fine-tuning step
     assert best["best_accuracy"] == max(r["best_accuracy"] for r in rows)
     longer = config.replace(pretrain_iterations=40)  # extending a pretraining resumes it
     pretrain.pretrain(longer, str(tmp_path), sampler=sampler, arrays=sampler.arrays())
@@ -229,13 +230,28 @@ def _main(*args):
 
 
 def test_bad_baseline_flags_are_one_error_line(tmp_path):
-    for args, words in ((["--baseline=pretrained"], "metatrain_iterations=0"),
+    for args, words in ((["--baseline=pretrained", "--datasource=omniglot", "--metatrain_iterations=5",
+                          "--print_run_dir"], "metatrain_iterations=0"),
                         (["--baseline=pretrained", "--datasource=sinusoid", "--metatrain_iterations=0"],
                          "image datasets"),
                         (["--baseline=frozen"], "unknown baseline")):
         proc = _main(*args, f"--logdir={tmp_path}")
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
         assert proc.stderr.strip().startswith("error:") and words in proc.stderr, proc.stderr
+    # a baseline meta-trains nothing: without --metatrain_iterations it is 0, not refused
+    proc = _main("--baseline=scratch", "--datasource=omniglot", "--train=False", f"--logdir={tmp_path}",
+                 "--print_run_dir")
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("omniglot.scratch.conv64"), proc.stderr
+
+
+def test_a_pretraining_is_not_loaded_as_a_meta_learned_model(pretrained_dir):
+    """load/classify/export rebuilt the paper's network and failed on its checkpoints, saying it
+    was a user's own model without its model.keras."""
+    import maml_tf
+
+    with pytest.raises(UserError, match=r"is a transfer baseline's pretraining \(--baseline="
+                                        r"pretrained\), not a meta-learned model"):
+        maml_tf.load(str(pretrained_dir))
 
 
 @needs_data
