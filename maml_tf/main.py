@@ -220,6 +220,7 @@ def main(argv):
         print(f"error: unexpected arguments: {' '.join(argv[1:])} (flags are written "
               "--name=value; --helpshort lists them)", file=sys.stderr)
         sys.exit(1)
+    logging.set_verbosity(logging.WARNING)  # a library's info lines (tensorflow-datasets') held back
     try:
         config, workdir = config_and_workdir(FLAGS)
         if FLAGS.print_run_dir:  # the settings checked as a run checks them, the data not read

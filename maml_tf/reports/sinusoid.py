@@ -72,7 +72,8 @@ def figure_curves(runs, path, shots=10, inner_lr=None, seed=2024):
             ax.plot(grid, amp * np.sin(grid - phase), "r", label="ground truth")
             for steps, style in ((0, ":"), (1, "--"), (10, "-")):
                 adapted = meta.adapt(x, y, steps=steps, inner_lr=lr)
-                ax.plot(grid, adapted.predict(grid, batch_size=len(grid), verbose=0), style,
+                # called, not predict(): predict traces a function per new model (a warning each)
+                ax.plot(grid, adapted(grid, training=False).numpy(), style,
                         label=f"{steps} step{'s' if steps != 1 else ''}" if steps else "pre-update")
             ax.plot(x, y, "k^", label=f"{shots} points used")
             ax.set_title(f"{label(meta)}, A={amp:.2f}, phase={phase:.2f}")
