@@ -252,6 +252,11 @@ def parse_flags(argv):
     except flags.Error as err:
         print(f"error: {' '.join(str(err).split())} (--helpshort lists the flags)", file=sys.stderr)
         sys.exit(1)
+    except SystemExit as done:  # absl's --help, --helpshort, --helpfull print and exit 1
+        asked = {"--help", "-help", "--helpshort", "--helpfull", "--helpxml", "-?"}
+        if done.code == 1 and asked & {a.split("=")[0] for a in argv[1:]}:
+            sys.exit(0)
+        raise
 
 
 def run():

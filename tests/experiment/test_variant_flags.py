@@ -73,7 +73,9 @@ def main(*flags):
 
 
 def test_flags_are_in_help_and_maml_plus_plus_refuses_meta_sgd(tmp_path):
-    helped = main("--helpfull").stdout
+    asked = main("--helpfull")
+    helped = asked.stdout
+    assert asked.returncode == 0 and main("--helpshort").returncode == 0  # absl's exit 1: no error
     for flag, paper in [("anil", "Raghu"), ("learned_inner_lr", "Meta-SGD"),
                         ("multi_step_loss", "MAML++"), ("first_order_iterations", "MAML++"),
                         ("cosine_meta_lr", "MAML++"), ("per_step_bn_weights", "MAML++"),
