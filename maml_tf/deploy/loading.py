@@ -162,6 +162,21 @@ def _check_network(model: keras.Model, workdir: str, iteration: Optional[int]):
         return
 
 
+def _check_learned(path: str, config: Config, model: keras.Model, extras):
+    """UserError unless the file's learned step sizes and per-step batch-norm parameters are
+    those its settings give the network, in shape (a wrong one failed inside the inner loop
+    with a traceback, or an extra step's rate went unread)."""
+    learner = make_learner(config, model)
+    for found, expected, what in (
+            (extras.rates, learned_rates(config, learner), "learned step sizes"),
+            (extras.step_params, step_variables(config, learner), "per-step batch-norm parameters")):
+        shapes = lambda arrays: [None if a is None else tuple(a.shape) for a in arrays]  # noqa: E731
+        if (found is None) != (expected is None):
+            raise UserError(f"{path} is damaged: its {what} do not match its settings")
+        if found is not None and shapes(found) != shapes(expected.arrays()):
+            raise UserError(f"{path} is damaged: its {what} do not match the network's weights")
+
+
 def _load_keras(path: str) -> MetaModel:
     extras = model_file.read_extras(path)
     config = config_from_dict(extras.config, path)
@@ -177,10 +192,7 @@ def _load_keras(path: str) -> MetaModel:
                             "network's weights")
         moments = AdamMoments([tf.constant(v) for v in extras.moments],
                               tf.constant(extras.moments_step, tf.float32))
-    if (extras.rates is not None) != (config.learned_inner_lr != "none"):
-        raise UserError(f"{path} is damaged: its learned step sizes do not match its settings")
-    if (extras.step_params is not None) != config.per_step_bn_weights:
-        raise UserError(f"{path} is damaged: its per-step batch-norm parameters do not match its settings")
+    _check_learned(path, config, model, extras)
     rates = from_arrays(extras.rates, config.learned_inner_lr) if extras.rates is not None else None
     params = step_params_from(extras.step_params) if extras.step_params is not None else None
     return MetaModel(model, config, moments, extras.iteration, rates, params)

@@ -127,6 +127,33 @@ def test_evaluation_load_and_export_adapt_with_what_the_run_learned(tmp_path, se
     served = signature(**{k: tf.constant(v, tf.float32) for k, v in
                           dict(support_x=x, support_y=y, query_x=q).items()})["outputs"]
     np.testing.assert_allclose(served.numpy(), outputs[0], rtol=1e-5, atol=1e-6)
+    # A learned array of another shape in the file: one error, not a traceback inside the inner
+    # loop (per-parameter rates) nor an unread extra step (per-layer-step ones).
+    damages = [("maml_tf/inner_rates.npz", "learned step sizes")]
+    damages += [("maml_tf/step_params.npz", "per-step batch-norm parameters")] if params else []
+    for entry, what in damages:
+        damaged = str(tmp_path / f"damaged_{what.split()[0]}.keras")
+        _rewrite_first_array(os.path.join(run, "model.keras"), damaged, entry)
+        with pytest.raises(UserError, match=f"is damaged: its {what} do not match the network's weights"):
+            maml_tf.load(damaged)
+
+
+def _rewrite_first_array(src: str, dst: str, entry: str):
+    """A copy of the .keras file `src` whose npz `entry` has its first array one element longer."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(src) as old, zipfile.ZipFile(dst, "w") as new:
+        for item in old.infolist():
+            data = old.read(item.filename)
+            if item.filename == entry:
+                arrays = dict(np.load(io.BytesIO(data)))
+                first = sorted(arrays, key=lambda k: int(k[1:]))[0]
+                arrays[first] = np.append(arrays[first], arrays[first].ravel()[:1])
+                buffer = io.BytesIO()
+                np.savez(buffer, **arrays)
+                data = buffer.getvalue()
+            new.writestr(item, data)
 
 
 def test_the_best_validation_model_keeps_its_learned_rates(tmp_path):
