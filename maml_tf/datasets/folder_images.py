@@ -17,7 +17,7 @@ from maml_tf.datasets import miniimagenet_io, pixels
 from maml_tf.datasets.folder_io import MAX_AUTO_SIZE, Listing
 from maml_tf.errors import UserError
 
-PREP_VERSION = 1  # bump when `decode` changes: every cache is rebuilt
+PREP_VERSION = 2  # bump when `decode` changes: every cache is rebuilt (2: EXIF orientation, floats)
 GREY_MODES = ("1", "L", "LA", "La", "I", "F")
 
 

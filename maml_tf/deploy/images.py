@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from maml_tf.datasets import miniimagenet_io, omniglot_data, own_images
-from maml_tf.datasets.pixels import eight_bit, on_paper, square
+from maml_tf.datasets.pixels import normalised, square
 from maml_tf.errors import UserError
 
 IMAGE_DATASETS = ("omniglot", "miniimagenet", "folder", "tfds:NAME")
@@ -36,7 +36,7 @@ def prepare(image: Image.Image, dataset: str, omniglot_resize: str = "original",
             raise UserError(f"a folder model takes square images; its input shape is {shape}")
         return np.divide(square(image, int(shape[0]), int(shape[2])), 255.0, dtype=np.float32)
     if takes_images(dataset):
-        image = on_paper(eight_bit(image))
+        image = normalised(image)
     if dataset == "omniglot":
         paper = np.asarray(image.convert("L")) >= 128  # True = light paper, as the official PNGs
         return (omniglot_data.resize(paper, omniglot_resize)[..., None] / np.float32(255)).astype(np.float32)

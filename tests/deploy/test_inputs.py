@@ -189,3 +189,28 @@ def test_bad_step_sizes_and_step_counts_are_refused(omniglot, kwargs, message):
         with pytest.raises(InputError) as err:
             call()
         assert str(err.value) == message and isinstance(err.value, UserError)
+
+
+def test_floating_point_grey_in_0_1_is_scaled_and_out_of_range_pixels_are_refused():
+    """Pillow's convert truncated floats in [0, 1] to black; 32-bit values beyond 16 bits were clipped."""
+    eight = Image.fromarray(np.round(grey_levels() * 255).astype(np.uint8), "L")
+    floats = Image.fromarray(grey_levels().astype(np.float32), "F")
+    np.testing.assert_array_equal(images.prepare(floats, "omniglot"), images.prepare(eight, "omniglot"))
+    for image in (Image.fromarray((grey_levels() * 255).astype(np.float32), "F"),
+                  Image.fromarray(np.full((8, 8), 70000, np.int32), "I")):
+        with pytest.raises(ValueError, match="pixels from .* save it with 8- or 16-bit pixels"):
+            images.prepare(image, "omniglot")
+
+
+def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path):
+    """A camera stores a portrait photo lying on its side and says so in EXIF (orientation 6:
+    turn it 90 degrees clockwise); it was learned and classified lying on its side."""
+    stored = np.full((40, 40, 3), 255, np.uint8)
+    stored[:, :10] = 0  # a dark band on the stored image's left: the photo's top
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = str(tmp_path / "portrait.png")
+    image.save(path, exif=exif)
+    got = images.read(path, "miniimagenet")  # [84, 84, 3] in [0, 1]
+    assert got[:10].mean() < 0.1 and got[-20:].mean() > 0.9 and got[:, :10].mean() > 0.5
