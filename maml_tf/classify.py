@@ -53,7 +53,7 @@ def check_out(path: str):
 def write_out(path: str, text: str):
     """The CSV, once the predictions are printed: a failure here loses nothing shown."""
     try:
-        with open(path, "w") as f:
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:  # names as on disk
             f.write(text)
     except OSError as err:
         raise UserError(f"predictions printed above but not written to {path}: "

@@ -27,7 +27,8 @@ def fingerprint(listing: Listing, *extra) -> str:
     for cls in listing.classes:
         for path in cls.files:
             st = os.stat(path)
-            digest.update(f"{os.path.relpath(path, listing.root)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            line = f"{os.path.relpath(path, listing.root)}\t{st.st_size}\t{st.st_mtime_ns}\n"
+            digest.update(line.encode("utf-8", "surrogateescape"))  # names need not be UTF-8
     return digest.hexdigest()[:16]
 
 
@@ -96,7 +97,7 @@ def load_cached(listing: Listing, size: int, channels: int, cache_dir: Optional[
         return np.stack([decode_one(p, size, channels) for p in paths]) if paths else np.zeros(shape, np.uint8)
     folder = os.path.join(cache_dir, "folder")
     stem = (f"{os.path.basename(listing.root) or 'root'}-"
-            f"{hashlib.sha1(listing.root.encode()).hexdigest()[:8]}-{size}px{channels}c")
+            f"{hashlib.sha1(os.fsencode(listing.root)).hexdigest()[:8]}-{size}px{channels}c")
     path = os.path.join(folder, f"{stem}-{fingerprint(listing, size, channels)}.npy")
     with contextlib.suppress(OSError, ValueError):
         images = np.load(path, mmap_mode="r")

@@ -22,7 +22,7 @@ def split_csv(root: str, csv_dir: str, split: str):
 
 
 def _cache_name(split: str, source: str) -> str:
-    return f"{split}-{hashlib.sha1(os.path.abspath(source).encode()).hexdigest()[:8]}"
+    return f"{split}-{hashlib.sha1(os.fsencode(os.path.abspath(source))).hexdigest()[:8]}"
 
 
 def _from_files(groups: Dict[str, list], folder_of, source: str, cache_dir, split) -> io.SplitImages:

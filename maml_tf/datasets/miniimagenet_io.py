@@ -102,7 +102,7 @@ def _fingerprint(paths: Sequence[str], source: str) -> str:
         st = os.stat(path)
         # Relative to the source, so "../data" and "/abs/data" share one cache instead of evicting each other.
         name = os.path.relpath(path, source)
-        digest.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        digest.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 

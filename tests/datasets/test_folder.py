@@ -73,6 +73,14 @@ def test_images_decoded_cached_and_scaled(tmp_path):
     assert sorted(os.listdir(tmp_path / "cache" / "folder")).count(cached[0]) == 1
 
 
+def test_a_class_name_that_is_not_utf8_is_read(tmp_path):
+    """Latin-1 names (a zip made on Windows) stopped the cache's fingerprint with a traceback."""
+    root = write_tree(tmp_path / "data")
+    os.rename(os.path.join(root, "class05"), os.path.join(os.fsencode(root), b"caf\xe9"))
+    sampler = datasets.get_sampler(config(root, tmp_path / "cache").validate())
+    assert sampler.images.shape[0] == 12 * 6 and sampler.images.dtype == np.uint8
+
+
 def test_presplit_layout_and_skipped_files(tmp_path, capsys):
     split = ["train"] * 6 + ["val"] * 3 + ["test"] * 3
     root = write_tree(tmp_path / "data", split=split)
