@@ -2,12 +2,13 @@
 
 Two layouts: `ROOT/{train,val,test}/<class>/<image>` (the split is the folders'), or
 `ROOT/<class>/<image>`, whose classes are split by `split_classes` (a fixed seed over the sorted
-class names, the fractions of --folder_split). Hidden files and folders and files without an
-image extension Pillow reads are skipped; a zero-byte image is an error naming it.
+class names, the fractions of --folder_split). Hidden files and folders, broken links and files
+Pillow does not read (by extension, else by content) are skipped; a zero-byte image is an error naming it.
 """
 
 import os
 import sys
+import unicodedata
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
@@ -75,15 +76,27 @@ def _visible_dirs(folder: str) -> List[str]:
     return [e.name for e in _scan(folder) if e.is_dir() and not e.name.startswith(".")]
 
 
+def is_image(path: str) -> bool:
+    """Not hidden, and named as an image or (any other name: a scan without an extension) a
+    file Pillow recognises; training and `classify` both read exactly these."""
+    if os.path.basename(path).startswith("."):
+        return False
+    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+        return True
+    try:
+        with Image.open(path):
+            return True
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
 def _image_files(folder: str, skipped: List[str]) -> Tuple[str, ...]:
     files = []
     for entry in _scan(folder):
         if entry.is_dir():  # a class is one folder's own images; a sub-folder's are not read
             skipped.append(entry.path + os.sep)
             continue
-        if not entry.is_file():
-            continue
-        if entry.name.startswith(".") or os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+        if not entry.is_file() or not is_image(entry.path):  # a broken link is no image either
             skipped.append(entry.path)
             continue
         if entry.stat().st_size == 0:
@@ -104,7 +117,8 @@ def list_folder(root: str, fractions: str, min_images: int = 0) -> Listing:
         raise UserError(f"--data_dir={root} is not a folder (--datasource=folder reads "
                         "DATA_DIR/<class>/<image> or DATA_DIR/{train,val,test}/<class>/<image>)")
     top = _visible_dirs(root)
-    skipped: List[str] = []
+    _check_split_names(root, top)
+    skipped = [e.path for e in _scan(root) if not e.is_dir()]  # files beside the folders
     if any(d in SPLITS for d in top):
         classes, splits = _presplit(root, top, fractions, min_images, skipped)
     else:
@@ -117,9 +131,19 @@ def list_folder(root: str, fractions: str, min_images: int = 0) -> Listing:
     if skipped and (root, len(skipped)) not in _SAID:  # once per process, not per listing
         _SAID.add((root, len(skipped)))
         shown = ", ".join(os.path.relpath(p, root) for p in skipped[:3])
-        print(f"folder: skipped {len(skipped)} hidden or non-image files or sub-folders in {root} ({shown}"
+        print(f"folder: skipped {len(skipped)} hidden or non-image files, broken links or sub-folders "
+              f"in {root} ({shown}"
               f"{' ...' if len(skipped) > 3 else ''})", file=sys.stderr, flush=True)
     return Listing(root, tuple(classes), splits)
+
+
+def _check_split_names(root: str, top: List[str]):
+    """UserError for split folders named otherwise than train/val/test in case only (Train/,
+    Val/, Test/): they would be read as three classes of no images (one class named Train is fine)."""
+    near = [d for d in top if d not in SPLITS and d.lower() in SPLITS]
+    if {d.lower() for d in near} | (set(top) & set(SPLITS)) == set(SPLITS) and near:
+        raise UserError(f"{root} has folders {', '.join(near)}: split folders are named train/, "
+                        "val/ and test/ (lower case); rename them, or give only class folders")
 
 
 def _presplit(root: str, top: List[str], fractions: str, min_images: int, skipped: List[str]):
@@ -128,10 +152,11 @@ def _presplit(root: str, top: List[str], fractions: str, min_images: int, skippe
     if fractions != DEFAULT_SPLIT:  # a split asked for and silently not made would mislead
         raise UserError(f"--folder_split={fractions} does not apply to {root}: its train/, val/ "
                         "and test/ folders are the split (leave --folder_split out)")
-    if len(presplit) < 3 or len(top) > 3:
-        other = sorted(set(top) - set(SPLITS)) or sorted(set(SPLITS) - set(presplit))
-        raise UserError(f"{root} has split folders ({', '.join(presplit)}) but "
-                        f"{'not' if len(presplit) < 3 else 'also'} {', '.join(other)}: give "
+    missing, other = [s for s in SPLITS if s not in presplit], sorted(set(top) - set(SPLITS))
+    if missing or other:
+        wrong = " and ".join(([f"not {', '.join(missing)}"] if missing else [])
+                             + ([f"also {', '.join(other)}"] if other else []))
+        raise UserError(f"{root} has split folders ({', '.join(presplit)}) but {wrong}: give "
                         "train/, val/ and test/ with class folders in each, or only class folders")
     classes, splits = [], {}
     for split in SPLITS:
@@ -144,7 +169,8 @@ def _presplit(root: str, top: List[str], fractions: str, min_images: int, skippe
         found = _enough(found, min_images, os.path.join(root, split))
         splits[split] = np.arange(len(classes), len(classes) + len(found))
         classes += found
-    seen = [c.name.split("/", 1)[1] for c in classes]
+    # Names compared as a person reads them: "Cat" and "cat", or an accent composed or not.
+    seen = [unicodedata.normalize("NFC", c.name.split("/", 1)[1]).casefold() for c in classes]
     twice = sorted({n for n in seen if seen.count(n) > 1})
     if twice:
         raise UserError(f"class {twice[0]} is in more than one of {root}'s train/, val/ and "

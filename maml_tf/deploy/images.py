@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from maml_tf.datasets import miniimagenet_io, omniglot_data, own_images
+from maml_tf.datasets.folder_io import is_image
 from maml_tf.datasets.pixels import normalised, square
 from maml_tf.errors import UserError
 
@@ -58,30 +59,15 @@ def read(path: str, dataset: str, omniglot_resize: str = "original", shape=None)
         raise UserError(f"cannot read image {path}: {err}") from None
 
 
-# Extensions of the formats Pillow reads: such a file that does not decode is an error, not skipped.
-IMAGE_EXTENSIONS = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
-
-
-def _is_image(path: str) -> bool:
-    """Named as an image, or (any other name) a file Pillow recognises as one."""
-    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
-        return True
-    try:
-        with Image.open(path):
-            return True
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return False
-
-
 def _files(directory: str, skipped: List[str], prefix: str = "") -> List[str]:
     """The image files of `directory`, sorted; hidden and non-image files' names (after
     `prefix`) are added to `skipped` instead (a stray notes.txt or .DS_Store is no reason to stop)."""
     files = []
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
-        if not os.path.isfile(path):
+        if os.path.isdir(path):
             continue
-        if not name.startswith(".") and _is_image(path):
+        if os.path.isfile(path) and is_image(path):  # as training reads a folder (a broken link: no)
             files.append(path)
         else:
             skipped.append(prefix + name)

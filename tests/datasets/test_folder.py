@@ -93,7 +93,7 @@ def test_presplit_layout_and_skipped_files(tmp_path, capsys):
     names = {s: [listing.classes[i].name for i in idx] for s, idx in listing.splits.items()}
     assert names["val"] == ["val/class06", "val/class07", "val/class08"]
     assert len(listing.classes[0].files) == 6
-    assert "skipped 3 hidden or non-image files or sub-folders" in capsys.readouterr().err
+    assert "skipped 3 hidden or non-image files, broken links or sub-folders" in capsys.readouterr().err
     # Fractions asked for on a folder that is already split would be ignored: refused instead.
     one_line_error(lambda: folder_io.list_folder(root, "0.5,0.25,0.25"), "--folder_split=0.5,0.25,0.25",
                    "does not apply", "leave --folder_split out")
@@ -102,6 +102,34 @@ def test_presplit_layout_and_skipped_files(tmp_path, capsys):
     one_line_error(lambda: folder_io.list_folder(root, "0.64,0.16,0.2"), "class06", "disjoint")
     os.makedirs(tmp_path / "data" / "other")
     one_line_error(lambda: folder_io.list_folder(root, "0.64,0.16,0.2"), "also other")
+
+
+
+def test_what_a_folder_holds_besides_class_images_is_counted_or_refused(tmp_path, capsys):
+    """Broken links and files beside the class folders were dropped without a word; a scan without
+    an extension was read by classify but not by training; misnamed split folders were misreported."""
+    root = write_tree(tmp_path / "data")
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "data" / "class02" / "9.png")
+    class_image(0, 9, (20, 20)).save(tmp_path / "data" / "stray.png")
+    class_image(3, 9, (20, 20)).save(tmp_path / "data" / "class03" / "scan_0009", format="PNG")
+    listing = folder_io.list_folder(root, "0.5,0.25,0.25")
+    assert [len(c.files) for c in listing.classes][2:4] == [6, 7]
+    assert "skipped 2 hidden or non-image files, broken links or sub-folders" in capsys.readouterr().err
+    for names, said in ((["train", "test", "apple"], "has split folders (test, train) but not val and also apple"),
+                        (["Train", "Val", "Test"], "has folders Test, Train, Val: split folders are named")):
+        other = tmp_path / "_".join(names)
+        for name in names:
+            write_tree(other / name, classes=3)
+        one_line_error(lambda: folder_io.list_folder(str(other), folder_io.DEFAULT_SPLIT), said)
+    pre = tmp_path / "pre"
+    for split, name in (("train", "Cat"), ("val", "dog"), ("test", "cat")):
+        class_image(0, 0, (20, 20)).save(_made(pre / split / name) / "0.png")
+    one_line_error(lambda: folder_io.list_folder(str(pre), folder_io.DEFAULT_SPLIT), "class cat is in more")
+
+
+def _made(path):
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def test_meta_training_learns(tmp_path):
