@@ -33,7 +33,10 @@ def prepare(image: Image.Image, dataset: str, omniglot_resize: str = "original",
     """One decoded image -> float32 [28, 28, 1] (Omniglot), [84, 84, 3] (MiniImageNet) or
     `shape` (a folder's or TFDS dataset's model input, [S, S, C])."""
     if own_images(dataset):
-        if shape is None or len(shape) != 3 or shape[0] != shape[1]:
+        if shape is None:
+            raise UserError(f"a {dataset} model's images are prepared at its input shape: pass "
+                            "shape=meta.input_shape")
+        if len(shape) != 3 or shape[0] != shape[1]:
             raise UserError(f"a folder model takes square images; its input shape is {shape}")
         return np.divide(square(image, int(shape[0]), int(shape[2])), 255.0, dtype=np.float32)
     if takes_images(dataset):

@@ -57,6 +57,8 @@ def test_user_images_are_prepared_as_the_training_images(folder_run):
         path = os.path.join(root, "class00", f"{i}.png")
         got = images.read(path, "folder", shape=(20, 20, 3))
         np.testing.assert_array_equal(got, np.divide(sampler.images[i], 255.0, dtype=np.float32))
+    with pytest.raises(UserError, match="prepared at its input shape: pass shape=meta.input_shape"):
+        images.read(os.path.join(root, "class00", "0.png"), "folder")  # said "its input shape is None"
 
 
 def test_classify_a_folder_model(folder_run, capsys):
