@@ -12,6 +12,7 @@ The split CSVs (`<split>.csv`, rows `filename,label`) are read from the root hol
 images, else from `<data_dir>/miniimagenet`; when present, the images must match them exactly.
 """
 
+import hashlib
 import os
 from typing import Dict, Optional
 
@@ -149,8 +150,20 @@ def split_tasks(dataset: str, split: str, data, meta_batch_size: int, ways: int,
         a = a[:, :, lo:hi]
         return np.ascontiguousarray(a.reshape((a.shape[0], -1) + a.shape[3:]))
 
-    return Task(part(x, 0, shots), part(labels, 0, shots),
+    order = support_order(rng, meta_batch_size, ways * shots)[..., None]  # [B, W * K, 1]
+    support_x = np.take_along_axis(part(x, 0, shots), order.reshape(order.shape + (1,) * 2), axis=1)
+    return Task(support_x, np.take_along_axis(part(labels, 0, shots), order[..., 0], axis=1),
                 part(x, shots, shots + queries), part(labels, shots, shots + queries))
+
+
+def support_order(rng: np.random.Generator, meta_batch_size: int, size: int) -> np.ndarray:
+    """int [meta_batch, size]: each support set's random order, as every sampler gives it (Reptile
+    takes its inner batches in turn: class-major, each held one class). Drawn from a stream keyed
+    by `rng`'s state, which it leaves as it is: the tasks drawn, and so the fixed validation and
+    test tasks, are those of the versions before (the order changes a MAML step by round-off only)."""
+    key = hashlib.sha256(repr(rng.bit_generator.state).encode()).digest()
+    local = np.random.default_rng(int.from_bytes(key[:8], "little"))
+    return np.stack([local.permutation(size) for _ in range(meta_batch_size)])
 
 
 def make_sampler(config) -> MiniImageNetSampler:

@@ -36,3 +36,22 @@ def test_tasks_shapes_labels_and_fifteen_queries(full):
     assert len(set(first_class)) > 1  # label 0 is a different class from task to task
     with pytest.raises(UserError, match="fewer than the 5 \\+ 16"):
         sampler.sample("test", 1, 5, 16, rng)
+
+
+def test_a_support_set_is_shuffled_and_the_tasks_drawn_are_unchanged(full):
+    """Support sets came class-major, so Reptile's inner batches (taken in turn) each held one
+    class; the shuffle must not move the task stream (the fixed validation and test tasks)."""
+    sampler = mi.MiniImageNetSampler(full, ways=5)
+    task = sampler.sample("train", 3, 5, 1, np.random.default_rng(4))
+    class_major = np.repeat(np.arange(5), 5)
+    assert all(sorted(y) == class_major.tolist() for y in task.support_y)
+    assert not any(np.array_equal(y[:5], class_major[:5]) for y in task.support_y)  # mixed batches
+    before = mi.gather_tasks(sampler.split("train"), 3, 5, 6, np.random.default_rng(4))[:, :, :5]
+    for t in range(3):  # the same images, each with its class's label, only in another order
+        for c in range(5):
+            ours = {np.rint(img * 255).astype(np.uint8).tobytes() for img in task.support_x[t][task.support_y[t] == c]}
+            assert ours == {img.tobytes() for img in before[t, c]}
+    rng, fresh = np.random.default_rng(4), np.random.default_rng(4)
+    sampler.sample("train", 3, 5, 1, rng)
+    mi.gather_tasks(sampler.split("train"), 3, 5, 6, fresh)
+    assert rng.bit_generator.state == fresh.bit_generator.state  # the next task is as before
