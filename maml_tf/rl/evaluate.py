@@ -70,7 +70,8 @@ def evaluate_run(config: RLConfig, workdir: str) -> Dict:
     config.validate()
     if config.total_iterations:  # a trained policy: the run's own, evaluated on its own tasks
         if not os.path.isdir(workdir):
-            raise UserError(f"no run in {workdir}: train it first (or is it another run directory?)")
+            raise UserError(f"no run in {workdir}: train it first (or is it another run directory? "
+                            "an evaluation at another --update_lr gives the run's as --train_update_lr)")
         identity.check(workdir, identity.as_dict(config), EVALUATION_FIELDS, "evaluate")
     agent = Agent(config)
     restored = 0

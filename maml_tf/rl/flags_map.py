@@ -14,7 +14,7 @@ RL_DEFAULTS = dict(update_lr=0.1, meta_batch_size=20, metatrain_iterations=500, 
 NOT_READ = ("algorithm", "baseline", "maml_plus_plus", "anil", "learned_inner_lr", "multi_step_loss",
             "msl_anneal_iterations", "first_order_iterations", "cosine_meta_lr", "min_meta_lr",
             "per_step_bn_weights", "num_classes", "update_batch_size", "train_update_batch_size",
-            "train_update_lr", "num_query", "meta_lr", "grad_clip", "norm", "num_filters", "conv",
+            "num_query", "meta_lr", "grad_clip", "norm", "num_filters", "conv",
             "max_pool", "inner_batch_size", "inner_optimizer", "eval_inner_batch_size",
             "transductive", "meta_step", "meta_step_final", "test_best", "patience", "record_steps",
             "eval_dir", "run_store", "finetune", "finetune_bn", "pretrain_batch_size", "pretrain_lr",
@@ -32,7 +32,8 @@ def config_from_flags(f) -> RLConfig:
     get = lambda name: getattr(f, name) if f[name].present else RL_DEFAULTS[name]  # noqa: E731
     return RLConfig(
         env=f.datasource, meta_batch_size=get("meta_batch_size"), paths=f.fast_batch_size,
-        horizon=f.max_path_length, discount=f.discount, inner_lr=get("update_lr"),
+        horizon=f.max_path_length, discount=f.discount,
+        inner_lr=f.train_update_lr if f.train_update_lr != -1 else get("update_lr"),
         inner_steps=f.num_updates, eval_inner_lr=get("update_lr"), eval_later_lr=f.later_update_lr,
         eval_inner_steps=get("test_num_updates"), first_order=f.stop_grad,
         pretrain_iterations=f.pretrain_iterations, metatrain_iterations=get("metatrain_iterations"),

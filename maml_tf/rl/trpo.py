@@ -96,7 +96,7 @@ def conjugate_gradient(hvp, b: np.ndarray, iters: int, tol: float = 1e-10) -> np
     """Approximately solves H x = b with `iters` conjugate-gradient steps (H given as a product)."""
     x, r = np.zeros_like(b), b.copy()
     p, rr = r.copy(), r @ r
-    for _ in range(iters):
+    for _ in range(iters if rr >= tol else 0):  # b = 0 (a zero gradient): x = 0, no 0/0
         hp = hvp(p)
         alpha = rr / (p @ hp)
         x, r = x + alpha * p, r - alpha * hp

@@ -121,6 +121,8 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
     h, b = m @ m.T + np.eye(6), np.arange(6.0)
     np.testing.assert_allclose(trpo.conjugate_gradient(lambda p: h @ p, b, 6), np.linalg.solve(h, b),
                                rtol=1e-6)
+    with np.errstate(all="raise"):  # a zero gradient (one path per task): x = 0, no 0/0 warning
+        assert not trpo.conjugate_gradient(lambda p: h @ p, np.zeros(6), 6).any()
 
 
 def test_short_meta_training_makes_one_pg_step_improve_the_return_and_resumes(tmp_path, monkeypatch):

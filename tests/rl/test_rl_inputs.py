@@ -34,6 +34,14 @@ def test_flags_that_would_run_something_else_are_one_line(tmp_path, flags, said)
     assert said in refused(tmp_path, *flags)
 
 
+def test_an_evaluation_at_another_step_size_names_the_run_by_train_update_lr(tmp_path):
+    """The run directory's name holds the training step size: --update_lr alone named no run."""
+    name = lambda *flags: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "maml_tf.main", "--datasource=2dnavigation", f"--logdir={tmp_path}",
+         "--train=False", *flags, "--print_run_dir"], capture_output=True, text=True, timeout=120).stdout
+    assert name("--update_lr=0.2", "--train_update_lr=0.1") == name() != name("--update_lr=0.2")
+
+
 def test_an_evaluation_meets_the_runs_own_tasks_and_needs_the_run(tmp_path):
     trained = RLConfig(horizon=10, discount=0.9, metatrain_iterations=4)
     workdir = tmp_path / "run"
