@@ -167,10 +167,10 @@ def _check_learned(path: str, config: Config, model: keras.Model, extras):
     those its settings give the network, in shape (a wrong one failed inside the inner loop
     with a traceback, or an extra step's rate went unread)."""
     learner = make_learner(config, model)
+    shapes = lambda arrays: [None if a is None else tuple(a.shape) for a in arrays]  # noqa: E731
     for found, expected, what in (
             (extras.rates, learned_rates(config, learner), "learned step sizes"),
             (extras.step_params, step_variables(config, learner), "per-step batch-norm parameters")):
-        shapes = lambda arrays: [None if a is None else tuple(a.shape) for a in arrays]  # noqa: E731
         if (found is None) != (expected is None):
             raise UserError(f"{path} is damaged: its {what} do not match its settings")
         if found is not None and shapes(found) != shapes(expected.arrays()):
