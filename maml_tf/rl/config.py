@@ -54,20 +54,21 @@ class RLConfig:
             :self.eval_inner_steps]
 
     def validate(self) -> "RLConfig":
-        """Raises UserError for a value out of range; returns self."""
+        """Raises UserError for a value out of range, named as its flag; returns self."""
+        name_of = lambda n: f"{n} (--{FLAG_NAMES[n]})" if n in FLAG_NAMES else n  # noqa: E731
         if self.env not in ENVIRONMENTS:
             raise UserError(f"unknown environment {self.env!r}: use one of {ENVIRONMENTS}")
         for name in ["meta_batch_size", "paths", "horizon", "eval_tasks", "val_tasks", "cg_iters",
                      "checkpoint_interval", "print_interval", "keep_checkpoints"]:
             if getattr(self, name) <= 0:
-                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+                raise UserError(f"{name_of(name)} must be positive, got {getattr(self, name)}")
         for name in ["inner_lr", "eval_inner_lr", "eval_later_lr", "max_kl"]:
             if not 0 < getattr(self, name) < float("inf"):
-                raise UserError(f"{name} must be positive and finite, got {getattr(self, name)}")
+                raise UserError(f"{name_of(name)} must be positive and finite, got {getattr(self, name)}")
         for name in ["pretrain_iterations", "metatrain_iterations", "eval_inner_steps",
                      "val_interval", "cg_damping", "seed", "eval_seed"]:  # numpy's seeds: >= 0
             if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UserError(f"{name_of(name)} must be >= 0, got {getattr(self, name)}")
         if self.eval_split not in ("val", "test"):
             raise UserError(f"eval_split must be 'val' or 'test', got {self.eval_split!r}")
         if not 0 < self.discount <= 1:
@@ -89,6 +90,11 @@ class RLConfig:
 
 
 # Fields that change what a checkpoint means: resuming a run with other values is refused.
+# The command line's names of the fields whose own names differ (the original code's flags).
+FLAG_NAMES = {"paths": "fast_batch_size", "horizon": "max_path_length", "inner_lr": "update_lr",
+              "eval_inner_lr": "update_lr", "eval_later_lr": "later_update_lr",
+              "eval_tasks": "num_test_tasks", "val_tasks": "num_val_tasks",
+              "eval_inner_steps": "test_num_updates"}
 IDENTITY_FIELDS = ("env", "meta_batch_size", "paths", "horizon", "discount", "inner_lr",
                    "inner_steps", "first_order", "pretrain_iterations", "max_kl", "hidden",
                    "seed", "eval_seed", "val_tasks", "cg_iters", "cg_damping")

@@ -28,6 +28,7 @@ def refused(tmp_path, *flags) -> str:
     (["--meta_lr=0.01", "--eval_dir=/tmp/x"], "--meta_lr, --eval_dir: not read by --datasource=2dnavigation"),
     (["--max_kl=inf"], "max_kl must be positive and finite, got inf"),
     (["--seed=-1"], "seed must be >= 0, got -1"),
+    (["--max_path_length=-5"], "horizon (--max_path_length) must be positive, got -5"),  # named as a flag
     (["--metatrain_iterations=0"], "nothing to train: --metatrain_iterations=0 and --pretrain_iterations=0"),
 ])
 def test_flags_that_would_run_something_else_are_one_line(tmp_path, flags, said):
