@@ -10,7 +10,7 @@ import maml_tf
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(maml_tf.__file__))
 LIBRARY = ("algorithms", "meta_batch", "evaluation", "inner_opt", "inner_rates", "per_step", "variants", "models", "layers", "kernels", "metrics", "types", "errors")
-APPLICATION = ("experiment", "workdir", "transfer", "reports", "bench", "rl", "main", "flag_definitions",
+APPLICATION = ("experiment", "workdir", "transfer", "reports", "bench", "rl", "main", "flag_definitions", "flags_map",
                "datasets", "deploy", "classify", "export")
 # Each runner package and what it may not import (the layers above it).
 ABOVE = {"datasets": ("experiment", "workdir", "transfer", "rl", "deploy", "reports", "bench", "main"),
