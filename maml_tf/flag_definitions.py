@@ -35,7 +35,7 @@ flags.DEFINE_string("logdir", "/tmp/data", "parent directory of the run director
 flags.DEFINE_bool("resume", True, "resume training from the run's latest checkpoint if there is one (False: start over; refused where a run's checkpoints are kept)")
 flags.DEFINE_bool("train", True, "True to train, False to evaluate a checkpoint")
 flags.DEFINE_integer("test_iter", -1, "iteration of the checkpoint to evaluate (-1: the latest; "
-                     "for --baseline=pretrained, its validation-chosen best)")
+                     "for --baseline=pretrained, its validation-chosen best, or its latest if it never validated)")
 flags.DEFINE_bool("test_best", False, "evaluate the best-validation model (checkpoints/best) instead of --test_iter")
 flags.DEFINE_integer("patience", 0, "stop training when meta-validation has not improved for N iterations (0: never)")
 flags.DEFINE_string("run_store", None, f"folder of stored runs (e.g. results/runs): a run directory without a checkpoint starts from its stored copy (default: ${STORE_ENV})")

@@ -8,14 +8,22 @@ from maml_tf.experiment.config import Config
 from maml_tf.flag_definitions import CACHE_ENV, DATA_ENV, STORE_ENV
 
 
+# What only meta-training reads: the outer loop, the training's inner loop and Reptile's.
+META_ONLY = ("stop_grad", "meta_lr", "meta_batch_size", "num_updates", "train_update_lr",
+             "train_update_batch_size", "grad_clip", "inner_batch_size", "inner_optimizer",
+             "meta_step", "meta_step_final", "eval_inner_batch_size")
+
+
 def _refuse_unread(f):
     """UserError for a flag given that a supervised run would not read (silently kept, it looks in
-    effect): the RL ones, the fine-tuning of a run that is no transfer baseline, and the logical
-    CPUs of a run that is not mirrored."""
+    effect): the RL ones, the fine-tuning of a run that is no transfer baseline, meta-training's
+    of one that is, and the logical CPUs of a run that is not mirrored."""
     why = {name: "the RL flags are for 2dnavigation" for name in flag_definitions.RL_ONLY}
     if f.baseline not in ("pretrained", "scratch"):
         why.update(dict.fromkeys(("finetune", "finetune_bn"),
                                  "--finetune(_bn) for --baseline=pretrained/scratch"))
+    if f.baseline in ("pretrained", "scratch"):
+        why.update(dict.fromkeys(META_ONLY, "a transfer baseline does no meta-training"))
     if f.strategy != "mirrored":
         why["num_cpu_devices"] = "--num_cpu_devices for --strategy=mirrored"
     given = [n for n in why if f[n].present and f[n].value != f[n].default]

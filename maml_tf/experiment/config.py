@@ -246,7 +246,10 @@ class Config:
             if self.dataset == "sinusoid":
                 raise UserError(f"--baseline={self.baseline} is for image datasets; sinusoid's pretrained "
                                 "baseline is --pretrain_iterations=N --metatrain_iterations=0")
-            if self.algorithm != "maml" or self.metatrain_iterations:
+            if self.algorithm != "maml":
+                raise UserError(f"--baseline={self.baseline} does no meta-training: drop "
+                                f"--algorithm={self.algorithm}")
+            if self.metatrain_iterations:
                 raise UserError(f"--baseline={self.baseline} does no meta-training: add --metatrain_iterations=0")
         finite_lr = 0 < self.pretrain_lr < float("inf")
         if self.baseline == "pretrained" and (self.pretrain_batch_size <= 0 or not finite_lr):

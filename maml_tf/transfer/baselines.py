@@ -1,8 +1,7 @@
 """Test-time transfer baselines on MAML's evaluation tasks: fine-tune all or the head only, nearest neighbour, cosine classifier."""
 
-import json
 import os
-from typing import Dict, Optional
+from typing import Dict
 
 import keras
 import tensorflow as tf
@@ -12,10 +11,10 @@ from maml_tf.datasets import class_names_by_split, get_sampler
 from maml_tf.workdir import class_record, identity, rundir, snapshot
 from maml_tf.experiment import evaluate
 from maml_tf.experiment.run_id import BASELINE_NETWORK_FIELDS
-from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.choices import loss_for
 from maml_tf.errors import UserError
+from maml_tf.transfer import pretrained as pretrained_net
 from maml_tf.types import Task
 
 COSINE_SCALE = 10.0  # logits = scale * cos(feature, class weight); Chen et al. use a fixed scale too
@@ -150,29 +149,6 @@ class TransferEval:
         return curve
 
 
-def pretrain_model(config: Config, input_shape, num_classes: int) -> keras.Model:
-    """The dataset's MAML network with a Glorot-initialised classifier over all meta-train classes
-    (Omniglot's MAML head is N(0, 1): over 4,400 classes it starts the loss at 12 instead of ln C)."""
-    model = models.conv_net(input_shape, num_classes, config.num_filters, config.max_pool,
-                            config.norm, seed=config.seed)
-    kernel = model.layers[-1].kernel
-    kernel.assign(keras.initializers.GlorotUniform(seed=config.seed)(kernel.shape))
-    return model
-
-
-def restore_pretrained(config: Config, workdir: str, sampler, iteration: Optional[int]):
-    """The pretrained network from `workdir` (`iteration` None/-1: the validation-chosen best/)."""
-    path = os.path.join(workdir, "pretrain.json")
-    if not os.path.exists(path):
-        raise UserError(f"no pretraining in {workdir}: run it first (--train=True)")
-    with open(path) as f:
-        classes = json.load(f)["classes"]
-    model = pretrain_model(config, sampler.input_shape, classes)
-    use_best = (iteration is None or iteration < 0) and os.path.isdir(os.path.join(workdir, "best"))
-    source = os.path.join(workdir, "best") if use_best else workdir
-    return model, Checkpointer(source, {"model": model}).restore_iteration(iteration)
-
-
 def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
     """Evaluates `config.finetune` from the pretrained (or random) weights on `config.eval_tasks`
     fixed tasks (the pretrained weights of `config.test_iter`, -1: the validation-chosen best);
@@ -180,14 +156,15 @@ def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
     config.validate()
     _check_baseline_evaluation(config)
     sampler = sampler or get_sampler(config)
-    evaluator, restored = TransferEval(config, sampler), 0
+    evaluator, restored, checkpoint = TransferEval(config, sampler), 0, "random initialisation"
     if config.baseline == "pretrained":
         now = identity.as_dict(config)
         if snapshot.restore(config.run_store, workdir, now, BASELINE_NETWORK_FIELDS, "evaluate"):
             print(f"evaluating the stored state of the pretraining in {workdir}", flush=True)
         identity.check(workdir, now, BASELINE_NETWORK_FIELDS, "evaluate")
         class_record.check(workdir, class_names_by_split(config, sampler), "evaluate")
-        pretrained, restored = restore_pretrained(config, workdir, sampler, config.test_iter)
+        pretrained, restored, checkpoint = pretrained_net.restore(config, workdir, sampler,
+                                                              config.test_iter)
         evaluator.load_backbone(pretrained)
     out = config.eval_dir or workdir
     os.makedirs(out, exist_ok=True)
@@ -202,7 +179,7 @@ def evaluate_baseline(config: Config, workdir: str, sampler=None) -> Dict:
         "queries": config.eval_queries, "inner_lr": config.eval_inner_lr,
         "steps": list(range(evaluator.steps() + 1)), **evaluate.defining(config, workdir),
         "algorithm": config.baseline, "transductive": True, "baseline": config.baseline,
-        "finetune": config.finetune, "finetune_bn": config.finetune_bn,
+        "finetune": config.finetune, "finetune_bn": config.finetune_bn, "checkpoint": checkpoint,
         "metrics": {k: {s: v[s].tolist() for s in evaluate.STATS} for k, v in stats.items()},
     }
     evaluate.print_summary(result)  # first: the numbers are not lost if writing them fails

@@ -1,7 +1,6 @@
 """Supervised pretraining of the dataset's network over all meta-train classes (the transfer baseline), checkpointed and resumable."""
 
 import dataclasses
-import json
 import os
 from typing import Dict, Iterator, Tuple
 
@@ -11,7 +10,7 @@ import tensorflow as tf
 
 from maml_tf.datasets import class_names_by_split, get_sampler
 from maml_tf.experiment import loop
-from maml_tf.transfer import baselines
+from maml_tf.transfer import baselines, pretrained as pretrained_net
 from maml_tf.workdir import class_record, rundir
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
@@ -119,7 +118,7 @@ def _prepare(config: Config, workdir: str, sampler, arrays):
     """The data, the network and its optimizer, and pretrain.json (what evaluation rebuilds)."""
     sampler = sampler or get_sampler(config)
     images, labels = arrays if arrays is not None else supervised_arrays(config, sampler)
-    model = baselines.pretrain_model(config, sampler.input_shape, int(labels.max()) + 1)
+    model = pretrained_net.pretrain_model(config, sampler.input_shape, int(labels.max()) + 1)
     # SGD with momentum: with Adam(1e-3) the 4,400-way Omniglot loss stayed at chance (ln 4400)
     # for 1,700 steps here; Adam moves every class's row by ~lr whatever its tiny gradient.
     optimizer = keras.optimizers.SGD(config.pretrain_lr, momentum=0.9)
@@ -156,9 +155,22 @@ def pretrain(config: Config, workdir: str, sampler=None, arrays=None) -> Dict:
     restore = (lambda: loop.restore_stored(config, workdir, fields)) if config.resume else None
     with loop.session(workdir, config, fields, prepare=restore) as stop:
         steps = Pretraining(config, workdir, config.resume, *_prepare(config, workdir, sampler, arrays))
-        loop.run(steps, steps.start, config.pretrain_iterations, config.checkpoint_interval,
-                 config.print_interval, steps.log, stop, steps.ckpt.directory)
+        last = loop.run(steps, steps.start, config.pretrain_iterations, config.checkpoint_interval,
+                        config.print_interval, steps.log, stop, steps.ckpt.directory)
+        print(summary(config, workdir, steps.start, last, steps.best_row), flush=True)
         return steps.best_row
+
+
+def summary(config: Config, workdir: str, start: int, last: int, best: Dict) -> str:
+    """The line a pretraining ends with: what it did, and the model its evaluation takes."""
+    target = config.pretrain_iterations
+    line = (f"{workdir} had pretrained {start} iterations already (--pretrain_iterations={target}): "
+            "nothing to train" if start >= target else
+            f"done: pretraining {start} -> {last} of {target} iterations in {workdir}")
+    if not best:
+        return line + "; no validation yet, so its evaluation takes the newest checkpoint"
+    return (line + f"; best-validation model: iteration {best['iteration']} "
+            f"({100 * best['best_accuracy']:.1f}% after {best['best_step']} steps)")
 
 
 class Pretraining:
@@ -177,7 +189,7 @@ class Pretraining:
         self.model, self.evaluator = model, baselines.TransferEval(config, sampler)
         self.train_step, self.log = make_train_step(model, optimizer), ProgressLog(config, workdir)
         self.segments = SegmentLog(workdir, self.start, settings=dataclasses.asdict(config))
-        self.best_row = read_best(workdir)
+        self.best_row = pretrained_net.read_best(workdir)
         self.data = iter(input_pipeline(images, labels, config.pretrain_batch_size, config.seed,
                                         self.start))
 
@@ -195,7 +207,7 @@ class Pretraining:
                 self.ckpt.save(iteration)  # best/ must never point past the resumable checkpoint
                 self.best.save(iteration)
                 self.best_row = row
-                write_best(self.workdir, row)
+                pretrained_net.write_best(self.workdir, row)
         return False
 
     def save(self, iteration: int) -> str:
@@ -219,14 +231,3 @@ def validate(evaluator, model, workdir: str, iteration: int) -> Dict:
     return row
 
 
-def read_best(workdir: str) -> Dict:
-    path = os.path.join(workdir, "best", "best.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
-def write_best(workdir: str, row: Dict):
-    rundir.write_json(os.path.join(workdir, "best", "best.json"),
-                      {k: row[k] for k in ("iteration", "best_accuracy", "best_step")})

@@ -11,7 +11,7 @@ import pytest
 
 from maml_tf import algorithms
 from maml_tf.experiment import evaluate
-from maml_tf.transfer import baselines, pretrain
+from maml_tf.transfer import baselines, pretrain, pretrained as pretrained_net
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.choices import loss_for
 from maml_tf.types import Task
@@ -64,7 +64,7 @@ def toy_config(**changes):
 def test_pretraining_step_lowers_the_loss():
     sampler = ToySampler()
     x, y = sampler.arrays()
-    model = baselines.pretrain_model(toy_config(), sampler.input_shape, CLASSES["train"])
+    model = pretrained_net.pretrain_model(toy_config(), sampler.input_shape, CLASSES["train"])
     import keras
     step = pretrain.make_train_step(model, keras.optimizers.Adam(0.01))
     data = iter(pretrain.input_pipeline(x, y, 16, seed=0, start=0))
@@ -143,7 +143,7 @@ def pretrained_dir(tmp_path_factory):
 def _pretrained_eval(tmp_path, **changes):
     sampler = ToySampler()
     ev = baselines.TransferEval(toy_config(**changes), sampler)
-    model, _ = baselines.restore_pretrained(toy_config(), str(tmp_path), sampler, None)
+    model, _, _ = pretrained_net.restore(toy_config(), str(tmp_path), sampler, None)
     ev.load_backbone(model)
     return ev, model, sampler
 
@@ -234,7 +234,14 @@ def test_bad_baseline_flags_are_one_error_line(tmp_path):
                           "--print_run_dir"], "metatrain_iterations=0"),
                         (["--baseline=pretrained", "--datasource=sinusoid", "--metatrain_iterations=0"],
                          "image datasets"),
-                        (["--baseline=frozen"], "unknown baseline")):
+                        (["--baseline=frozen"], "unknown baseline"),
+                        # meta-training's flags: accepted, they did nothing and then locked the run
+                        (["--baseline=pretrained", "--datasource=omniglot", "--stop_grad",
+                          "--meta_lr=0.5", "--print_run_dir"],
+                         "--stop_grad, --meta_lr: not read by this run (--datasource=omniglot, "
+                         "--baseline=pretrained): a transfer baseline does no meta-training"),
+                        (["--baseline=scratch", "--datasource=omniglot", "--train=False",
+                          "--algorithm=reptile", "--print_run_dir"], "drop --algorithm=reptile")):
         proc = _main(*args, f"--logdir={tmp_path}")
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
         assert proc.stderr.strip().startswith("error:") and words in proc.stderr, proc.stderr
