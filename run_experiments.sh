@@ -39,10 +39,11 @@ export MAML_TF_RUN_STORE=${MAML_TF_RUN_STORE:-$STORE}
 # The runs refuse a store that is no folder (a mistyped path); --quick's own is made at its first run.
 make_store() { if [ "$MAML_TF_RUN_STORE" = "$STORE" ]; then mkdir -p "$STORE"; fi; }
 
-save_runs() {  # every supervised run under $LOGDIR (not the toy or RL ones)
-  local runs
-  mapfile -t runs < <(find "$LOGDIR" -mindepth 3 -maxdepth 3 -name checkpoints -type d \
-    -not -path "$LOGDIR/quick/*" -not -path "$LOGDIR/rl/*" -printf '%h\n' | sort)
+save_runs() {  # every supervised run under $LOGDIR (not the toy or RL ones), and the
+  local runs   # evaluations of a directory with no checkpoints (a from-scratch baseline's)
+  mapfile -t runs < <(find "$LOGDIR" -mindepth 3 -maxdepth 3 \( -name checkpoints -type d -o \
+    -name 'eval_*.json' -type f \) -not -path "$LOGDIR/quick/*" -not -path "$LOGDIR/rl/*" \
+    -printf '%h\n' | sort -u)
   [ "${#runs[@]}" -gt 0 ] || { echo "no runs with checkpoints under $LOGDIR"; return 1; }
   "$PY" -m maml_tf.workdir.snapshot save --store "$MAML_TF_RUN_STORE" "${runs[@]}"
 }
@@ -252,8 +253,9 @@ run transfer-miniimagenet-pretrain $MPRE
 transfer_lines miniimagenet "$MPRE" "$MSCR" 5:1 5:5
 # END transfer
 if wanted transfer-report; then report transfer-report "$PY" -m maml_tf.reports.transfer --out "$RESULTS" \
-  --pretrained "omniglot=$(dir_of $OPRE)" --scratch "omniglot=$(dir_of $OSCR)" \
-  --pretrained "miniimagenet=$(dir_of $MPRE)" --scratch "miniimagenet=$(dir_of $MSCR)" \
+  --pretrained "omniglot=$(stored_or "$(dir_of $OPRE)")" --scratch "omniglot=$(stored_or "$(dir_of $OSCR)")" \
+  --pretrained "miniimagenet=$(stored_or "$(dir_of $MPRE)")" --scratch "miniimagenet=$(stored_or "$(dir_of $MSCR)")" \
+  --earlier "$RESULTS/transfer.json" \
   --commands "$(sed -n '/^# BEGIN transfer/,/^# END transfer/p' "$0")" \
   --notes "$(cat "$LOGDIR/transfer_notes.md" "$MAML_TF_RUN_STORE/transfer_notes.md" 2>/dev/null || true)"; fi
 

@@ -108,8 +108,32 @@ def maml_row(dataset: str, ways: int, shots: int) -> Dict:
                 steps=result["by_step"].get("steps"))
 
 
-def collect(pretrained: Dict[str, str], scratch: Dict[str, str]) -> List[Dict]:
-    rows = []
+def earlier_rows(path: Optional[str]) -> Dict:
+    """{(dataset, ways, shots, method label): row} of an earlier transfer.json's measured
+    baseline rows, and its "hardware" under the key None; {} without one."""
+    try:
+        with open(path) as f:
+            earlier = json.load(f)
+    except (TypeError, OSError, ValueError):
+        return {}
+    rows = {(r["dataset"], r["ways"], r["shots"], m["method"]): m for r in earlier.get("rows", [])
+            for m in r["methods"] if m.get("status") in ("measured", RECORDED) and "chosen" in m}
+    return {**rows, None: earlier.get("hardware")} if rows else {}
+
+
+RECORDED = "as recorded earlier (run not kept)"
+
+
+def _or_earlier(row: Dict, earlier: Dict, key) -> Dict:
+    """`row`, or the earlier report's row of the same baseline and setting where this one's
+    run directory holds no evaluation (its runs were not kept in the run store)."""
+    if "accuracy" in row or key not in earlier:
+        return row
+    return dict(earlier[key], status=RECORDED, hardware=earlier[key].get("hardware") or earlier[None])
+
+
+def collect(pretrained: Dict[str, str], scratch: Dict[str, str], earlier: Dict = None) -> List[Dict]:
+    rows, earlier = [], earlier or {}
     for dataset, settings in SETTINGS.items():
         for ways, shots in settings:
             methods = [maml_row(dataset, ways, shots)]
@@ -117,6 +141,8 @@ def collect(pretrained: Dict[str, str], scratch: Dict[str, str]) -> List[Dict]:
                         for m, label in METHODS.items()]
             methods.append(baseline_row(scratch.get(dataset), "all", ways, shots,
                                         "from scratch, fine-tune all (SGD)"))
+            methods = [methods[0]] + [_or_earlier(m, earlier, (dataset, ways, shots, m["method"]))
+                                      for m in methods[1:]]
             rows.append({"dataset": dataset, "ways": ways, "shots": shots, "methods": methods,
                          "published": [{"what": w, "mean": m, "ci95": c}
                                        for w, m, c in PUBLISHED[(dataset, ways, shots)]]})
@@ -135,7 +161,8 @@ def _how(m: Dict) -> str:
         c = m["chosen"]
         lr = "" if "nearest" in m["method"] else f"lr {c['inner_lr']:g}, "
         return (f"{lr}bn {c['finetune_bn']}, step {c['step']} (val {100 * c['val_accuracy']:.1f}% "
-                f"on {c['val_tasks']} tasks); checkpoint {c['iteration']}")
+                f"on {c['val_tasks']} tasks); checkpoint {c['iteration']}"
+                + (f"; {RECORDED}" if m["status"] == RECORDED else ""))
     if "iterations" in m:
         model = {"best": "best-validation model, ", "newest": "newest checkpoint, "}.get(m.get("model"), "")
         return f"{m['run']}, {model}{m['iterations']} iterations ({m['status']}), step {m['step']}"
@@ -218,6 +245,8 @@ def main():
     p.add_argument("--scratch", action="append", default=[], help="DATASET=RUN_DIR")
     p.add_argument("--commands", default="")
     p.add_argument("--notes", default="")
+    p.add_argument("--earlier", help="an earlier transfer.json: its rows stand in (marked as "
+                   "recorded earlier) for baselines whose run directories hold no evaluation")
     p.add_argument("--choose", help="print the val-chosen --update_lr/--finetune_bn of a run dir")
     p.add_argument("--method", default="all")
     p.add_argument("--ways", type=int, default=5)
@@ -227,12 +256,18 @@ def main():
         c = choose(a.choose, a.method, a.ways, a.shots)
         raise SystemExit(f"error: no eval_val files for {a.method} {a.ways}-way {a.shots}-shot in {a.choose}"
                          if c is None else print(f"--update_lr={c['inner_lr']:g} --finetune_bn={c['finetune_bn']}"))
-    rows = collect(dict(s.split("=", 1) for s in a.pretrained), dict(s.split("=", 1) for s in a.scratch))
+    earlier = earlier_rows(a.earlier)
+    rows = collect(dict(s.split("=", 1) for s in a.pretrained), dict(s.split("=", 1) for s in a.scratch),
+                   earlier)
     plots = [plot(rows, d, out_dir(a.out)) for d in SETTINGS]
     images = "\n".join(f"![{os.path.basename(q)}]({os.path.basename(q)})" for q in plots if q)
     text = (f"{HEADER}\n{a.notes}\n\n## Results\n{table(rows)}\n\n## Accuracy against fine-tuning steps\n\n"
             f"{images}\n\n## Commands (run_experiments.sh)\n\n```\n{a.commands}\n```\n")
-    write_report(a.out, "transfer", text, rows)
+    recorded = any(m["status"] == RECORDED for r in rows for m in r["methods"])
+    if recorded:
+        text = text.replace("\n## Results\n", f"\n## Results\n\nRows marked *{RECORDED}* are the "
+                            f"earlier report's ({a.earlier}), whose runs ran on: {earlier[None]}.\n", 1)
+    write_report(a.out, "transfer", text, rows, earlier[None] if recorded else None)
 
 
 if __name__ == "__main__":

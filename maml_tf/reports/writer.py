@@ -92,11 +92,15 @@ def out_dir(path: str) -> str:
     return path
 
 
-def write_report(out: str, name: str, text: str, rows: List[Dict]):
-    """`out/name.md` and `out/name.json` (the rows and the hardware they ran on; paths without
-    this machine's folders, `portable`)."""
+def write_report(out: str, name: str, text: str, rows: List[Dict], also_ran_on: Optional[str] = None):
+    """`out/name.md` and `out/name.json` (the rows and the hardware they ran on, with
+    `also_ran_on` for rows whose runs are not here; paths without this machine's folders,
+    `portable`)."""
     with open(os.path.join(out, f"{name}.md"), "w") as f:
         f.write(text)
+    machines = hardware(rows) if not also_ran_on or trained_on(rows) else also_ran_on
+    if also_ran_on and machines != also_ran_on:
+        machines += f"; rows recorded earlier: {also_ran_on}"
     with open(os.path.join(out, f"{name}.json"), "w") as f:
-        json.dump({"hardware": hardware(rows), "rows": portable(rows)}, f, indent=1)
+        json.dump({"hardware": machines, "rows": portable(rows)}, f, indent=1)
     print(f"wrote {out}/{name}.md, {name}.json", flush=True)

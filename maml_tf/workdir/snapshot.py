@@ -195,6 +195,24 @@ def restore(store: Optional[str], workdir: str, settings: Optional[dict] = None,
     return src
 
 
+def save_evaluations(workdir: str, store: str) -> str:
+    """Keeps the evaluation files of a directory that has no checkpoints (a from-scratch
+    baseline's: random weights, only its results) beside any the store holds already."""
+    dest = store_dir(store, workdir)
+    os.makedirs(dest, exist_ok=True)
+    for name in sorted(os.listdir(workdir)):
+        path = os.path.join(workdir, name)
+        if (name in SMALL_FILES or name.startswith(EVAL_PREFIX)) and os.path.isfile(path):
+            shutil.copy2(path, os.path.join(dest, name + ".tmp"))  # a copy cut short is no result
+            os.replace(os.path.join(dest, name + ".tmp"), os.path.join(dest, name))
+    return dest
+
+
+def _evaluations_only(run: str) -> bool:
+    return not os.path.exists(os.path.join(run, "checkpoints")) and \
+        any(name.startswith(EVAL_PREFIX) for name in os.listdir(run))
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +227,9 @@ def main(argv: List[str]) -> int:
         try:
             if not os.path.isdir(run):
                 raise UserError(f"{run} is not a run directory (it does not exist)")
+            if _evaluations_only(run):
+                print(f"kept {run}'s evaluations in {save_evaluations(run, args.store)}")
+                continue
             if newest_checkpoint(os.path.join(run, "checkpoints")) is None:
                 print(f"skipped {run}: no checkpoint yet")  # a run that has just started
                 continue

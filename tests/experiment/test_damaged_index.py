@@ -79,3 +79,19 @@ def test_saving_the_runs_skips_one_that_has_no_checkpoint_yet(run, tmp_path_fact
     assert snapshot.main(["save", "--store", store, fresh, workdir]) == 0
     out = capsys.readouterr().out
     assert f"skipped {fresh}: no checkpoint yet" in out and f"kept {workdir}" in out
+
+
+def test_a_directory_of_evaluations_only_is_kept_too(tmp_path):
+    """A from-scratch baseline has no checkpoints, only its results: `--save` skipped it, so its
+    rows could not be rebuilt on another machine. Kept beside what the store holds already."""
+    scratch, store = tmp_path / "logs" / "omniglot.scratch.conv64", tmp_path / "store"
+    scratch.mkdir(parents=True)
+    (scratch / "eval_test_shots1_lr0.1_iter0_5way_all_bnbatch.json").write_text('{"a": 1}')
+    (scratch / "stray.txt").write_text("not a result")
+    kept = snapshot.store_dir(str(store), str(scratch))
+    os.makedirs(kept)
+    with open(os.path.join(kept, "eval_val_shots1_lr0.4_iter0_5way_all_bnbatch.json"), "w") as f:
+        f.write('{"b": 2}')  # an earlier machine's
+    assert snapshot.main(["save", "--store", str(store), str(scratch)]) == 0
+    assert sorted(os.listdir(kept)) == ["eval_test_shots1_lr0.1_iter0_5way_all_bnbatch.json",
+                                        "eval_val_shots1_lr0.4_iter0_5way_all_bnbatch.json"]

@@ -64,3 +64,29 @@ def test_maml_row_reads_both_report_formats(tmp_path, monkeypatch):
     (tmp_path / "results" / "miniimagenet.json").write_text(json.dumps({"rows": [new]}))
     assert transfer.maml_row("miniimagenet", 5, 1)["iterations"] == 1600
     assert transfer.maml_row("miniimagenet", 5, 5)["status"] == "not measured here"
+
+
+def test_an_earlier_reports_rows_stand_in_only_for_runs_not_here_and_say_so(tmp_path, monkeypatch):
+    """The baselines' runs of an earlier report that were not kept: their rows are carried, marked
+    and with the earlier machine, while a run that is here is read from its files."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "pretrained"
+    run.mkdir()
+    _write(run, "val", 0.1, "batch", [0.2, 0.5])
+    _write(run, "test", 0.1, "batch", [0.2, 0.6])  # fine-tune all, 5-way 1-shot: here
+    measured = lambda method, mean: {  # noqa: E731
+        "method": transfer.METHODS[method], "status": "measured", "accuracy": {"mean": mean, "ci95": 1.0},
+        "chosen": {"inner_lr": 0.4, "finetune_bn": "batch", "step": 1, "val_accuracy": 0.5,
+                   "val_tasks": 100, "iteration": 7}}
+    earlier = {"hardware": "2 cores of an old CPU", "rows": [
+        {"dataset": "omniglot", "ways": 5, "shots": 1,
+         "methods": [measured("all", 11.0), measured("head", 22.0)]}]}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    rows = transfer.collect({"omniglot": str(run)}, {}, transfer.earlier_rows("earlier.json"))
+    methods = {m["method"]: m for m in rows[0]["methods"]}
+    fresh, carried = methods[transfer.METHODS["all"]], methods[transfer.METHODS["head"]]
+    assert fresh["status"] == "measured" and abs(fresh["accuracy"]["mean"] - 60.0) < 1e-9
+    assert (carried["status"], carried["accuracy"]["mean"]) == (transfer.RECORDED, 22.0)
+    assert carried["hardware"] == "2 cores of an old CPU" and transfer.RECORDED in transfer._how(carried)
+    assert methods[transfer.METHODS["nearest"]]["status"] == "not run yet"  # nothing earlier either
+    assert transfer.earlier_rows("missing.json") == {}
