@@ -21,7 +21,8 @@ for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
     --save) SAVE=1 ;;
-    --autosave=*) SAVE=1 AUTOSAVE=${arg#*=} ;;
+    --autosave=*) SAVE=1 AUTOSAVE=${arg#*=}
+       [[ $AUTOSAVE =~ ^[1-9][0-9]*$ ]] || { echo "error: --autosave takes a number of seconds, got '$AUTOSAVE'"; exit 1; } ;;
     -h|--help) sed -n 2,12p "$0"; exit 0 ;;
     -*) echo "error: unknown option $arg (./run_experiments.sh --help lists them)"; exit 1 ;;
     *) [ -z "$ONLY" ] || { echo "error: one PATTERN at most, got '$ONLY' and '$arg'"; exit 1; }
@@ -36,23 +37,27 @@ PY=${PYTHON:-python}
 STORE=$(cd "$(dirname "$0")" && pwd)/results/runs
 if [ "$QUICK" = 1 ]; then STORE=$LOGDIR/store; fi  # toy runs never start from the paper runs' state
 export MAML_TF_RUN_STORE=${MAML_TF_RUN_STORE:-$STORE}
+# --quick's toy runs never go into (or start from) a store of real runs, even one exported.
+if [ "$QUICK" = 1 ]; then MAML_TF_RUN_STORE=$STORE; fi
 # The runs refuse a store that is no folder (a mistyped path); --quick's own is made at its first run.
 make_store() { if [ "$MAML_TF_RUN_STORE" = "$STORE" ]; then mkdir -p "$STORE"; fi; }
 
 save_runs() {  # every supervised run under $LOGDIR (not the toy or RL ones), and the
   local runs   # evaluations of a directory with no checkpoints (a from-scratch baseline's)
-  mapfile -t runs < <(find "$LOGDIR" -mindepth 3 -maxdepth 3 \( -name checkpoints -type d -o \
+  mapfile -t runs < <([ -d "$LOGDIR" ] && find "$LOGDIR" -mindepth 3 -maxdepth 3 \( -name checkpoints -type d -o \
     -name 'eval_*.json' -type f \) -not -path "$LOGDIR/quick/*" -not -path "$LOGDIR/rl/*" \
     -printf '%h\n' | sort -u)
+  [ -d "$LOGDIR" ] || { echo "error: LOGDIR=$LOGDIR is no folder: no runs to keep"; return 1; }
   [ "${#runs[@]}" -gt 0 ] || { echo "no runs with checkpoints under $LOGDIR"; return 1; }
   "$PY" -m maml_tf.workdir.snapshot save --store "$MAML_TF_RUN_STORE" "${runs[@]}"
 }
 if [ -n "$AUTOSAVE" ]; then
-  [[ $AUTOSAVE =~ ^[1-9][0-9]*$ ]] || { echo "error: --autosave takes a number of seconds, got '$AUTOSAVE'"; exit 1; }
   # A machine that ends mid-session loses at most SECONDS of training beyond the newest checkpoint.
+  # What was kept is committed even when one run could not be (its error is printed).
   while sleep "$AUTOSAVE"; do
-    save_runs && git -C "$MAML_TF_RUN_STORE" add -A . && git -C "$MAML_TF_RUN_STORE" commit -q \
-      -m "Periodic save of the training runs' state ($(date -u '+%Y-%m-%d %H:%M') UTC)" -- . || true
+    save_runs || echo "autosave: not every run was kept (see above); committing what was"
+    { git -C "$MAML_TF_RUN_STORE" add -A . && git -C "$MAML_TF_RUN_STORE" commit -q \
+      -m "Periodic save of the training runs' state ($(date -u '+%Y-%m-%d %H:%M') UTC)" -- . ; } || true
   done
 fi
 if [ "$SAVE" = 1 ]; then save_runs; exit; fi

@@ -10,25 +10,22 @@ Training and evaluation (`Config.run_store`) copy it into a run directory that h
 """
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
 import sys
-import time
 from typing import List, Optional, Sequence
 
 from maml_tf.errors import UserError
-from maml_tf.workdir import ckpt_index, identity, procstat
-from maml_tf.workdir.class_record import CLASSES_FILE
+from maml_tf.workdir import ckpt_index, identity
+from maml_tf.workdir.hold import held
 from maml_tf.workdir.rundir import read_json, read_jsonl
-from maml_tf.workdir.runlock import live_holder
 from maml_tf.workdir.selection import ModelSelection
+from maml_tf.workdir.store_files import (COMPLETE, EVAL_PREFIX, PRETRAINED_BEST, SMALL_FILES,
+                                         first_segment, kept_file, newest_readable, recover,
+                                         swap_in)
 
-SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json", CLASSES_FILE, "pretrain.json")
-PRETRAINED_BEST = "best"  # a pretraining's validation-chosen model: best/checkpoints, best/best.json
-EVAL_PREFIX = "eval_"  # evaluation results (JSON + CSV), small and what the reports read
-MODEL_SUFFIX = ".keras"
+__all__ = ["SMALL_FILES", "EVAL_PREFIX", "save", "restore", "save_evaluations", "store_dir"]
 QUIET_SECONDS = 30.0  # a checkpoint is written in well under this: files untouched this long are whole
 
 
@@ -45,13 +42,15 @@ def newest_checkpoint(directory: str) -> Optional[str]:
 
 
 def _copy_checkpoint(src_dir: str, dst_dir: str) -> Optional[str]:
-    """Copies the newest checkpoint of `src_dir` (its files and a one-entry index) to `dst_dir`."""
-    prefix = newest_checkpoint(src_dir)
-    if prefix is None:
+    """Copies the newest readable checkpoint of `src_dir` (its files and a one-entry index) to
+    `dst_dir`; UserError if it has checkpoints and none reads back."""
+    if newest_checkpoint(src_dir) is None:
         return None
+    prefix = newest_readable(src_dir)
+    if prefix is None:
+        raise UserError(f"no checkpoint in {src_dir} reads back whole (files cut short or "
+                        "damaged): nothing of it kept")
     files = [f for f in os.listdir(src_dir) if f.startswith(os.path.basename(prefix) + ".")]
-    if not any(f.endswith(".index") for f in files):
-        raise UserError(f"{prefix}: the checkpoint named by {src_dir}/checkpoint has no files")
     os.makedirs(dst_dir, exist_ok=True)
     for name in files:
         shutil.copy2(os.path.join(src_dir, name), os.path.join(dst_dir, name))
@@ -77,103 +76,68 @@ def _finished(workdir: str) -> bool:
     return ModelSelection(history, config.get("patience", 0)).exhausted(done)
 
 
-def _last_write(workdir: str) -> float:
-    """When any file that a save copies was last written (TensorBoard's and the lock's don't count)."""
-    paths = [os.path.join(workdir, name) for name in os.listdir(workdir)
-             if name in SMALL_FILES or name.startswith(EVAL_PREFIX) or name.endswith(MODEL_SUFFIX)]
-    for root, _, files in os.walk(os.path.join(workdir, "checkpoints")):
-        paths += [os.path.join(root, name) for name in files]
-    newest = 0.0
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):  # removed meanwhile: the holder is writing
-            newest = max(newest, os.path.getmtime(path))
-    return newest
-
-
-def _stopped(pid: int, unknown: bool = True) -> bool:
-    """Whether `pid` is stopped; `unknown` where /proc cannot tell (no /proc, or the process is gone)."""
-    letter = procstat.state(pid)
-    return letter in ("T", "t") if letter else unknown
-
-
-@contextlib.contextmanager
-def _held(workdir: str, quiet: float, tries: int = 10):
-    """Holds the process training in `workdir` (SIGSTOP) at a moment when its state files have
-    been quiet for `quiet` seconds, so that what is copied is one state; it goes on afterwards."""
-    pid = live_holder(workdir)
-    if pid is None:
-        yield
-        return
-    if _stopped(pid, unknown=False):  # held by someone else (pause wrapper, user): theirs to resume
-        if time.time() - _last_write(workdir) < quiet:
-            raise UserError(f"{workdir}: its training process {pid} was stopped by another process "
-                            f"within {quiet:g} s of a write; not kept this time")
-        yield
-        return
-    for _ in range(tries):
-        os.kill(pid, signal.SIGSTOP)
-        for _ in range(100):  # the stop lands asynchronously
-            if _stopped(pid):
-                break
-            time.sleep(0.01)
-        if time.time() - _last_write(workdir) >= quiet:
-            break
-        os.kill(pid, signal.SIGCONT)  # caught writing: let it finish
-        time.sleep(quiet)
-    else:
-        raise UserError(f"{workdir}: its training process {pid} never stopped writing for {quiet:g} s")
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
 def save(workdir: str, store: str, quiet: float = QUIET_SECONDS) -> str:
     """Replaces `store`'s copy of the run with its current state; returns the copy's path."""
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt_dir, dest = os.path.join(workdir, "checkpoints"), store_dir(store, workdir)
+    recover(dest)
     if newest_checkpoint(ckpt_dir) is None:
         raise UserError(f"{workdir} has no checkpoint to keep")
-    dest = store_dir(store, workdir)
-    live, kept = _iteration(ckpt_dir), _iteration(os.path.join(dest, "checkpoints"))
-    if kept > live:  # a stale machine's directory must not undo a newer machine's saved state
+    if read_json(os.path.join(workdir, "config.json")) is None:
+        raise UserError(f"{workdir} has no readable config.json, so it is no whole run: not kept")
+    ours, theirs = first_segment(workdir), first_segment(dest)
+    if ours and theirs and ours != theirs:  # the same name, trained from another start
+        raise UserError(f"{dest} holds another run of the name {os.path.basename(workdir)} (first "
+                        f"trained {theirs[0]}, this one {ours[0]}): not replaced; move one away")
+    _refuse_older(_iteration(ckpt_dir), dest, workdir)
+    with held(workdir, quiet):
+        return _save(workdir, ckpt_dir, dest)
+
+
+def _refuse_older(live: int, dest: str, workdir: str):
+    """UserError if the store holds a later checkpoint of the run than `live` (a stale machine's
+    directory must not undo a newer machine's saved state)."""
+    kept = _iteration(os.path.join(dest, "checkpoints"))
+    if kept > live:
         raise UserError(f"{dest} holds a newer state of {os.path.basename(workdir)} (checkpoint "
                         f"{kept}, this directory's {live}): not replaced; remove this directory "
                         "to continue from the stored state, or move the stored one away")
-    with _held(workdir, quiet):
-        return _save(workdir, ckpt_dir, dest)
 
 
 def _iteration(ckpt_dir: str) -> int:
     """The iteration of the newest checkpoint in `ckpt_dir` (ckpt-<iteration>), -1 if none."""
-    newest = newest_checkpoint(ckpt_dir)
-    return int(newest.rsplit("-", 1)[1]) if newest and newest.rsplit("-", 1)[1].isdigit() else -1
+    return _number(newest_checkpoint(ckpt_dir))
+
+
+def _number(prefix: Optional[str]) -> int:
+    tail = prefix.rsplit("-", 1)[1] if prefix else ""
+    return int(tail) if tail.isdigit() else -1
 
 
 def _save(workdir: str, ckpt_dir: str, dest: str) -> str:
     """Copies the run's state to `dest` through a temporary folder swapped in whole."""
-    tmp, old = dest + ".tmp", dest + ".old"
+    tmp = dest + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
+    # A finished run's .keras files are its shipped models; before that the checkpoint holds
+    # the same weights, and the repository grows by less per stop without them.
     finished = _finished(workdir)
     for name in sorted(os.listdir(workdir)):
         path = os.path.join(workdir, name)
-        # A finished run's .keras files are its shipped models; before that the checkpoint holds
-        # the same weights, and the repository grows by less per stop without them.
-        keep = name in SMALL_FILES or name.startswith(EVAL_PREFIX) or \
-            (finished and name.endswith(MODEL_SUFFIX))
-        if keep and os.path.isfile(path):
+        if kept_file(name, models=finished) and os.path.isfile(path):
             shutil.copy2(path, os.path.join(tmp, name))
-    _copy_checkpoint(ckpt_dir, os.path.join(tmp, "checkpoints"))
+    copied = _copy_checkpoint(ckpt_dir, os.path.join(tmp, "checkpoints"))
+    try:
+        if copied is None:  # emptied meanwhile (a restore under way): keep what the store has
+            raise UserError(f"{workdir} has no checkpoint to keep")
+        _refuse_older(_number(copied), dest, workdir)
+    except UserError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     _copy_checkpoint(os.path.join(ckpt_dir, "best"), os.path.join(tmp, "checkpoints", "best"))
     best = os.path.join(workdir, PRETRAINED_BEST)
     if _copy_checkpoint(os.path.join(best, "checkpoints"), os.path.join(tmp, PRETRAINED_BEST, "checkpoints")):
         shutil.copy2(os.path.join(best, "best.json"), os.path.join(tmp, PRETRAINED_BEST, "best.json"))
-    # An interrupted save leaves the previous copy intact.
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.exists(dest):
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, dest)  # a save killed before this leaves the previous copy as it was
     return dest
 
 
@@ -181,18 +145,48 @@ def restore(store: Optional[str], workdir: str, settings: Optional[dict] = None,
             fields: Sequence[str] = (), action: str = "resume") -> Optional[str]:
     """Copies the stored run into `workdir` if the store has it and `workdir` has no checkpoint;
     returns the stored copy's path if it did. The copy's identity is checked first against
-    `settings` in `fields` (identity.check): a refused start leaves nothing copied behind."""
+    `settings` in `fields` (identity.check): a refused start leaves nothing copied behind. A
+    `workdir` older than the stored copy is refused (a stale machine's)."""
     if not store:
         return None
     src = store_dir(store, workdir)
+    recover(src)
     if newest_checkpoint(os.path.join(src, "checkpoints")) is None:
         return None
-    if newest_checkpoint(os.path.join(workdir, "checkpoints")) is not None:
+    here = _iteration(os.path.join(workdir, "checkpoints"))
+    if here >= 0:
+        if _iteration(os.path.join(src, "checkpoints")) > here:
+            raise UserError(f"the run store holds a newer state of this run ({src}, checkpoint "
+                            f"{_iteration(os.path.join(src, 'checkpoints'))}) than {workdir} "
+                            f"(checkpoint {here}): move this directory away to continue from "
+                            "the stored state, or move the stored copy away to go on from this one")
         return None
     if settings is not None:
         identity.check(src, settings, fields, action)
-    shutil.copytree(src, workdir, dirs_exist_ok=True)
+    _copy_into(src, workdir)
     return src
+
+
+def _copy_into(src: str, workdir: str):
+    """The stored state (its files only: no lock or stray file) into `workdir`, staged beside
+    it first and its checkpoints moved in last: a copy killed midway has no checkpoint, so
+    the next start copies it again."""
+    staging = os.path.join(workdir, ".restoring")
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    names = [n for n in os.listdir(src) if kept_file(n) and os.path.isfile(os.path.join(src, n))]
+    for name in names:
+        shutil.copy2(os.path.join(src, name), os.path.join(staging, name))
+    folders = [d for d in (PRETRAINED_BEST, "checkpoints") if os.path.isdir(os.path.join(src, d))]
+    for folder in folders:
+        shutil.copytree(os.path.join(src, folder), os.path.join(staging, folder),
+                        ignore=shutil.ignore_patterns(COMPLETE))
+    for name in names + folders:  # "checkpoints" last
+        target = os.path.join(workdir, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)  # holds no checkpoint (checked): its config.json copy at most
+        os.replace(os.path.join(staging, name), target)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def save_evaluations(workdir: str, store: str) -> str:
@@ -214,6 +208,8 @@ def _evaluations_only(run: str) -> bool:
 
 
 def main(argv: List[str]) -> int:
+    from maml_tf import quiet  # noqa: F401  (before TensorFlow loads, to read checkpoints back)
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     keep = sub.add_parser("save", help="keep the runs' newest checkpoints and small files in the store")
