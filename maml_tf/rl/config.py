@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 from maml_tf.errors import UserError
+from maml_tf.workdir import identity
 
 ENVIRONMENTS = ("2dnavigation",)
 
@@ -95,14 +96,15 @@ FLAG_NAMES = {"paths": "fast_batch_size", "horizon": "max_path_length", "inner_l
               "eval_inner_lr": "update_lr", "eval_later_lr": "later_update_lr",
               "eval_tasks": "num_test_tasks", "val_tasks": "num_val_tasks",
               "eval_inner_steps": "test_num_updates"}
-IDENTITY_FIELDS = ("env", "meta_batch_size", "paths", "horizon", "discount", "inner_lr",
-                   "inner_steps", "first_order", "pretrain_iterations", "max_kl", "hidden",
-                   "seed", "eval_seed", "val_tasks", "cg_iters", "cg_damping")
+IDENTITY_FIELDS = identity.Fields(
+    ("env", "meta_batch_size", "paths", "horizon", "discount", "inner_lr", "inner_steps",
+     "first_order", "pretrain_iterations", "max_kl", "hidden", "seed", "eval_seed", "val_tasks",
+     "cg_iters", "cg_damping"), flags=FLAG_NAMES)
 # An evaluation chooses its own step sizes, steps and number of goals; the rest defines the policy
 # it restores and the tasks it meets (its file name holds only what it chooses). --update_lr sets
 # the training's step and the first test step alike: the pretrained policy's test step sizes are
 # chosen by it.
-EVALUATION_FIELDS = tuple(f for f in IDENTITY_FIELDS if f != "inner_lr")
+EVALUATION_FIELDS = identity.Fields([f for f in IDENTITY_FIELDS if f != "inner_lr"], flags=FLAG_NAMES)
 
 
 def run_name(config: RLConfig) -> str:

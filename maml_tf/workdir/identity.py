@@ -18,11 +18,12 @@ CONFIG_FILE = "config.json"
 
 
 class Fields(tuple):
-    """Identity fields, with why (`why[field]`) one that a user may expect to be free is not."""
+    """Identity fields, with why (`why[field]`) one that a user may expect to be free is not,
+    and the command line's name (`flags[field]`) of one named otherwise there."""
 
-    def __new__(cls, names, why=None):
+    def __new__(cls, names, why=None, flags=None):
         fields = super().__new__(cls, names)
-        fields.why = dict(why or {})
+        fields.why, fields.flags = dict(why or {}), dict(flags or {})
         return fields
 
 
@@ -59,8 +60,9 @@ def check(workdir: str, now: dict, fields: Sequence[str], action: str = "resume"
         raise UserError(f"{workdir} has checkpoints but no readable {CONFIG_FILE} or runinfo.json "
                         f"settings, so which run they hold is unknown: put its {CONFIG_FILE} back "
                         f"or use another --logdir or --run_name")
-    why = getattr(fields, "why", {})
-    diff = [f"{k} {saved[k]!r} -> {now.get(k)!r}" + (f": {why[k]}" if k in why else "")
+    why, flags = getattr(fields, "why", {}), getattr(fields, "flags", {})
+    diff = [f"{k}{f' (--{flags[k]})' if k in flags else ''} {saved[k]!r} -> {now.get(k)!r}"
+            + (f": {why[k]}" if k in why else "")
             for k in fields if saved and k in saved and saved[k] != now.get(k)]
     if diff and action == "resume" and not ckpt_index.on_disk(os.path.join(workdir, "checkpoints")):
         # e.g. a loss that became NaN before the first checkpoint: nothing of that run is kept

@@ -48,8 +48,9 @@ def test_an_evaluation_meets_the_runs_own_tasks_and_needs_the_run(tmp_path):
     workdir = tmp_path / "run"
     os.makedirs(workdir)
     write_atomic(str(workdir / "config.json"), trained.to_json())
-    for change in (dict(horizon=100), dict(discount=0.5), dict(eval_seed=7)):
-        with pytest.raises(UserError, match="holds a run with other settings"):
+    for change, said in ((dict(horizon=100), r"horizon \(--max_path_length\) 10 -> 100"),
+                         (dict(discount=0.5), "discount 0.9 -> 0.5"), (dict(eval_seed=7), "eval_seed 1234 -> 7")):
+        with pytest.raises(UserError, match=r"holds a run with other settings \(" + said):
             evaluate.evaluate_run(trained.replace(train=False, **change), str(workdir))
     missing = tmp_path / "missing"
     with pytest.raises(UserError, match="no run in .*missing: train it first"):
