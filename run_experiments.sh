@@ -111,7 +111,7 @@ done
 if wanted sinusoid-report; then report sinusoid-report "$PY" -m maml_tf.reports.sinusoid --out "$RESULTS" \
   --maml "$(dir_of $SINE --metatrain_iterations=70000 --update_batch_size=10 --update_lr=0.01)" \
   --pretrained "$(dir_of $SINE --pretrain_iterations=70000 --metatrain_iterations=0 --update_batch_size=10 --update_lr=0.01)" \
-  --commands "$(sed -n '/^# BEGIN sinusoid/,/^# END sinusoid/p' "$0")"; fi
+  --recorded "$RESULTS/sinusoid.json" --commands "$(sed -n '/^# BEGIN sinusoid/,/^# END sinusoid/p' "$0")"; fi
 
 # BEGIN omniglot (Table 1; the original README's commands; 60k iterations; test: 600 tasks of the 423 meta-test characters)
 for K in 1 5; do

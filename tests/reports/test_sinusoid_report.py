@@ -86,3 +86,31 @@ def test_the_table_reads_every_model_s_tasks_only(tmp_path):
     write("eval_test_shots5_lr0.01_iter200_seed7.json", 200, eval_seed=7)
     write("eval_test_shots5_lr0.01_iter200_queries15.json", 200, queries=15)
     assert sinusoid.load_evals(str(tmp_path))[(5, 0.01)]["iteration"] == 100
+
+
+def test_the_papers_5_shot_numbers_stand_beside_k_5_and_runs_not_kept_rebuild_from_the_record(
+        tmp_path, monkeypatch):
+    """The appendix table is "5-shot mean squared error": it stood beside the K=10 rows. Without
+    the run directories the tables are rebuilt from the earlier sinusoid.json, numbers unchanged."""
+    import json
+    import sys
+
+    loss = {"mean": [3.0] + [1.0] * 10, "ci95": [0.1] * 11, "median": [2.0] + [0.5] * 10,
+            "nonfinite": [0] * 11}
+    ev = lambda k: {"shots": k, "inner_lr": 0.01, "iteration": 70000, "num_tasks": 600,  # noqa: E731
+                    "steps": list(range(11)), "metrics": {"loss": loss}}
+    info = {"iterations": 70000, "wall_seconds": 60, "segments": [{"hardware": {
+        "cpu": "X", "cores": 2, "memory_gib": 1, "gpus": [], "tensorflow": "2", "python": "3"}}]}
+    record = {"paper": sinusoid.PAPER, "runs": {n: {"run_dir": n, "runinfo": info,
+                                                    "evals": [ev(5), ev(10)]}
+                                                for n in ("maml", "pretrained")}}
+    (tmp_path / "sinusoid.json").write_text(json.dumps(record))
+    monkeypatch.setattr(sys, "argv", ["sinusoid", "--maml", str(tmp_path / "gone"), "--pretrained",
+                                      str(tmp_path / "gone"), "--out", str(tmp_path),
+                                      "--recorded", str(tmp_path / "sinusoid.json")])
+    sinusoid.main()
+    text = (tmp_path / "sinusoid.md").read_text()
+    assert "| MAML | 5 | 0.01 | 1.000 ± 0.100 (median 0.500) | 1.000 ± 0.100 (median 0.500) | " \
+           "1.000 ± 0.100 (median 0.500) | 0.67 / 0.38 / 0.35 |" in text
+    assert "| MAML | 10 | 0.01 | 1.000 ± 0.100 (median 0.500) | 1.000 ± 0.100 (median 0.500) | " \
+           "1.000 ± 0.100 (median 0.500) | — |" in text and "paper (K=5;" in text
