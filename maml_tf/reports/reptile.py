@@ -29,7 +29,8 @@ ROWS = [
     ("reptile", "Reptile 5-way 5-shot", 5, True, 50, "99.48 (Reptile paper)", 100000),
     ("maml", "MAML 5-way 1-shot", 1, True, 3, "98.7 ± 0.4 (MAML paper)", 60000),
     ("maml5", "MAML 5-way 5-shot", 5, True, 3, "99.9 ± 0.1 (MAML paper)", 60000),
-    ("fomaml", "first-order MAML 5-way 1-shot", 1, True, 3, "98.3 ± 0.5 (MAML paper)", 60000),
+    ("fomaml", "first-order MAML 5-way 1-shot", 1, True, 3,
+     "98.3 ± 0.5 (Reptile paper, Table 2: 1st-order MAML + Transduction)", 60000),
 ]
 EVAL_NAME = re.compile(r"eval_test_shots(\d+)_lr[^_]+_iter(\d+)(_nontransductive)?\.json$")
 
@@ -116,7 +117,8 @@ def _tasks(rows: List[Dict]) -> str:
 def markdown(rows: List[Dict], commands: str, notes: str) -> str:
     lines = ["# Reptile vs MAML vs first-order MAML on Omniglot (meta-test split)", "",
              f"Hardware: {hardware(rows)}. Accuracy in % on {_tasks(rows)} of the 423 meta-test characters "
-             "(the random split of the MAML code, shared by all rows), mean ± 95% CI. "
+             "(maml_tf's own seeded random split, with the MAML code's sizes but not its membership: "
+             "results/omniglot.md, protocol point 1; shared by all rows), mean ± 95% CI. "
              "Transductive: the query images are predicted in one batch (batch-norm statistics "
              "shared, as MAML does); non-transductive: each query image is predicted in a batch "
              "with the support set only (the Reptile paper's main setting).", "",
