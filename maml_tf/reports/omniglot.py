@@ -32,8 +32,8 @@ def collect(logdirs: List[str]) -> List[Dict]:
 
 def markdown(rows: List[Dict], commands: str, notes: str = "") -> str:
     lines = ["# Omniglot (Table 1 of Finn et al. 2017), MAML, meta-test split", "",
-             f"Hardware: {hardware(rows)}. Accuracy in % on the 423 meta-test characters (random split, "
-             "as the original), mean ± 95% CI over the evaluated tasks, after the paper's number of "
+             f"Hardware: {hardware(rows)}. Accuracy in % on the 423 meta-test characters (maml_tf's seeded "
+             "random split, of the original's sizes: protocol point 1 below), mean ± 95% CI over the evaluated tasks, after the paper's number of "
              "test-time steps (5-way: 3, 20-way: 5).", "", *table(rows), "",
              "![meta-validation accuracy](omniglot_val.png)", "",
              "Meta-validation accuracy during training (100 fixed tasks of the 100 validation "

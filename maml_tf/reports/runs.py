@@ -139,6 +139,11 @@ def table(rows: List[Dict]) -> List[str]:
         hours = f"{r['wall_time_hours']:.2f} h" if r.get("wall_time_hours") else "?"
         tasks = (r.get("newest") or r.get("best"))["num_tasks"]
         newest, best = cell(r.get("newest"), r["paper_steps"]), cell(r.get("best"), r["paper_steps"])
+        chosen = ModelSelection(r.get("validation") or []).best_iteration
+        if r.get("best") and chosen is not None and chosen != r["best"]["iteration"]:
+            best += f"; validation's best is now it. {chosen:,}, not tested yet"
+        if "cut short" in r["status"]:  # beside the number it is compared with
+            paper += " (ours: cut short)"
         lines.append(f"| {r['setting']} | {paper} | {newest} | {best} "
                      f"| {r['paper_steps']} | {tasks} | {r['iterations']:,} | {hours} | {r['status']} |")
     lines += ["", "Accuracy (%) after each test-time step (0 = before adaptation), mean ± 95% CI:", ""]

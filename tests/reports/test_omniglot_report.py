@@ -25,7 +25,7 @@ def test_report_marks_short_runs_and_missing_ones(tmp_path):
               [(1000, 0.8), (2000, 0.9), (3000, 0.85)], iterations=3500)
     rows = omniglot.collect([str(tmp_path / "logs")])
     text = omniglot.markdown(rows, "python -m maml_tf.main ...")
-    assert ("| 5-way 1-shot | 98.7 ± 0.4 | 96.0 ± 1.0 (it. 3,000) | 97.0 ± 1.0 (it. 2,000) | 3 | 600 "
+    assert ("| 5-way 1-shot | 98.7 ± 0.4 (ours: cut short) | 96.0 ± 1.0 (it. 3,000) | 97.0 ± 1.0 (it. 2,000) | 3 | 600 "
             "| 3,500 | 2.00 h | **cut short** at 3,500 of 60,000 iterations |") in text
     assert text.count("not run yet") == 3
     runs.plot_validation(rows, str(tmp_path / "val.png"), "t")
