@@ -69,6 +69,8 @@ def inner_gradient(learner, loss_fn, weights: Weights, x, y, model_state, mask=N
         outputs, model_state = learner.apply(weights, model_state, x)
         loss = loss_fn(y, outputs)
     grads = tape.gradient(loss, adapted, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    # An Embedding's gradient comes as IndexedSlices, which the steps cannot scale: made dense.
+    grads = [tf.convert_to_tensor(g) for g in grads]
     return grads, loss, outputs, model_state
 
 

@@ -1,5 +1,6 @@
 """Keras builders for the paper's networks and the `Learner` that calls any Keras model statelessly."""
 
+import contextlib
 import inspect
 import warnings
 from typing import Callable, List, Optional, Sequence
@@ -18,7 +19,11 @@ NORM_LAYERS = (
 
 
 def _all_layers(layer):
-    """The layer and every layer nested inside it (functional, sequential or subclassed)."""
+    """The layer and every layer nested inside it (functional, sequential or subclassed, and
+    inside a custom Layer, which has no `.layers`: a batch norm or Dropout there counts too)."""
+    if hasattr(layer, "_flatten_layers"):  # Keras 3: every tracked sublayer, recursively
+        yield from layer._flatten_layers(include_self=True, recursive=True)
+        return
     yield layer
     for sub in getattr(layer, "layers", None) or []:
         yield from _all_layers(sub)
@@ -33,6 +38,20 @@ def default_inner_mask(model: keras.Model) -> list:
     outer_only = {id(v) for layer in _all_layers(model) if isinstance(layer, NORM_LAYERS)
                   for v in layer.trainable_variables}
     return [id(v) not in outer_only for v in model.trainable_variables]
+
+
+def _refuse_regularizers(model: keras.Model):
+    """ValueError for a model with regularisation losses: the meta-learning losses are the
+    loss function's alone, so a penalty would be silently left out of both loops."""
+    named = sorted({layer.name for layer in _all_layers(model) if any(
+        getattr(layer, a, None) is not None for a in
+        ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+         "depthwise_regularizer", "pointwise_regularizer", "recurrent_regularizer",
+         "beta_regularizer", "gamma_regularizer", "embeddings_regularizer"))})
+    if named:
+        raise ValueError(f"layer(s) {', '.join(named)} have regularizers, which maml_tf does not "
+                         "add to the meta-learning losses: remove them, or add the penalty to "
+                         "the loss function")
 
 
 class Learner:
@@ -71,6 +90,7 @@ class Learner:
                  for g in getattr(layer, "_seed_generators", [])}
         self.is_seed = tuple(id(v) in seeds for v in self.state_variables)
         _warn_inexact_norms(model)
+        _refuse_regularizers(model)
 
     def weights(self) -> list:
         """The current meta-parameters θ as tensors."""
@@ -83,7 +103,8 @@ class Learner:
     def apply(self, weights, state, x):
         """(outputs, new state): one stateless forward pass; the state is not differentiated."""
         kwargs = {"training": self.training} if self._training_arg else {}
-        outputs, new = self.model.stateless_call(list(weights), list(state), x, **kwargs)
+        with _training_context(self.model, self.training):
+            outputs, new = self.model.stateless_call(list(weights), list(state), x, **kwargs)
         return outputs, [tf.stop_gradient(s) for s in new]
 
     def __call__(self, weights, x):
@@ -112,6 +133,25 @@ class Learner:
         """Writes `state` into the model's non-trainable variables (outside any inner loop)."""
         for var, value in zip(self.state_variables, state):
             var.assign(tf.cast(value, var.dtype))
+
+
+@contextlib.contextmanager
+def _training_context(model: keras.Model, training: bool):
+    """Keras's call context with `training` set, as `model(x, training=...)` sets it:
+    `stateless_call` runs `call` directly, so a subclassed model's sublayers called without
+    `training` (as Keras allows) would run as at inference (Dropout off, batch norm on its
+    moving statistics) without it."""
+    if not hasattr(model, "_get_call_context"):
+        yield
+        return
+    context = model._get_call_context()
+    before = context.get_value("training")
+    context.set_value("training", training)
+    try:
+        yield
+    finally:
+        context.set_value("training", before)
+        model._maybe_reset_call_context()
 
 
 def _fold_seed(seed_state, index):

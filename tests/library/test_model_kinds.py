@@ -57,3 +57,67 @@ def test_one_task_without_the_meta_batch_axis_is_refused_not_split_into_tasks():
     with pytest.raises(ValueError, match=r"support_x has shape \(4, 1\): a batch of tasks is \[meta_batch"):
         meta_grads(model, one)
     assert len(meta_grads(model, Task(*[t[:1] for t in tasks()]))) == 2  # a batch of one is fine
+
+
+class Normed(keras.Model):
+    """Keras's guide style: call(x, training=None) that does not pass `training` on."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense, self.norm = keras.layers.Dense(3), keras.layers.BatchNormalization()
+
+    def call(self, x, training=None):
+        return self.norm(self.dense(x))
+
+
+class Block(keras.layers.Layer):
+    """A custom layer holding Keras layers (it has no `.layers`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense, self.norm = keras.layers.Dense(3), keras.layers.BatchNormalization()
+        self.drop = keras.layers.Dropout(0.5, seed=1)
+
+    def call(self, x, training=None):
+        return self.drop(self.norm(self.dense(x), training=training), training=training)
+
+
+def test_sublayers_called_without_training_run_as_keras_trains_them():
+    """stateless_call runs call() directly: a batch norm reached without `training` ran on its
+    moving statistics (inference) in the inner loop, silently."""
+    model = Normed()
+    x = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
+    model(x)
+    learner = models.Learner(model)
+    out = learner(learner.weights(), tf.constant(x)).numpy()
+    np.testing.assert_allclose(out, model(x, training=True).numpy(), atol=1e-6)
+    assert not np.allclose(out, model(x, training=False).numpy(), atol=1e-3)
+    evaluating = models.Learner(model, training=False)
+    np.testing.assert_allclose(evaluating(evaluating.weights(), tf.constant(x)).numpy(),
+                               model(x, training=False).numpy(), atol=1e-6)
+
+
+def test_layers_inside_a_custom_layer_are_seen():
+    """Its batch norm's scale and offset were adapted in the inner loop (a top-level one's are
+    not) and its Dropout drew the same masks for every task of a meta-batch."""
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(Block()(inputs)))
+    learner = models.Learner(model)
+    adapted = {v.path: m for v, m in zip(model.trainable_variables, learner.inner_mask)}
+    assert [p for p, m in adapted.items() if not m] and all(
+        "batch_normalization" in p for p, m in adapted.items() if not m), adapted
+    assert any(learner.is_seed)
+
+
+def test_a_regularised_model_is_refused_and_an_embedding_adapts():
+    inputs = keras.Input((2,))
+    penalised = keras.Model(inputs, keras.layers.Dense(1, kernel_regularizer="l2")(inputs))
+    with pytest.raises(ValueError, match="have regularizers, which maml_tf does not add"):
+        models.Learner(penalised)
+    tokens = keras.Input((3,), dtype="int32")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(10, 4)(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(1)(pooled))
+    ids = tf.constant(np.random.default_rng(1).integers(0, 10, size=(2, 4, 3)), tf.int32)
+    batch = Task(ids, tf.ones((2, 4, 1)), ids, tf.zeros((2, 4, 1)))
+    grads = meta_grads(model, batch)  # was: TypeError on the Embedding's IndexedSlices
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads) and np.any(grads[0].numpy())
