@@ -27,6 +27,10 @@ def indexed_tasks(learner: Learner, tasks: Task):
     of one task for a task of its own)."""
     rank = learner.input_rank
     for name in ("support_x", "query_x"):
+        if isinstance(getattr(tasks, name), (dict, list, tuple)):
+            raise ValueError(f"{name} is a {type(getattr(tasks, name)).__name__} of inputs: the "
+                             "meta-batch functions take a model of one input tensor (adapt() "
+                             "takes one task of several)")
         shape = tf.TensorShape(getattr(tasks, name).shape)  # a tensor's or an array's
         if rank is not None and shape.rank is not None and shape.rank != rank + 1:
             raise ValueError(f"{name} has shape {tuple(shape)}: a batch of tasks is "

@@ -121,3 +121,14 @@ def test_a_regularised_model_is_refused_and_an_embedding_adapts():
     batch = Task(ids, tf.ones((2, 4, 1)), ids, tf.zeros((2, 4, 1)))
     grads = meta_grads(model, batch)  # was: TypeError on the Embedding's IndexedSlices
     assert all(np.all(np.isfinite(g.numpy())) for g in grads) and np.any(grads[0].numpy())
+
+
+def test_tasks_of_several_inputs_are_refused_by_the_meta_batch_in_one_line():
+    """A dict of inputs failed deep inside with "'dict' object has no attribute 'shape'"."""
+    a, b = keras.Input((1,), name="a"), keras.Input((1,), name="b")
+    model = keras.Model({"a": a, "b": b}, keras.layers.Dense(1)(keras.layers.Concatenate()([a, b])))
+    t = tasks()
+    batch = Task({"a": t.support_x, "b": t.support_x}, t.support_y, {"a": t.query_x, "b": t.query_x},
+                 t.query_y)
+    with pytest.raises(ValueError, match="support_x is a dict of inputs: the meta-batch functions"):
+        meta_grads(model, batch)
