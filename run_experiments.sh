@@ -44,10 +44,10 @@ make_store() { if [ "$MAML_TF_RUN_STORE" = "$STORE" ]; then mkdir -p "$STORE"; f
 
 save_runs() {  # every supervised run under $LOGDIR (not the toy or RL ones), and the
   local runs   # evaluations of a directory with no checkpoints (a from-scratch baseline's)
-  mapfile -t runs < <([ -d "$LOGDIR" ] && find "$LOGDIR" -mindepth 3 -maxdepth 3 \( -name checkpoints -type d -o \
+  [ -d "$LOGDIR" ] || { echo "error: LOGDIR=$LOGDIR is no folder: no runs to keep"; return 1; }
+  mapfile -t runs < <(find "$LOGDIR" -mindepth 3 -maxdepth 3 \( -name checkpoints -type d -o \
     -name 'eval_*.json' -type f \) -not -path "$LOGDIR/quick/*" -not -path "$LOGDIR/rl/*" \
     -printf '%h\n' | sort -u)
-  [ -d "$LOGDIR" ] || { echo "error: LOGDIR=$LOGDIR is no folder: no runs to keep"; return 1; }
   [ "${#runs[@]}" -gt 0 ] || { echo "no runs with checkpoints under $LOGDIR"; return 1; }
   "$PY" -m maml_tf.workdir.snapshot save --store "$MAML_TF_RUN_STORE" "${runs[@]}"
 }

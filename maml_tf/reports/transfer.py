@@ -108,20 +108,21 @@ def maml_row(dataset: str, ways: int, shots: int) -> Dict:
                 steps=result["by_step"].get("steps"))
 
 
+RECORDED = "as recorded earlier (run not kept)"
+
+
 def earlier_rows(path: Optional[str]) -> Dict:
-    """{(dataset, ways, shots, method label): row} of an earlier transfer.json's measured
-    baseline rows, and its "hardware" under the key None; {} without one."""
+    """{(dataset, ways, shots, method label): row} of an earlier transfer.json's measured baseline
+    rows, each with the machine it ran on ({} without one)."""
     try:
         with open(path) as f:
             earlier = json.load(f)
     except (TypeError, OSError, ValueError):
         return {}
-    rows = {(r["dataset"], r["ways"], r["shots"], m["method"]): m for r in earlier.get("rows", [])
-            for m in r["methods"] if m.get("status") in ("measured", RECORDED) and "chosen" in m}
-    return {**rows, None: earlier.get("hardware")} if rows else {}
-
-
-RECORDED = "as recorded earlier (run not kept)"
+    return {(r["dataset"], r["ways"], r["shots"], m["method"]):
+            {**m, "hardware": m.get("hardware") or earlier.get("hardware")}
+            for r in earlier.get("rows", []) for m in r["methods"]
+            if m.get("status") in ("measured", RECORDED) and "chosen" in m}
 
 
 def _or_earlier(row: Dict, earlier: Dict, key) -> Dict:
@@ -129,7 +130,7 @@ def _or_earlier(row: Dict, earlier: Dict, key) -> Dict:
     run directory holds no evaluation (its runs were not kept in the run store)."""
     if "accuracy" in row or key not in earlier:
         return row
-    return dict(earlier[key], status=RECORDED, hardware=earlier[key].get("hardware") or earlier[None])
+    return dict(earlier[key], status=RECORDED)
 
 
 def collect(pretrained: Dict[str, str], scratch: Dict[str, str], earlier: Dict = None) -> List[Dict]:
@@ -263,11 +264,12 @@ def main():
     images = "\n".join(f"![{os.path.basename(q)}]({os.path.basename(q)})" for q in plots if q)
     text = (f"{HEADER}\n{a.notes}\n\n## Results\n{table(rows)}\n\n## Accuracy against fine-tuning steps\n\n"
             f"{images}\n\n## Commands (run_experiments.sh)\n\n```\n{a.commands}\n```\n")
-    recorded = any(m["status"] == RECORDED for r in rows for m in r["methods"])
-    if recorded:
+    machines = ", ".join(dict.fromkeys(m["hardware"] for r in rows for m in r["methods"]
+                                       if m["status"] == RECORDED))
+    if machines:
         text = text.replace("\n## Results\n", f"\n## Results\n\nRows marked *{RECORDED}* are the "
-                            f"earlier report's ({a.earlier}), whose runs ran on: {earlier[None]}.\n", 1)
-    write_report(a.out, "transfer", text, rows, earlier[None] if recorded else None)
+                            f"earlier report's ({a.earlier}), whose runs ran on: {machines}.\n", 1)
+    write_report(a.out, "transfer", text, rows, machines or None)
 
 
 if __name__ == "__main__":

@@ -153,11 +153,11 @@ def restore(store: Optional[str], workdir: str, settings: Optional[dict] = None,
     recover(src)
     if newest_checkpoint(os.path.join(src, "checkpoints")) is None:
         return None
-    here = _iteration(os.path.join(workdir, "checkpoints"))
+    here, stored = (_iteration(os.path.join(d, "checkpoints")) for d in (workdir, src))
     if here >= 0:
-        if _iteration(os.path.join(src, "checkpoints")) > here:
+        if stored > here:
             raise UserError(f"the run store holds a newer state of this run ({src}, checkpoint "
-                            f"{_iteration(os.path.join(src, 'checkpoints'))}) than {workdir} "
+                            f"{stored}) than {workdir} "
                             f"(checkpoint {here}): move this directory away to continue from "
                             "the stored state, or move the stored copy away to go on from this one")
         return None
@@ -196,7 +196,7 @@ def save_evaluations(workdir: str, store: str) -> str:
     os.makedirs(dest, exist_ok=True)
     for name in sorted(os.listdir(workdir)):
         path = os.path.join(workdir, name)
-        if (name in SMALL_FILES or name.startswith(EVAL_PREFIX)) and os.path.isfile(path):
+        if kept_file(name, models=False) and os.path.isfile(path):
             shutil.copy2(path, os.path.join(dest, name + ".tmp"))  # a copy cut short is no result
             os.replace(os.path.join(dest, name + ".tmp"), os.path.join(dest, name))
     return dest
