@@ -112,19 +112,22 @@ class Conv2D(keras.layers.Conv2D):
 
 @keras.saving.register_keras_serializable(package="maml_tf")
 class LayerNorm(keras.layers.LayerNormalization):
-    """Layer norm over the last axis with twice-differentiable moments (Keras' also come from
-    tf.nn.moments; see BatchNorm). Other axes and RMS scaling fall back to Keras' own."""
+    """Layer norm with twice-differentiable moments over any of its axes (Keras' come from
+    tf.nn.moments; see BatchNorm). RMS scaling, which takes no mean, falls back to Keras' own."""
 
     def call(self, inputs):
-        if self.rms_scaling or list(self.axis) not in ([-1], [len(inputs.shape) - 1]):
+        if self.rms_scaling:
             return super().call(inputs)
-        mean = keras.ops.mean(inputs, axis=-1, keepdims=True)
-        variance = keras.ops.mean(keras.ops.square(inputs - mean), axis=-1, keepdims=True)
+        axes = sorted(a % len(inputs.shape) for a in self.axis)
+        mean = keras.ops.mean(inputs, axis=axes, keepdims=True)
+        variance = keras.ops.mean(keras.ops.square(inputs - mean), axis=axes, keepdims=True)
         outputs = (inputs - mean) * keras.ops.rsqrt(variance + self.epsilon)
+        # gamma and beta have the shape of the normalised axes: line them up with the inputs.
+        shape = [inputs.shape[a] if a in axes else 1 for a in range(len(inputs.shape))]
         if self.gamma is not None:
-            outputs = outputs * keras.ops.cast(self.gamma, outputs.dtype)
+            outputs = outputs * keras.ops.reshape(keras.ops.cast(self.gamma, outputs.dtype), shape)
         if self.beta is not None:
-            outputs = outputs + keras.ops.cast(self.beta, outputs.dtype)
+            outputs = outputs + keras.ops.reshape(keras.ops.cast(self.beta, outputs.dtype), shape)
         return keras.ops.cast(outputs, self.compute_dtype)
 
 

@@ -11,11 +11,10 @@ import tensorflow as tf
 
 from maml_tf.layers import BatchNorm, Conv2D, LayerNorm
 
-NORM_LAYERS = (
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.GroupNormalization,
-)
+# Keras' normalisation layers with weights; RMSNormalization is new in Keras 3.9.
+NORM_LAYERS = tuple(getattr(keras.layers, name) for name in (
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "RMSNormalization")
+    if hasattr(keras.layers, name))
 
 
 def _all_layers(layer):
@@ -163,10 +162,17 @@ def _fold_seed(seed_state, index):
                                        dtype=seed_state.dtype)
 
 
+def _inexact_norm(layer) -> bool:
+    """True for a stock Keras norm layer whose moments come from tf.nn.moments (see BatchNorm);
+    RMS scaling takes no mean, so nothing is stopped there."""
+    if type(layer) is keras.layers.LayerNormalization:
+        return not getattr(layer, "rms_scaling", False)
+    return type(layer) in (keras.layers.BatchNormalization, keras.layers.GroupNormalization)
+
+
 def _warn_inexact_norms(model):
     """Stock Keras norm layers give a slightly wrong second-order meta-gradient (see BatchNorm)."""
-    stock = sorted({type(layer).__name__ for layer in _all_layers(model)
-                    if type(layer) in NORM_LAYERS})
+    stock = sorted({type(layer).__name__ for layer in _all_layers(model) if _inexact_norm(layer)})
     if stock:
         warnings.warn(f"{', '.join(stock)} in this model: Keras computes its moments with a "
                       "stop_gradient (tf.nn.moments), so second-order MAML through it is "
