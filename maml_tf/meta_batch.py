@@ -54,7 +54,12 @@ def map_tasks(fn, tasks: Task, weights: Weights, names: Sequence[str]):
     signature = ([tf.TensorSpec(w.shape, w.dtype) for w in weights],
                  {name: tf.TensorSpec((), weights[0].dtype) for name in names})
     in_flight = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count() or 2
-    return tf.map_fn(fn, tasks, fn_output_signature=signature, parallel_iterations=in_flight)
+
+    def typed(task):  # a user's loss or metric may return another float type than the weights
+        grads, metrics = fn(task)
+        return grads, {k: tf.cast(v, weights[0].dtype) for k, v in metrics.items()}
+
+    return tf.map_fn(typed, tasks, fn_output_signature=signature, parallel_iterations=in_flight)
 
 
 def mean_over_tasks(per_task_grads, per_task_metrics):

@@ -24,9 +24,18 @@ def get_loss(loss: Union[str, LossFn]) -> LossFn:
     return loss
 
 
+def _wide(predictions):
+    """Half-precision outputs (a mixed_float16 model's) in float32, as Keras' losses take them:
+    a float16 sum over a support set loses the digits an inner step needs."""
+    predictions = tf.convert_to_tensor(predictions)
+    return tf.cast(predictions, tf.float32) if predictions.dtype in (tf.float16, tf.bfloat16) \
+        else predictions
+
+
 def mse(targets, predictions):
     """Mean squared error, the original's regression loss."""
-    return tf.reduce_mean(tf.square(predictions - targets))
+    predictions = _wide(predictions)
+    return tf.reduce_mean(tf.square(predictions - tf.cast(targets, predictions.dtype)))
 
 
 def make_xent_over_k(shots: int) -> LossFn:
@@ -40,7 +49,7 @@ def make_xent_over_k(shots: int) -> LossFn:
 
     def xent_over_k(labels, logits):
         per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.cast(labels, tf.int32), logits=logits)
+            labels=tf.cast(labels, tf.int32), logits=_wide(logits))
         return tf.reduce_sum(per_example) * tf.cast(scale, per_example.dtype)
 
     return xent_over_k
@@ -51,14 +60,15 @@ def summed_xent(labels, logits):
     (openai/supervised-reptile minimises the unreduced per-example loss, i.e. its sum), with
     the same meaning whatever the batch's K, in training and evaluation alike."""
     per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(labels, tf.int32), logits=logits)
+        labels=tf.cast(labels, tf.int32), logits=_wide(logits))
     return tf.reduce_sum(per_example)
 
 
 def accuracy(labels, logits):
     """Fraction of rows whose argmax over the class axis (the last one) equals the label."""
     predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    return tf.reduce_mean(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), logits.dtype))
+    return tf.reduce_mean(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)),
+                                  _wide(logits).dtype))
 
 
 def make_metrics(problem: str) -> Dict[str, Callable]:

@@ -1,6 +1,6 @@
-"""Normalisation layers in a user's model: the Keras ones that maml_tf warns about really give an
-inexact second-order meta-gradient, maml_tf's LayerNorm is exact over any axes, and every Keras
-norm layer's weights are left to the outer loop alike."""
+"""Norm layers and half precision in a user's model: the Keras norms maml_tf warns about give an
+inexact second-order meta-gradient, maml_tf's LayerNorm is exact over any axes, every Keras norm
+layer's weights are left to the outer loop alike, and a mixed_float16 model meta-learns."""
 
 import warnings
 
@@ -79,3 +79,24 @@ def test_every_keras_norm_layer_is_outer_loop_only_and_rms_norm_is_not_warned_ab
     scale = [m for v, m in zip(learner.trainable_variables, learner.inner_mask)
              if "rms_normalization" in v.path]
     assert scale == [False] and not warned and directional_error(learner) < 1e-7
+
+
+def test_a_mixed_float16_model_meta_learns_with_float32_losses():
+    """Half-precision logits: the losses are taken in float32 (as Keras' are) and the meta-step
+    runs, its meta-gradient within float16's precision of the float32 model's."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((2, 6, 8, 8, 1)).astype("float32"), np.tile(np.arange(3, dtype="int32"), (2, 2))
+    tasks = Task(*[tf.constant(a) for a in (x, y, x, y)])
+    policy = keras.config.dtype_policy()
+    grads = []
+    for name in ("mixed_float16", "float32"):
+        keras.config.set_dtype_policy(name)
+        try:
+            learner = models.Learner(models.conv_net((8, 8, 1), 3, filters=4, seed=1))
+        finally:
+            keras.config.set_dtype_policy(policy)
+        result = algorithms.maml_meta_grads(learner, metrics.make_xent_over_k(2), learner.weights(),
+                                            tasks, 0.4, 1, metric_fns=metrics.make_metrics("classification"))
+        assert all(v.dtype == tf.float32 for v in result.metrics.values())
+        grads.append(np.concatenate([g.numpy().ravel() for g in result.grads]))
+    assert np.abs(grads[0] - grads[1]).max() < 2e-2 * np.abs(grads[1]).max()
