@@ -42,11 +42,11 @@ if [ "$QUICK" = 1 ]; then MAML_TF_RUN_STORE=$STORE; fi
 # The runs refuse a store that is no folder (a mistyped path); --quick's own is made at its first run.
 make_store() { if [ "$MAML_TF_RUN_STORE" = "$STORE" ]; then mkdir -p "$STORE"; fi; }
 
-save_runs() {  # every supervised run under $LOGDIR (not the toy or RL ones), and the
+save_runs() {  # every run under $LOGDIR (not the toy ones), and the
   local runs   # evaluations of a directory with no checkpoints (a from-scratch baseline's)
   [ -d "$LOGDIR" ] || { echo "error: LOGDIR=$LOGDIR is no folder: no runs to keep"; return 1; }
   mapfile -t runs < <(find "$LOGDIR" -mindepth 3 -maxdepth 3 \( -name checkpoints -type d -o \
-    -name 'eval_*.json' -type f \) -not -path "$LOGDIR/quick/*" -not -path "$LOGDIR/rl/*" \
+    -name 'eval_*.json' -type f \) -not -path "$LOGDIR/quick/*" \
     -printf '%h\n' | sort -u)
   [ "${#runs[@]}" -gt 0 ] || { echo "no runs with checkpoints under $LOGDIR"; return 1; }
   "$PY" -m maml_tf.workdir.snapshot save --store "$MAML_TF_RUN_STORE" "${runs[@]}"

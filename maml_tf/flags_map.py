@@ -76,14 +76,14 @@ def config_from_flags(f) -> Config:
         omniglot_split=f.omniglot_split, omniglot_resize=f.omniglot_resize,
         folder_split=f.folder_split, image_size=f.image_size, channels=f.channels,
         min_class_images=f.min_class_images,
-        patience=f.patience, run_store=_run_store(f),
+        patience=f.patience, run_store=run_store(f),
         train=f.train, resume=f.resume, test_iter=f.test_iter, test_best=f.test_best,
         eval_dir=f.eval_dir or None, cache_dir=f.cache_dir or os.environ.get(CACHE_ENV)
         or os.path.join(os.path.expanduser("~"), ".cache", "maml_tf"),
         **variant_settings(f))
 
 
-def _run_store(f):
+def run_store(f):
     """--run_store (else $MAML_TF_RUN_STORE), refused if it is no folder: a mistyped path would
     start a stored run over from iteration 0 instead of continuing it."""
     store = f.run_store or os.environ.get(STORE_ENV) or None

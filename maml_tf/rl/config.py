@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from typing import Optional
 
 from maml_tf.errors import UserError
 from maml_tf.workdir import identity
@@ -44,6 +45,7 @@ class RLConfig:
     train: bool = True  # False: evaluate a checkpoint
     resume: bool = True
     test_iter: int = -1  # -1: the newest checkpoint
+    run_store: Optional[str] = None  # stored runs (results/runs): a run with no checkpoint starts there
 
     @property
     def total_iterations(self) -> int:

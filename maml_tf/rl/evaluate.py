@@ -7,7 +7,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from maml_tf.errors import UserError
-from maml_tf.workdir import identity
+from maml_tf.workdir import identity, snapshot
 from maml_tf.workdir.rundir import check_replacing, write_atomic
 from maml_tf.metrics import mean_and_ci95
 from maml_tf.rl import env
@@ -69,6 +69,10 @@ def evaluate_run(config: RLConfig, workdir: str) -> Dict:
     """
     config.validate()
     if config.total_iterations:  # a trained policy: the run's own, evaluated on its own tasks
+        stored = snapshot.restore(config.run_store, workdir, identity.as_dict(config),
+                                  EVALUATION_FIELDS, "evaluate")
+        if stored:
+            print(f"evaluating the stored state of the run, {stored}", flush=True)
         if not os.path.isdir(workdir):
             raise UserError(f"no run in {workdir}: train it first (or is it another run directory? "
                             "an evaluation at another --update_lr gives the run's as --train_update_lr)")

@@ -1,6 +1,7 @@
 """The RL run's command line: the original's shared flags (the paper's RL values unless given) plus the RL-only ones -> RLConfig."""
 
 from maml_tf.errors import UserError
+from maml_tf.flags_map import run_store
 from maml_tf.rl.config import RLConfig
 
 # RL defaults for the shared flags when not given (the paper's 2D navigation settings).
@@ -17,7 +18,7 @@ NOT_READ = ("algorithm", "baseline", "maml_plus_plus", "anil", "learned_inner_lr
             "num_query", "meta_lr", "grad_clip", "norm", "num_filters", "conv",
             "max_pool", "inner_batch_size", "inner_optimizer", "eval_inner_batch_size",
             "transductive", "meta_step", "meta_step_final", "test_best", "patience", "record_steps",
-            "eval_dir", "run_store", "finetune", "finetune_bn", "pretrain_batch_size", "pretrain_lr",
+            "eval_dir", "finetune", "finetune_bn", "pretrain_batch_size", "pretrain_lr",
             "data_source", "omniglot_split", "omniglot_resize", "folder_split", "image_size",
             "min_class_images", "channels", "num_cpu_devices")
 
@@ -42,4 +43,4 @@ def config_from_flags(f) -> RLConfig:
         val_interval=get("val_interval"),
         val_tasks=get("num_val_tasks"), checkpoint_interval=get("checkpoint_interval"),
         print_interval=get("print_interval"), log=f.log, train=f.train, resume=f.resume,
-        test_iter=f.test_iter)
+        test_iter=f.test_iter, run_store=run_store(f))

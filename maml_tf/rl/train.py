@@ -82,7 +82,8 @@ def train(config: RLConfig, workdir: str) -> Dict:
     if not config.total_iterations:
         raise UserError("nothing to train: --metatrain_iterations=0 and --pretrain_iterations=0 "
                         "(a random policy is evaluated with --train=False)")
-    with loop.session(workdir, config, IDENTITY_FIELDS) as stop:
+    restore = (lambda: loop.restore_stored(config, workdir, IDENTITY_FIELDS)) if config.resume else None
+    with loop.session(workdir, config, IDENTITY_FIELDS, prepare=restore) as stop:
         steps = NavigationTraining(config, workdir, config.resume)
         loop.run(steps, steps.start, config.total_iterations, config.checkpoint_interval,
                  config.print_interval, steps.log, stop, steps.ckpt.directory)

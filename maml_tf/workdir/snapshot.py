@@ -21,7 +21,7 @@ from maml_tf.workdir import ckpt_index, identity
 from maml_tf.workdir.hold import held
 from maml_tf.workdir.rundir import read_json, read_jsonl
 from maml_tf.workdir.selection import ModelSelection
-from maml_tf.workdir.store_files import (COMPLETE, EVAL_PREFIX, PRETRAINED_BEST, SMALL_FILES,
+from maml_tf.workdir.store_files import (ARCHIVE, COMPLETE, EVAL_PREFIX, PRETRAINED_BEST, SMALL_FILES,
                                          first_segment, kept_file, newest_readable, recover,
                                          swap_in)
 
@@ -137,6 +137,8 @@ def _save(workdir: str, ckpt_dir: str, dest: str) -> str:
     best = os.path.join(workdir, PRETRAINED_BEST)
     if _copy_checkpoint(os.path.join(best, "checkpoints"), os.path.join(tmp, PRETRAINED_BEST, "checkpoints")):
         shutil.copy2(os.path.join(best, "best.json"), os.path.join(tmp, PRETRAINED_BEST, "best.json"))
+    if os.path.isdir(os.path.join(workdir, ARCHIVE)):
+        shutil.copytree(os.path.join(workdir, ARCHIVE), os.path.join(tmp, ARCHIVE))
     swap_in(tmp, dest)  # a save killed before this leaves the previous copy as it was
     return dest
 
@@ -177,7 +179,7 @@ def _copy_into(src: str, workdir: str):
     names = [n for n in os.listdir(src) if kept_file(n) and os.path.isfile(os.path.join(src, n))]
     for name in names:
         shutil.copy2(os.path.join(src, name), os.path.join(staging, name))
-    folders = [d for d in (PRETRAINED_BEST, "checkpoints") if os.path.isdir(os.path.join(src, d))]
+    folders = [d for d in (PRETRAINED_BEST, ARCHIVE, "checkpoints") if os.path.isdir(os.path.join(src, d))]
     for folder in folders:
         shutil.copytree(os.path.join(src, folder), os.path.join(staging, folder),
                         ignore=shutil.ignore_patterns(COMPLETE))

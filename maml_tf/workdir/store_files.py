@@ -11,6 +11,7 @@ from maml_tf.workdir.rundir import read_json
 
 SMALL_FILES = ("config.json", "validation.jsonl", "runinfo.json", CLASSES_FILE, "pretrain.json")
 PRETRAINED_BEST = "best"  # a pretraining's validation-chosen model: best/checkpoints, best/best.json
+ARCHIVE = "archive"  # an RL run's milestone checkpoints, outside the rotation (--test_iter reads them)
 EVAL_PREFIX = "eval_"  # evaluation results (JSON + CSV), small and what the reports read
 MODEL_SUFFIX = ".keras"
 COMPLETE = ".complete"  # in a copy built aside: written last, so a kill before it leaves no doubt
