@@ -101,7 +101,13 @@ PAPER_TEXT = ("The paper gives MAML's returns in its appendix (C.2, Table 4, \"2
               " return\"; the published row) and draws them with the pretrained and random"
               " policies' in Figure 4 (left, curves only): a sharp improvement after one step that"
               " goes on after two and three. A row above that ends far from the published row after"
-              " two and three steps is a difference from the paper this project has not explained.")
+              " two and three steps is a difference from the paper this project has not explained."
+              " A lead, not tested here: the original code's scripts (cbfinn/maml_rl, maml_examples/)"
+              " differ from the paper's text. Its test script, test_maml_point.py (\"# ICML values\"),"
+              " adapts with a first step of 0.5 and later steps of 0.25 on 40 trajectories per step"
+              " (batch_size=4000, horizon 100), and loads a policy meta-trained with an inner step"
+              " of 0.5 (trpomaml1_fbs20_mbs20_flr_0.5...); this project follows the paper's text"
+              " (inner step 0.1; test steps 0.1, then 0.05; 20 trajectories per step).")
 
 
 def write_markdown(runs: dict, out: str, commands: str):
