@@ -48,6 +48,17 @@ def support_batch(task: Task, step: int, batch_size: int):
     return tf.gather(task.support_x, idx), tf.gather(task.support_y, idx)
 
 
+def classes_in_turn(labels) -> tf.Tensor:
+    """Indices that take the classes in turn (each class's first example, then each one's second,
+    ...): a support set given grouped by class, as a user's folders give it, then has every
+    class in each batch of `support_batch` instead of one class per batch."""
+    labels = tf.cast(labels, tf.int32)
+    classes = tf.reduce_max(labels) + 1
+    member = tf.one_hot(labels, classes, dtype=tf.int32)
+    rank = tf.reduce_sum(tf.cumsum(member, axis=0) * member, axis=1) - 1  # within its class
+    return tf.argsort(rank * classes + labels, stable=True)
+
+
 def initial_state(weights: Weights, moments: Optional[AdamMoments] = None,
                   model_state: Optional[Weights] = None) -> InnerState:
     """A task's starting state: its weights, Adam's carried moments (zero if none) and the

@@ -13,7 +13,7 @@ from maml_tf.workdir import model_file
 from maml_tf.workdir.checkpoints import Checkpointer
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.experiment import Experiment
-from maml_tf.inner_opt import first_order_step, initial_state, support_batch
+from maml_tf.inner_opt import classes_in_turn, first_order_step, initial_state, support_batch
 from maml_tf.types import Task
 
 # Toy runs on the synthetic miniImageNet (tests/conftest.py's `small`): 4 filters, a few iterations.
@@ -44,11 +44,14 @@ def runs(small, full, tmp_path_factory):
 
 
 def reference(config, workdir):
-    """maml_tf's evaluation pieces: the restored Experiment and one validation task."""
+    """maml_tf's evaluation pieces: the restored Experiment and one validation task, its support
+    set with the classes in turn (the order the deploy path gives Reptile's batches)."""
     exp = Experiment(config)
     Checkpointer(workdir, exp.state()).restore_latest()
     tasks = evaluate.sample_tasks(exp.sampler, "val", 1, config.eval_shots, config.eval_queries,
                                   config.eval_seed)
+    order = classes_in_turn(tasks.support_y[0]).numpy()
+    tasks = tasks._replace(support_x=tasks.support_x[:, order], support_y=tasks.support_y[:, order])
     return exp, Task(*[t[0] for t in tasks]), tasks
 
 
@@ -104,6 +107,18 @@ def test_adapt_and_predict_equal_maml_tf_evaluation(runs, name):
     if config.transductive:  # the plain Keras model, given the query set as one batch
         np.testing.assert_allclose(keras.ops.softmax(adapted(task.query_x)).numpy(), probs,
                                    rtol=1e-4, atol=1e-6)
+
+
+def test_reptile_predictions_do_not_depend_on_the_support_set_being_grouped_by_class(runs):
+    """Reptile adapts on batches of the support set: given grouped by class (as a user's folders
+    give it), each batch would hold one class; the deploy path takes the classes in turn."""
+    meta = maml_tf.load(runs["reptile5"][1])
+    _, task, _ = reference(*runs["reptile5"])  # its support set: the classes in turn
+    grouped = np.argsort(task.support_y, kind="stable")  # each class's examples in the same order
+    mixed = np.arange(len(task.support_y))
+    a, b = (meta.predict(task.support_x[o], task.support_y[o], task.query_x) for o in (grouped, mixed))
+    assert meta.settings.batch_size == 5 < len(task.support_y) and len(set(task.support_y[:5])) == 3
+    np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_the_run_writes_a_keras_model_that_loads_back_the_same(runs, tmp_path):
