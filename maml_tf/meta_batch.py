@@ -22,7 +22,8 @@ def task_metrics(prefix, loss, outputs, y, metric_fns: MetricFns) -> Dict[str, t
 
 
 def indexed_tasks(learner: Learner, tasks: Task):
-    """(tasks, their indices 0..n-1): map_fn's elements, so each task can fold in its index.
+    """(tasks, their indices in the meta-batch): map_fn's elements, so each task can fold in its
+    index (under tf.distribute, a replica's tasks are numbered after the previous replicas').
     ValueError for tasks without the leading meta-batch axis (map_fn would take each example
     of one task for a task of its own)."""
     rank = learner.input_rank
@@ -36,7 +37,13 @@ def indexed_tasks(learner: Learner, tasks: Task):
             raise ValueError(f"{name} has shape {tuple(shape)}: a batch of tasks is "
                              f"[meta_batch, examples, ...] ({rank + 1} axes for this model's "
                              f"{rank}-axis inputs); one task is a batch of 1")
-    return tasks, tf.range(tf.shape(tasks.support_x)[0])
+    count = tf.shape(tasks.support_x)[0]
+    replica = tf.distribute.get_replica_context()  # None in cross-replica context
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return tasks, tf.range(count)
+    # A replica's share of the meta-batch is contiguous (experiment.distribute.replica_tasks):
+    # its tasks keep their indices in the whole batch, so no two replicas draw one stream.
+    return tasks, tf.range(count) + tf.cast(replica.replica_id_in_sync_group, tf.int32) * count
 
 
 def split_state(learner: Learner, start: Weights, mean_out: Weights, n: int):

@@ -61,6 +61,19 @@ for name, case in CASES.items():
             replicas=s.num_replicas_in_sync, grads=[g.numpy().tolist() for g in grads],
             pre_loss=float(metrics["pre_loss"]), losses=losses,
             params=[v.numpy().tolist() for v in exp.learner.trainable_variables])
+# A user model with Dropout: every task its own masks, the same under both strategies.
+import keras
+params = []
+for strategy in ("default", "mirrored"):
+    config = Config(**BASE, inner_steps=1, norm="None", strategy=strategy)
+    with distribute.strategy_for(config).scope():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dropout(0.5, seed=5), keras.layers.Dense(1)])
+    exp = Experiment(config, model=model)
+    exp.make_train_step(1)(next(task_batches(exp.sampler, "train", 4, 5, 5, seed=0, start=0)))
+    params.append([v.numpy() for v in exp.learner.trainable_variables])
+out["dropout"] = max(float(abs(a - b).max()) for a, b in zip(*params))
 config = Config(**BASE, **CASES["maml"]).replace(metatrain_iterations=4)
 train.train_and_evaluate(config, os.path.join(sys.argv[1], "default"))
 for iterations in (2, 4):
@@ -120,6 +133,12 @@ def test_mirrored_over_two_cpus_gives_one_device_meta_gradient_and_parameters(mi
     assert len(set(single["losses"])) == 3  # new tasks and new parameters at every step
     # Adam turns float round-off in near-zero gradient entries into up to ~2e-7 (steps of 1e-2).
     _close(single["params"], split["params"], atol=1e-6)
+
+
+def test_a_dropout_model_gets_the_one_device_update_its_tasks_drawing_their_own_masks(mirrored):
+    """Each replica numbers its tasks after the previous replicas' (they drew task 0's masks for
+    global task n/2 before: 2.0e-3 apart after one Omniglot step, measured)."""
+    assert mirrored[0]["dropout"] < 1e-6
 
 
 def test_mirrored_replicas_learn_the_same_weights_and_rates_as_one_device(mirrored):
