@@ -34,10 +34,10 @@ def _valid(settings, fields: Sequence[str]) -> bool:
 def saved_settings(workdir: str, fields: Sequence[str]) -> Optional[dict]:
     """The settings the run in `workdir` was made with, or None if it has no readable record."""
     path = os.path.join(workdir, CONFIG_FILE)
-    saved = read_json(path)
+    instead = "ignored: its copy in checkpoints/ or runinfo.json is read instead"
+    saved = read_json(path, then=instead)
     if saved is not None and not _valid(saved, fields):
-        warn(f"{path} holds no run settings (a JSON {type(saved).__name__}); it will be rewritten",
-             once=True)
+        warn(f"{path} holds no run settings (a JSON {type(saved).__name__}); {instead}", once=True)
     if _valid(saved, fields):
         return saved
     copy = read_json(os.path.join(workdir, "checkpoints", CONFIG_FILE))

@@ -47,18 +47,19 @@ def write_json(path: str, obj, **kwargs):
     write_atomic(path, json.dumps(obj, **kwargs))
 
 
-def read_json(path: str) -> Optional[dict]:
-    """The JSON object in `path`; None (with a warning) if it is missing, empty or damaged."""
+def read_json(path: str, then: str = "ignored") -> Optional[dict]:
+    """The JSON object in `path`; None if it is missing, or, with a warning ending in `then`
+    (what the caller does about it), if it is empty or damaged."""
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
             value = json.load(f)
     except (OSError, ValueError) as err:
-        warn(f"{path} is unreadable ({err.__class__.__name__}); it will be rewritten", once=True)
+        warn(f"{path} is unreadable ({err.__class__.__name__}); {then}", once=True)
         return None
     if not isinstance(value, dict):  # every file read here holds an object: a hand edit, a stray
-        warn(f"{path} holds no JSON object; it will be rewritten", once=True)
+        warn(f"{path} holds no JSON object; {then}", once=True)
         return None
     return value
 

@@ -71,7 +71,7 @@ class SegmentLog:
 def _read(path: str) -> dict:
     """runinfo.json's record; a new one if it is missing, or unreadable or of another shape (a
     hand edit, another program's file): its history is lost, with a warning, as a torn file's."""
-    info = read_json(path)
+    info = read_json(path, then="it will be rewritten")
     if info is None:
         return {"segments": []}
     segments = info.get("segments", []) if isinstance(info, dict) else None

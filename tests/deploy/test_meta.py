@@ -167,11 +167,15 @@ def test_load_refuses_what_is_not_a_run(tmp_path):
         maml_tf.load(tmp_path / "x.keras")
 
 
-def test_a_damaged_config_json_loads_from_its_copy_as_evaluation_does(runs, tmp_path):
-    """Training keeps a copy beside the checkpoints: load and export read it, as --train=False does."""
+def test_a_damaged_config_json_loads_from_its_copy_as_evaluation_does(runs, tmp_path, capsys):
+    """Training keeps a copy beside the checkpoints: load and export read it, as --train=False
+    does, and say so (not that the file, which a load leaves alone, will be rewritten)."""
     import shutil
 
     run = tmp_path / "run"
     shutil.copytree(runs["maml"][1], run)
     (run / "config.json").write_text('{"a": ')
     assert maml_tf.load(run).settings == maml_tf.load(runs["maml"][1]).settings
+    assert f"{run / 'config.json'} is unreadable (JSONDecodeError); ignored: its copy in " \
+        "checkpoints/ or runinfo.json is read instead" in capsys.readouterr().err
+    assert (run / "config.json").read_text() == '{"a": '
