@@ -17,9 +17,10 @@ from typing import Dict
 from maml_tf.bench.step import BENCHES, measure
 
 
-# The fastest peer of /work/shared/peers/summary.md for each configuration: (venv, arguments).
+# The fastest peer of /work/shared/peers/summary.md for each configuration: (venv, arguments);
+# of its exact variants only (vmap's native batch norm drops a second-order term).
 PEERS = {
-    ("5w1s_q1", 2): [("torch", "--impl vmap")],
+    ("5w1s_q1", 2): [("torch", "--impl vmap --bn manual")],
     ("5w1s_q1", 1): [("jax", "--batching unroll")],
     ("5w1s_q15", 2): [("torch", "--impl l2l")],
     ("5w1s_q15", 1): [("torch", "--impl l2l")],
@@ -66,18 +67,26 @@ def run_peer(bench: str, venv: str, peer_args: str, args) -> Dict:
 
 
 def _parse_set(items):
+    """{Config field: value} of KEY=VALUE items; ValueError naming the item that is none."""
     from maml_tf.experiment.config import Config
 
     out = {}
     for item in items:
-        key, value = item.split("=", 1)
+        key, _, value = item.partition("=")
+        if not hasattr(Config(), key) or not _:
+            raise ValueError(f"--set {item}: not KEY=VALUE of a training setting (maml_tf.experiment.config.Config)")
         kind = type(getattr(Config(), key))
-        out[key] = value.lower() in ("1", "true") if kind is bool else kind(value)
+        try:
+            out[key] = value.lower() in ("1", "true") if kind is bool else kind(value)
+        except ValueError:
+            raise ValueError(f"--set {item}: {key} takes a {kind.__name__}") from None
     return out
 
 
 def print_table(rows):
-    print(f"\n{'bench / who':56s} {'step median (min-max) s':>26s} {'sample s':>9s} {'total s':>8s} "
+    cpus = sorted({r["cpu_model"] for r in rows if r.get("cpu_model")})
+    print(f"\nCPU: {', '.join(cpus) or 'not recorded (rows written before cpu_model)'}")
+    print(f"{'bench / who':56s} {'step median (min-max) s':>26s} {'sample s':>9s} {'total s':>8s} "
           f"{'1st call s':>10s} {'RSS MiB':>8s} {'GFLOP/s':>8s} {'CPU s/it':>8s} {'others':>6s}")
     for r in rows:
         if "error" in r:
@@ -87,7 +96,7 @@ def print_table(rows):
             print(f"{r['bench'] + ' / ' + r['who']:56s} {s['median']:9.4f} ({s['min']:.4f}-{s['max']:.4f})"
                   f" {r['sample_s']['median']:9.4f} {r['total_s']['median']:8.4f} "
                   f"{r['trace_s'] + r['first_call_s']:10.2f} {r['peak_rss_mib']:8.0f} "
-                  f"{r['gflops_per_s']:8.1f} {r['cpu_s_per_iter']:8.3f} "
+                  f"{_number(r['gflops_per_s'], 8, 1)} {r['cpu_s_per_iter']:8.3f} "
                   f"{r['other_procs_cores_used']:6.2f}")
         else:
             print(f"{r['bench'] + ' / ' + r['who']:56s} {r['sec_per_iter_median']:9.4f} "
@@ -97,9 +106,14 @@ def print_table(rows):
                   f"{r.get('other_procs_cores_used', 0):6.2f}")
 
 
+def _number(value, width: int, digits: int) -> str:
+    return f"{'n/a':>{width}s}" if value is None else f"{value:{width}.{digits}f}"
+
+
 def print_ratios(rows):
-    """Per bench: the median over repeats of each runner's median step time, and its ratio to the peer."""
-    print(f"\n{'bench':24s} {'who':40s} {'s/iter':>8s} {'x peer':>7s}")
+    """Per bench: the median over repeats of each runner's median step time, its ratio to the
+    fastest peer's, and the ratio in each round (the runs' order: round i against round i)."""
+    print(f"\n{'bench':24s} {'who':40s} {'s/iter':>8s} {'x peer':>7s}  per round")
     for bench in dict.fromkeys(r.get("bench") for r in rows):
         times = {}
         for r in rows:
@@ -107,10 +121,13 @@ def print_ratios(rows):
                 t = r["step_s"]["median"] if "step_s" in r else r["sec_per_iter_median"]
                 times.setdefault(r["who"], []).append(t)
         medians = {who: statistics.median(t) for who, t in times.items()}
-        peer = min((t for who, t in medians.items() if not who.startswith("maml_tf")), default=None)
+        peers = {who: t for who, t in medians.items() if not who.startswith("maml_tf")}
+        fastest = min(peers, key=peers.get, default=None)
         for who, t in medians.items():
-            ratio = f"{t / peer:7.2f}" if peer else ""
-            print(f"{bench:24s} {who:40s} {t:8.4f} {ratio}")
+            ratio = f"{t / peers[fastest]:7.2f}" if fastest else ""
+            rounds = "/".join(f"{a / b:.2f}" for a, b in zip(times[who], times[fastest])) \
+                if fastest and who != fastest else ""
+            print(f"{bench:24s} {who:40s} {t:8.4f} {ratio}  {rounds}")
 
 
 def main(argv=None):
@@ -133,10 +150,17 @@ def main(argv=None):
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.report:
-        rows = [json.loads(line) for path in args.report for line in open(path) if line.strip()]
+        try:
+            rows = [json.loads(line) for path in args.report for line in open(path) if line.strip()]
+        except (OSError, ValueError) as err:
+            sys.exit(f"error: --report: {err}")
         print_table(rows)
         print_ratios(rows)
         return
+    if not args.child:
+        problem = _refusal(args)
+        if problem:
+            sys.exit(f"error: {problem}")
     if args.child:
         switches = [item.split("=", 1)[1] for item in args.set if item.startswith("switch=")]
         sets = [item for item in args.set if not item.startswith("switch=")]
@@ -160,6 +184,51 @@ def main(argv=None):
                 rows.append(row)
     print_table(rows)
     print_ratios(rows)
+    failed = [r for r in rows if "error" in r]
+    if failed:  # a table with an ERROR row is no result
+        sys.exit(f"error: {len(failed)} of {len(rows)} timings failed (ERROR rows above)")
+
+
+def _refusal(args) -> str:
+    """What is wrong with the command line, checked before anything runs ('' if nothing)."""
+    unknown = [b for b in args.benches.split(",") if b not in BENCHES]
+    if unknown:
+        return f"--benches: no configuration {', '.join(unknown)} (known: {', '.join(BENCHES)})"
+    for name, value, least in (("--warmup", args.warmup, 0), ("--iters", args.iters, 1),
+                               ("--repeats", args.repeats, 1)):
+        if value < least:
+            return f"{name} must be at least {least}, got {value}"
+    if not args.max_seconds > 0:
+        return f"--max_seconds must be positive, got {args.max_seconds}"
+    try:
+        _parse_set([i for i in args.set if not i.startswith("switch=")])
+    except ValueError as err:
+        return str(err)
+    try:
+        for item in args.compare:
+            _parse_set([i for i in item.split(",") if not i.startswith("switch=")])
+    except ValueError as err:
+        return str(err).replace("--set", "--compare", 1)
+    if args.peers:
+        return _peers_refusal(args)
+    return ""
+
+
+def _peers_refusal(args) -> str:
+    """The peers' folder and interpreters exist, and every configuration has a peer."""
+    if not os.path.isfile(os.path.join(args.peers, "torch_maml.py")):
+        return f"--peers {args.peers}: no peers folder (torch_maml.py, jax_maml.py)"
+    home = os.environ.get("PEERS_HOME", os.path.expanduser("~/.cache/maml-peers"))
+    for bench in args.benches.split(","):
+        order = 1 if BENCHES[bench].config.get("first_order") else 2
+        peers = PEERS.get((BENCHES[bench].peer_config, order))
+        if not peers:
+            return f"--peers: {bench} has no peer implementation to time beside it; leave it out"
+        for venv, _ in peers if args.all_peers else peers[:1]:
+            if not os.access(f"{home}/{venv}/bin/python", os.X_OK):
+                return (f"--peers: no {venv} interpreter at {home}/{venv}/bin/python (PEERS_HOME; "
+                        f"made by {args.peers}/setup.sh)")
+    return ""
 
 
 if __name__ == "__main__":

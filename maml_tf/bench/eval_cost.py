@@ -96,11 +96,15 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="append the JSON lines to this file")
     p.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    problem = _refusal(args)
+    if problem:
+        sys.exit(f"error: {problem}")
     if args.child:
         setting, record, predict = args.child
         print(json.dumps(measure(setting, record, predict == "vec", args.tasks, args.calls)),
               flush=True)
         return
+    failed = False
     for setting in args.settings.split(","):
         for variant in args.variants.split(","):
             record, predict = variant.split("/")
@@ -117,6 +121,23 @@ def main(argv=None):
             if args.out:
                 with open(args.out, "a") as f:
                     f.write(json.dumps(row) + "\n")
+            failed = failed or "error" in row
+    if failed:
+        sys.exit("error: a measurement failed (its row holds the error)")
+
+
+def _refusal(args) -> str:
+    """What is wrong with the command line, before anything runs ('' if nothing)."""
+    unknown = [s for s in args.settings.split(",") if s not in SETTINGS]
+    if unknown:
+        return f"--settings: no setting {', '.join(unknown)} (known: {', '.join(SETTINGS)})"
+    for variant in args.variants.split(","):
+        record, _, predict = variant.partition("/")
+        if record not in ("all", "rule", "ends") or predict not in ("map", "vec"):
+            return f"--variants: {variant} is not RECORD/PREDICT (all|rule|ends / map|vec)"
+    if args.tasks < 1 or args.calls < 1:
+        return f"--tasks and --calls must be at least 1, got {args.tasks} and {args.calls}"
+    return ""
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ and MiniImageNet 5-way 1-shot (32 filters, max-pool, alpha 0.01, 10 steps, 75 qu
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -56,6 +57,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20)
     args = parser.parse_args()
+    if args.calls < 1:
+        sys.exit(f"error: --calls must be at least 1, got {args.calls}")
     with tempfile.TemporaryDirectory() as folder:
         for name in CASES:
             r = measure(name, args.calls, folder)

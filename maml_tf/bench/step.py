@@ -104,8 +104,9 @@ def make_sampler(name: str, config):
     return SyntheticImages(config.ways, bench.image_shape)
 
 
-def analytic_flops(model, config, support: int, query: int) -> float:
-    """FLOPs of one meta-iteration: 2·MACs of every Conv2D/Dense, times the peers' pass factors.
+def analytic_flops(model, config, support: int, query: int) -> Optional[float]:
+    """FLOPs of one meta-iteration: 2·MACs of every Conv2D/Dense, times the peers' pass factors;
+    None for ANIL and the multi-step loss, whose passes this count does not model.
 
     Per example, F = forward FLOPs and f1 = the first layer's (its input gradient is never
     needed). Per inner step on the support set: 9F − 4f1 (second order) or 3F − f1 (first
@@ -115,6 +116,8 @@ def analytic_flops(model, config, support: int, query: int) -> float:
     """
     import keras
 
+    if config.anil or config.multi_step_loss:
+        return None
     per_layer = []
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.Conv2D):
@@ -129,6 +132,16 @@ def analytic_flops(model, config, support: int, query: int) -> float:
         return config.meta_batch_size * config.inner_steps * (3 * big_f - f1) * batch
     step = (3 * big_f - f1) if config.first_order else (9 * big_f - 4 * f1)
     return config.meta_batch_size * (config.inner_steps * step * support + (3 * big_f - f1) * query)
+
+
+def cpu_model() -> str:
+    """The CPU's model name as lscpu shows it (every timing names its CPU)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{len(names)} x {names[0]}" if names else "unknown"
 
 
 def _busy_jiffies():
@@ -222,7 +235,8 @@ def measure(name: str, overrides: Dict, warmup: int, iters: int, max_seconds: fl
         "sampler_alone_s": statistics.median(raw_sample),
         "trace_s": trace_s, "first_call_s": first_call_s,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "analytic_gflop": flops / 1e9, "gflops_per_s": flops / 1e9 / statistics.median(steps),
+        "analytic_gflop": flops and flops / 1e9,
+        "gflops_per_s": flops and flops / 1e9 / statistics.median(steps), "cpu_model": cpu_model(),
         "self_cores_used": self_cpu / wall, "other_procs_cores_used": other / wall,
         "loadavg_start": load0[0], "loadavg_end": os.getloadavg()[0],
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),

@@ -133,6 +133,29 @@ def test_new_benches_match_the_peers_configurations(bench, peers_gflop):
     assert b.peer_config in ("mini_5w1s", "mini_5w5s", "20w5s_q5")
 
 
+@pytest.mark.parametrize("variant", [{"anil": True}, {"multi_step_loss": True}])
+def test_variants_whose_passes_the_count_does_not_model_get_no_flop_count(variant):
+    """A GFLOP/s from plain MAML's count over ANIL's step read 540, above any GEMM here."""
+    config = bench_step.make_config("omniglot_5w1s_q1_o2", variant)
+    assert bench_step.analytic_flops(models.conv_net((28, 28, 1), 5), config, 5, 5) is None
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--benches", "omniglot_5w1s_q1_o2,nosuch"], "--benches: no configuration nosuch"),
+    (["--iters", "0"], "--iters must be at least 1, got 0"),
+    (["--set", "meta_batch_size=x"], "--set meta_batch_size=x: meta_batch_size takes a int"),
+    (["--compare", "onednn=on,bogus=1"], "--compare bogus=1: not KEY=VALUE of a training setting"),
+    (["--peers", "/nonexistent"], "--peers /nonexistent: no peers folder"),
+    (["--report", "/nonexistent.jsonl"], "--report: [Errno 2] No such file"),
+])
+def test_the_benchmark_refuses_bad_input_in_one_line_before_timing_anything(flags, said, capsys):
+    from maml_tf.bench import benchmark
+
+    with pytest.raises(SystemExit) as exit_:
+        benchmark.main(flags)
+    assert str(exit_.value).startswith(f"error: {said}") and capsys.readouterr().out == ""
+
+
 @pytest.mark.parametrize("transductive", [True, False])
 def test_evaluation_paths_give_the_reference_curve(transductive):
     """adaptation_curve's cheaper paths against the reference, float64: record_steps returns
