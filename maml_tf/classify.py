@@ -6,18 +6,17 @@ as the model's training data was (maml_tf/deploy/images.py). Prints, and writes 
 image's predicted class and its probability.
 """
 
-import argparse
 import csv
 import io
 import os
 import sys
 
 from maml_tf import quiet  # noqa: F401  (before TensorFlow loads: its start-up lines held back)
-from maml_tf.errors import UserError
+from maml_tf.errors import OneLineParser, UserError
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m maml_tf.classify",
+    parser = OneLineParser(prog="python -m maml_tf.classify",
                                      description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("--model", required=True, help="run directory, or a model.keras maml_tf wrote")
     parser.add_argument("--support", required=True, help="folder of class folders, each with its few images")

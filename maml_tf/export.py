@@ -1,18 +1,17 @@
 """`python -m maml_tf.export --run DIR --out DIR`: a run's meta-learned model as a TensorFlow SavedModel that adapts and predicts."""
 
-import argparse
 import math
 import os
 import sys
 import time
 
 from maml_tf import quiet  # noqa: F401  (before TensorFlow loads: its start-up lines held back)
-from maml_tf.errors import UserError
+from maml_tf.errors import OneLineParser, UserError
 from maml_tf.workdir.rundir import check_writable
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m maml_tf.export",
+    parser = OneLineParser(prog="python -m maml_tf.export",
                                      description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("--run", required=True, help="run directory, or a model.keras maml_tf wrote")
     parser.add_argument("--out", required=True, help="new directory for the SavedModel")

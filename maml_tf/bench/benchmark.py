@@ -14,6 +14,7 @@ import subprocess
 import sys
 from typing import Dict
 
+from maml_tf.errors import OneLineParser
 from maml_tf.bench.step import BENCHES, measure
 
 
@@ -131,7 +132,7 @@ def print_ratios(rows):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--benches", default=",".join(BENCHES), help="comma-separated; default: all")
     p.add_argument("--set", action="append", default=[], help="Config override key=value (repeatable)")
     p.add_argument("--warmup", type=int, default=3)

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from maml_tf.errors import OneLineParser
+
 # Reptile's evaluation settings of run_experiments.sh, on the bench's network.
 _REPTILE = dict(algorithm="reptile", inner_optimizer="adam", transductive=False)
 SETTINGS = {
@@ -87,7 +89,7 @@ def measure(setting: str, record: str, vectorized: bool, tasks: int, calls: int)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--settings", default=",".join(SETTINGS))
     p.add_argument("--variants", default="all/vec,rule/vec,ends/vec",
                    help="record/predict pairs: record all|rule|ends, predict map|vec (non-transductive)")

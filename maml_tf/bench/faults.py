@@ -8,7 +8,6 @@ the uninterrupted run's and its validation.jsonl has the same rows. Iterations l
 the last iteration the killed process printed minus the iteration its resume started from.
 """
 
-import argparse
 import os
 import random
 import signal
@@ -19,6 +18,7 @@ import time
 
 import numpy as np
 
+from maml_tf.errors import OneLineParser
 from maml_tf.bench import damage
 from maml_tf.bench.toyrun import (final_state, last_line, run_to_end, same,  # noqa: F401 (tests)
                                   saved_iteration, start as _main, toy_flags)
@@ -128,7 +128,7 @@ def cpu_model() -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faults", type=int, default=20)
     parser.add_argument("--faults_per_run", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=200)

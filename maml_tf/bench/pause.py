@@ -26,6 +26,7 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Optional, Sequence
 
+from maml_tf.errors import OneLineParser
 from maml_tf.workdir.procstat import parent, state
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -150,7 +151,7 @@ def run(command: Sequence[str], match: Callable[[Sequence[str]], bool],
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         description=__doc__.splitlines()[0].split(": ", 1)[1],
         usage="python -m maml_tf.bench.pause [--match REGEX] COMMAND [ARGS...]")
     parser.add_argument("--match", default=None,

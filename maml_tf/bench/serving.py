@@ -7,7 +7,6 @@ is each paper run's: Omniglot 5-way 1-shot (64 filters, alpha 0.4, 10 evaluation
 and MiniImageNet 5-way 1-shot (32 filters, max-pool, alpha 0.01, 10 steps, 75 queries).
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -17,6 +16,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from maml_tf.errors import OneLineParser
 from maml_tf.deploy import savedmodel
 from maml_tf.deploy.loading import NetworkSpec
 from maml_tf.deploy.meta import MetaModel
@@ -54,7 +54,7 @@ def measure(name: str, calls: int, folder: str) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20)
     args = parser.parse_args()
     if args.calls < 1:

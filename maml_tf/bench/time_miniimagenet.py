@@ -9,7 +9,6 @@ so nothing here says anything about accuracy.
     python -m maml_tf.bench.time_miniimagenet [--iterations=15 --print_interval=5]
 """
 
-import argparse
 import os
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import time
 
 import numpy as np
 from PIL import Image
+
+from maml_tf.errors import OneLineParser
 
 README = ("--datasource=miniimagenet --metatrain_iterations=60000 --meta_batch_size=4 "
           "--update_batch_size=1 --update_lr=0.01 --num_updates=5 --num_classes=5 "
@@ -67,7 +68,7 @@ def time_command(flags, work, data_dir, iterations, interval):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = OneLineParser()
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--print_interval", type=int, default=5)
     args = parser.parse_args()

@@ -3,13 +3,12 @@
 Usage: python -m maml_tf.reports.fits RUN_DIR
 """
 
-import argparse
 import json
 import os
 import sys
 
 from maml_tf import quiet  # noqa: F401  (before TensorFlow loads: its start-up lines held back)
-from maml_tf.errors import UserError
+from maml_tf.errors import OneLineParser, UserError
 from maml_tf.reports.sinusoid import figure_curves, restore
 
 
@@ -31,7 +30,7 @@ def check_run(run_dir: str):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir")
     args = parser.parse_args(argv)
     path = os.path.join(args.run_dir, "fits.png")

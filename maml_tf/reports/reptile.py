@@ -9,13 +9,13 @@ run's settings) its quiet seconds per iteration. Numbers come from the runs' eva
 benchmark's JSON lines; nothing is typed in except the papers' numbers.
 """
 
-import argparse
 import glob
 import json
 import os
 import re
 from typing import Dict, List, Optional
 
+from maml_tf.errors import OneLineParser
 from maml_tf.reports.runs import accuracy_at, hours_until, newest_at_own_step_size, validation_of
 from maml_tf.reports.runs import status as run_status
 from maml_tf.reports.writer import hardware, out_dir, write_report
@@ -151,7 +151,7 @@ def labelled(items: List[str], flag: str) -> Dict[str, str]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results")
     parser.add_argument("--run", action="append", default=[], help="LABEL=RUN_DIR")
     parser.add_argument("--timing", action="append", default=[], help="LABEL=BENCH.jsonl")

@@ -4,13 +4,13 @@ Usage: python -m maml_tf.reports.rl_navigation --maml RUN_DIR --pretrained RUN_D
 (each RUN_DIR trained and evaluated with `--train=False` by the run_experiments.sh lines it names).
 """
 
-import argparse
 import glob
 import json
 import os
 
 import numpy as np
 
+from maml_tf.errors import OneLineParser
 from maml_tf.reports.rl_figures import (LABELS, figure_returns, figure_training,
                                         figure_trajectories, label)
 from maml_tf.reports.writer import out_dir
@@ -157,7 +157,7 @@ def write_markdown(runs: dict, out: str, commands: str):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     for name in LABELS:
         parser.add_argument(f"--{name}", help=f"run directory of the {LABELS[name]} policy")
     parser.add_argument("--step_sizes", default="0.1-0.05",

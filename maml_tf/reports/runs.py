@@ -5,6 +5,7 @@ import os
 import re
 from typing import Dict, List, Optional
 
+from maml_tf.errors import OneLineParser
 from maml_tf.experiment.recorded import at_step, nearest, steps_of
 from maml_tf.workdir.rundir import read_json, read_jsonl
 from maml_tf.workdir.selection import ModelSelection
@@ -202,9 +203,7 @@ def plot_validation(rows: List[Dict], path: str, title: str):
 
 def report_main(doc: str, name: str, collect, markdown, title: str):
     """The command line of a paper-table report: runs from --logdir folders -> results/NAME.{md,json,png}."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = OneLineParser(description=doc.splitlines()[0])
     parser.add_argument("--out", default="results")
     parser.add_argument("--logdir", action="append", required=True, help="parent of run directories")
     parser.add_argument("--commands", default="", help="the exact commands, quoted in the report")

@@ -4,13 +4,13 @@ Usage: python -m maml_tf.reports.sinusoid --maml RUN_DIR --pretrained RUN_DIR --
 (each RUN_DIR trained and evaluated by the run_experiments.sh lines it names).
 """
 
-import argparse
 import glob
 import json
 import os
 
 import numpy as np
 
+from maml_tf.errors import OneLineParser
 from maml_tf.experiment.config import Config
 from maml_tf.reports.writer import out_dir
 
@@ -167,7 +167,7 @@ def table(evals, infos):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("--maml", required=True)
     parser.add_argument("--pretrained", required=True)
     parser.add_argument("--out", default="results")

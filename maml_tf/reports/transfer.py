@@ -8,13 +8,13 @@ norm mode and step count of each baseline are the ones with the best mean accura
 validation tasks (`eval_val_*` files); MAML's rows come from results/<dataset>.json.
 """
 
-import argparse
 import glob
 import json
 import os
 import re
 from typing import Dict, List, Optional
 
+from maml_tf.errors import OneLineParser
 from maml_tf.experiment.recorded import at_step, nearest, steps_of
 from maml_tf.reports.writer import out_dir, write_report
 
@@ -240,7 +240,7 @@ directories; MAML's rows are read from results/<dataset>.json.
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results")
     p.add_argument("--pretrained", action="append", default=[], help="DATASET=RUN_DIR")
     p.add_argument("--scratch", action="append", default=[], help="DATASET=RUN_DIR")

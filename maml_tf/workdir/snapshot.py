@@ -9,14 +9,13 @@ stopped. A stored run lives at `<store>/<logdir name>/<run name>/`, mirroring `<
 Training and evaluation (`Config.run_store`) copy it into a run directory that has no checkpoint.
 """
 
-import argparse
 import os
 import shutil
 import signal
 import sys
 from typing import List, Optional, Sequence
 
-from maml_tf.errors import UserError
+from maml_tf.errors import OneLineParser, UserError
 from maml_tf.workdir import ckpt_index, identity
 from maml_tf.workdir.hold import held
 from maml_tf.workdir.rundir import read_json, read_jsonl
@@ -212,7 +211,7 @@ def _evaluations_only(run: str) -> bool:
 def main(argv: List[str]) -> int:
     from maml_tf import quiet  # noqa: F401  (before TensorFlow loads, to read checkpoints back)
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     keep = sub.add_parser("save", help="keep the runs' newest checkpoints and small files in the store")
     keep.add_argument("--store", required=True, help="e.g. results/runs")

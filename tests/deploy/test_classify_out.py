@@ -44,6 +44,17 @@ def test_a_bad_out_is_refused_before_the_work(tmp_path, capsys, out, message):
     assert not (tmp_path / "missing").exists() and not (tmp_path / "newdir").exists()
 
 
+@pytest.mark.parametrize("argv, message", [
+    ([], "error: the following arguments are required: --model, --support, --query (see --help)"),
+    (["--model", "m", "--support", "s", "--query", "q", "--steps", "x"],
+     "error: argument --steps: invalid int value: 'x' (see --help)"),
+])
+def test_a_command_line_argparse_refuses_is_one_line_and_exit_1(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        classify.main(argv)
+    assert one_error(capsys, exit_) == (message, "")
+
+
 def test_a_bad_out_with_a_real_model_is_one_line(tmp_path, capsys):
     run = toy_run(tmp_path / "run")
     write_folders(tmp_path)
