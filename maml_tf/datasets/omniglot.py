@@ -4,6 +4,7 @@ The prepared array (see `omniglot_data`) stays in memory as uint8; a task batch 
 vectorised NumPy gathers, so sampling costs a small fraction of a meta-step.
 """
 
+import hashlib
 import os
 from typing import Dict, List, NamedTuple, Optional
 
@@ -18,6 +19,11 @@ SPLIT_SEED = 1  # the original seeds its character shuffle with random.seed(1)
 SPLIT_SIZES = {"train": 1100, "val": 100, "test": 423}  # 1,200 for training in all, as the paper
 SPLITS = ("random", "alphabets", "within_alphabet")
 VAL_ALPHABETS = 4  # authors' split: background alphabets held out for meta-validation
+# sha256 of the random split's three index arrays (int64, train/val/test) from SPLIT_SEED, as
+# NumPy 2.4 draws it. NumPy does not promise a seeded Generator the same stream in every version
+# (NEP 19) and a run records no split, so the split is pinned: a NumPy that drew another one
+# would test a stored run on some of its training characters, and is refused instead.
+RANDOM_SPLIT_SHA256 = "24b7da10b179df7225e6cb47e4d2e13c1d352795f61ea866e977cc6b8bff99c8"
 
 
 class Splits(NamedTuple):
@@ -32,7 +38,18 @@ def random_split(seed: int = SPLIT_SEED) -> Splits:
     """The original's split: all 1,623 characters shuffled, then 1,100 / 100 / 423."""
     order = np.random.default_rng(seed).permutation(NUM_CHARACTERS)
     n_train, n_val = SPLIT_SIZES["train"], SPLIT_SIZES["val"]
-    return Splits(order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:])
+    splits = Splits(order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:])
+    if seed == SPLIT_SEED and split_fingerprint(splits) != RANDOM_SPLIT_SHA256:
+        raise UserError(f"NumPy {np.__version__} draws another Omniglot character split from seed "
+                        f"{seed} than the one maml_tf pins (NumPy 2.4's): a stored run evaluated "
+                        "on it would meet some of its training characters; use a NumPy that "
+                        "draws the pinned split (tests/datasets/test_omniglot_splits.py)")
+    return splits
+
+
+def split_fingerprint(splits: Splits) -> str:
+    """sha256 of the split's index arrays, in order."""
+    return hashlib.sha256(b"".join(np.asarray(s, np.int64).tobytes() for s in splits)).hexdigest()
 
 
 def alphabet_split(alphabet: np.ndarray, background: np.ndarray, seed: int = SPLIT_SEED) -> Splits:

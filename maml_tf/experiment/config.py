@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import importlib
 import json
+import os
 from typing import Optional
 
 from maml_tf.errors import UserError
@@ -188,6 +189,8 @@ class Config:
             raise UserError(f"--{', --'.join(folder_only)} set: only --datasource=folder and "
                             "tfds:NAME read them")
         module = importlib.import_module(name)
+        if read_data and self.dataset != "sinusoid" and os.path.isfile(self.data_dir):
+            raise UserError(f"the data directory {self.data_dir} is a file, not a directory")
         if read_data and hasattr(module, "check_config"):  # its own limits, before TensorFlow loads
             module.check_config(self)
         if read_data:  # before a batch too large for the machine is allocated

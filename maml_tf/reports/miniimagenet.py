@@ -32,7 +32,11 @@ def collect(logdirs: List[str]) -> List[Dict]:
 def markdown(rows: List[Dict], commands: str, notes: str = "") -> str:
     lines = ["# MiniImageNet (Table 2 of Finn et al. 2017), MAML and first-order MAML, meta-test split",
              "", f"Hardware: {hardware(rows)}. Data: the real miniImageNet of Ravi & Larochelle (64/16/20 "
-             "classes x 600 84x84 images; see data/README.md). Accuracy in % on 600 fixed tasks of "
+             "classes x 600 84x84 images; see data/README.md), decoded by Pillow, whose pixels equal "
+             "`tf.image.decode_jpeg(..., dct_method=\"INTEGER_ACCURATE\")`'s; the original code's "
+             "`tf.image.decode_jpeg` uses TensorFlow's default, faster DCT, whose pixels differ by "
+             "a few of 255 levels (training and test are decoded alike here). "
+             "Accuracy in % on 600 fixed tasks of "
              "the 20 meta-test classes (`--eval_seed`), K query images per class (the original code's "
              "test tasks: K support and K query images per class; training and meta-validation use "
              "15), mean ± 95% CI, after "

@@ -30,3 +30,12 @@ def test_miniimagenet_with_a_relative_data_dir(tmp_path, monkeypatch):
     message = str(err.value)
     assert f"split 'val' under {tmp_path}/mydata/miniimagenet " in message
     assert "--data_dir" in message and "MAML_TF_DATA_DIR" in message
+
+
+@pytest.mark.parametrize("dataset", ["omniglot", "miniimagenet"])
+def test_a_data_dir_that_is_a_file_is_said_to_be_one(tmp_path, dataset):
+    from maml_tf.experiment.config import Config
+
+    (tmp_path / "data").write_text("not a folder")
+    with pytest.raises(UserError, match=f"the data directory {tmp_path}/data is a file, not a directory"):
+        Config(dataset=dataset, data_dir=str(tmp_path / "data")).validate()

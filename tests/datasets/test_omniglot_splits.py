@@ -1,8 +1,10 @@
 """Omniglot splits (random, alphabets, within an alphabet) and task sampling: shapes, labels, rotations."""
 
 import numpy as np
+import pytest
 
 from maml_tf.datasets import omniglot
+from maml_tf.errors import UserError
 from omniglot_helpers import needs_data, omniglot_config
 
 
@@ -12,6 +14,15 @@ def test_random_split_sizes_disjoint_and_fixed():
     every = np.concatenate(splits)
     assert len(np.unique(every)) == 1623 and every.min() == 0 and every.max() == 1622
     np.testing.assert_array_equal(splits.test, omniglot.random_split().test)  # seeded, not global
+    # the very split the committed runs used (random_split refuses a NumPy that draws another)
+    assert omniglot.split_fingerprint(splits) == omniglot.RANDOM_SPLIT_SHA256
+    assert list(splits.test[:5]) == [1104, 1014, 1029, 1169, 122]
+
+
+def test_a_numpy_that_draws_another_split_is_refused(monkeypatch):
+    monkeypatch.setattr(omniglot, "RANDOM_SPLIT_SHA256", "0" * 64)
+    with pytest.raises(UserError, match="draws another Omniglot character split from seed 1"):
+        omniglot.random_split()
 
 
 @needs_data
