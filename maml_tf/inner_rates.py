@@ -57,21 +57,31 @@ def from_arrays(arrays: Sequence[Optional[np.ndarray]], granularity: str) -> Lea
 
 
 class InnerRates(tf.Module):
-    """The learned rates as trainable (checkpointed) variables, one per inner-adapted weight."""
+    """The learned rates as trainable (checkpointed) variables, one per inner-adapted weight.
+
+    A variable holds its rate times `unit`: the step size on a mean loss when the loss is `unit`
+    times a mean (N for the summed cross-entropy over K), so that the outer Adam, whose step
+    does not scale with the gradient, moves it by as much of its size as MAML++ or Meta-SGD
+    move theirs (rates in the loss's own units would move N times faster, relatively)."""
 
     def __init__(self, weights: Sequence[tf.Variable], mask: Sequence[bool], granularity: str,
-                 inner_lr: float, inner_steps: int):
+                 inner_lr: float, inner_steps: int, unit: float = 1.0):
         super().__init__(name="inner_rates")
         init = initial_values(weights, mask, granularity, inner_lr, inner_steps)
-        self.granularity = granularity
+        self.granularity, self.unit = granularity, float(unit)
         self.mask = tuple(bool(m) for m in mask)
-        self.rates = [tf.Variable(a, trainable=True, name="inner_lr") for a in init if a is not None]
+        self.rates = [tf.Variable(a * self.unit, trainable=True, name="inner_lr")
+                      for a in init if a is not None]
 
     def read(self) -> LearnedRates:
         """The current rates as tensors (inside a tf.function: reads of the variables)."""
         it = iter(self.rates)
-        values = [tf.convert_to_tensor(next(it)) if m else None for m in self.mask]
+        values = [tf.convert_to_tensor(next(it)) / self.unit if m else None for m in self.mask]
         return LearnedRates(values, self.granularity == "per_layer_step")
+
+    def variable_grads(self, grads: Sequence[tf.Tensor]) -> list:
+        """The meta-gradient of the variables from that of the rates `read` gives (chain rule)."""
+        return [g / self.unit for g in grads]
 
     def arrays(self) -> List[Optional[np.ndarray]]:
         """The current rates as numpy arrays aligned with the weights (None: not adapted)."""

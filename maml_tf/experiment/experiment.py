@@ -83,7 +83,7 @@ class Experiment:
             self.learner = make_learner(config, self.model)
             self.optimizer = outer_optimizer(config)
             # Meta-SGD / LSLR: learned step sizes, meta-learned with the weights (else None).
-            self.inner_rates = learned_rates(config, self.learner)
+            self.inner_rates = learned_rates(config, self.learner, self.sampler.problem)
             # MAML++'s BNWB: the batch-norm parameters of inner steps 1..n-1 (else None).
             self.step_vars = step_variables(config, self.learner)
             # What the outer optimizer updates: the weights, then any learned step sizes, then
@@ -126,6 +126,14 @@ class Experiment:
     def rates(self) -> Optional[LearnedRates]:
         """The learned inner step sizes (None: the run adapts with its fixed inner_lr)."""
         return self.inner_rates.read() if self.inner_rates is not None else None
+
+    def variable_grads(self, grads) -> list:
+        """The meta-gradient of `meta_variables` from the algorithm's (of the weights, the rates
+        as `rates()` reads them, the per-step parameters)."""
+        if self.inner_rates is None:
+            return list(grads)
+        n, k = len(self.learner.trainable_variables), len(self.inner_rates.rates)
+        return [*grads[:n], *self.inner_rates.variable_grads(grads[n:n + k]), *grads[n + k:]]
 
     def step_params(self) -> Optional[StepParams]:
         """MAML++'s per-step batch-norm parameters (None: every step uses the model's)."""
@@ -213,8 +221,8 @@ class Experiment:
 
         def replica_step(tasks):
             result = replica_fn(tasks)
-            distribute.apply_mean(self.optimizer, result.grads, self.meta_variables, c.grad_clip,
-                                  clipped=self.clipped)
+            distribute.apply_mean(self.optimizer, self.variable_grads(result.grads),
+                                  self.meta_variables, c.grad_clip, clipped=self.clipped)
             return result.metrics, result.state, result.carry
 
         if c.jit_compile:  # XLA on the replica function, as Keras' Model.fit does

@@ -14,12 +14,14 @@ def make_learner(config, model: keras.Model) -> models.Learner:
     return models.Learner(model, inner_mask=variants.head_mask(model) if config.anil else None)
 
 
-def learned_rates(config, learner: models.Learner) -> Optional[InnerRates]:
-    """The run's learned inner step sizes as variables (None unless --learned_inner_lr)."""
+def learned_rates(config, learner: models.Learner, problem: str) -> Optional[InnerRates]:
+    """The run's learned inner step sizes as variables (None unless --learned_inner_lr), held in
+    a mean loss's units: the classification loss is N times the mean cross-entropy."""
     if config.learned_inner_lr == "none":
         return None
     return InnerRates(learner.trainable_variables, learner.inner_mask, config.learned_inner_lr,
-                      config.inner_lr, config.inner_steps)
+                      config.inner_lr, config.inner_steps,
+                      unit=config.ways if problem == "classification" else 1)
 
 
 def step_variables(config, learner: models.Learner) -> Optional[StepVariables]:

@@ -206,3 +206,16 @@ def test_a_phased_step_is_traced_once_per_phase():
         step(next(batches))
     assert step.experimental_get_tracing_count() == 2  # first order, then second
     assert int(exp.optimizer.iterations) == 5
+
+
+def test_a_classification_runs_learned_rates_move_in_mean_loss_units(small):
+    """5-way: the rates are held as 5 x the step size (MAML++'s units), so one outer Adam step of
+    meta_lr changes each by about meta_lr / 5, not by meta_lr (5 times MAML++'s relative pace)."""
+    config = Config(dataset="miniimagenet", data_dir=small, ways=5, shots=1, queries=1,
+                    meta_batch_size=2, num_filters=4, inner_lr=0.01, inner_steps=1, meta_lr=1e-3,
+                    learned_inner_lr="per_layer_step", log=False)
+    exp = Experiment(config)
+    before = [r.numpy() for r in exp.rates().learned()]
+    exp.make_train_step(1)(next(task_batches(exp.sampler, "train", 2, 1, 1, seed=0, start=0)))
+    moved = np.concatenate([np.abs(r.numpy() - b) for r, b in zip(exp.rates().learned(), before)])
+    assert np.all(before[0] == 0.01) and moved.max() <= 1.01e-3 / 5 and moved.max() > 1e-3 / 10

@@ -223,3 +223,21 @@ def test_cosine_meta_lr_is_torchs_closed_form_per_epoch():
         torch_lr = 1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * epoch / 100)) / 2
         assert float(schedule(step)) == pytest.approx(torch_lr, rel=1e-6, abs=1e-10)  # float32
     assert variants.EpochCosine.from_config(schedule.get_config()).iterations == 50000
+
+
+def test_learned_rates_move_under_adam_as_maml_plus_plus_ones_do():
+    """20-way: the loss is 20 times a mean cross-entropy, so MAML++'s rate 0.1 is 0.005 here.
+    Adam moves a variable by about its learning rate whatever the gradient's size: held in a
+    mean loss's units (0.1), one step of 1e-3 changes the rate by 1%, as in MAML++ (by 20% if
+    the variable held 0.005 itself)."""
+    weight = tf.Variable(tf.ones((3,)))
+    rates = inner_rates.InnerRates([weight], [True], "per_layer_step", 0.005, 1, unit=20)
+    np.testing.assert_allclose(rates.read().values[0].numpy(), [0.005])
+    np.testing.assert_allclose(rates.rates[0].numpy(), [0.1])
+    grad_of_rate = tf.constant([2.0])
+    (grad,) = rates.variable_grads([grad_of_rate])
+    np.testing.assert_allclose(grad.numpy(), [0.1])  # d/dv = d/drate * drate/dv = 2 / 20
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.apply_gradients([(grad, rates.rates[0])])
+    moved = 1 - rates.read().values[0].numpy()[0] / 0.005
+    assert moved == pytest.approx(0.01, rel=1e-3)
