@@ -108,11 +108,19 @@ def variant_settings(f) -> dict:
         several = f.num_updates >= 2  # one inner step has no steps to weigh or to tell apart
         part = lambda name, on: getattr(f, name) if f[name].present else on  # noqa: E731
         learned = part("learned_inner_lr", "per_layer_step")
-        msl, cosine = part("multi_step_loss", several), part("cosine_meta_lr", True)
+        # MAML++'s released miniImageNet configs keep the meta learning rate flat
+        # (min_learning_rate = meta_learning_rate), its Omniglot ones anneal it to 1e-5.
+        msl = part("multi_step_loss", several)
+        cosine = part("cosine_meta_lr", f.datasource != "miniimagenet")
         bnwb = part("per_step_bn_weights", several and f.norm == "batch_norm")
         if learned == "none" and not (msl or cosine or bnwb):  # under a name that says MAML++
             raise UserError("--maml_plus_plus with every one of its parts switched off is plain "
                             "MAML: drop --maml_plus_plus")
+    for name, needs, on in (("msl_anneal_iterations", "multi_step_loss", msl),
+                            ("min_meta_lr", "cosine_meta_lr", cosine)):
+        if f[name].present and not on:  # given, even at its default value: it would do nothing
+            raise UserError(f"--{name} is read only with --{needs} (or --maml_plus_plus): give "
+                            "both or neither")
     anneal = f.msl_anneal_iterations
     if anneal == -1:  # MAML++'s multi_step_loss_num_epochs x total_iter_per_epoch
         anneal = 7500 if msl and f.datasource == "miniimagenet" else 5000

@@ -67,6 +67,10 @@ def validate(config):
                         "parameters: it needs --norm=batch_norm and --num_updates of 2 or more")
     if config.cosine_meta_lr and config.min_meta_lr > config.meta_lr:
         raise UserError(f"--min_meta_lr={config.min_meta_lr:g} is above --meta_lr={config.meta_lr:g}")
+    if config.cosine_meta_lr and config.metatrain_iterations < 2 * ITERATIONS_PER_EPOCH:
+        raise UserError(f"--cosine_meta_lr steps once per {ITERATIONS_PER_EPOCH}-iteration epoch: "
+                        f"over {config.metatrain_iterations} iterations the meta learning rate "
+                        f"would stay --meta_lr; train {2 * ITERATIONS_PER_EPOCH} or more")
 
 
 def notices(config) -> list:

@@ -115,3 +115,19 @@ def test_maml_plus_plus_that_would_train_something_else_is_refused(tmp_path, fla
     proc = main(f"--logdir={tmp_path}", "--datasource=sinusoid", "--norm=None", "--num_updates=2",
                 "--maml_plus_plus", *flags, "--print_run_dir")
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [said], proc.stderr[-2000:]
+
+
+def test_maml_plus_plus_on_miniimagenet_keeps_its_meta_lr_flat_as_its_released_configs(tmp_path):
+    """MAML++'s miniImageNet configs set min_learning_rate = meta_learning_rate (no annealing),
+    its Omniglot ones 1e-5; a part's own setting given without the part is refused, even at its
+    default value (it was accepted when equal to the default)."""
+    name = main(f"--logdir={tmp_path}", "--datasource=miniimagenet", "--maml_plus_plus",
+                "--num_updates=5", "--print_run_dir").stdout.strip()
+    assert name.endswith(".lslr.msl7500.bnwb"), name
+    for flag, needs in (("--msl_anneal_iterations=5000", "--multi_step_loss"),
+                        ("--min_meta_lr=1e-05", "--cosine_meta_lr")):
+        proc = main(f"--logdir={tmp_path}", "--datasource=sinusoid", "--norm=None", flag,
+                    "--print_run_dir")
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+            f"error: {flag.split('=')[0]} is read only with {needs} (or --maml_plus_plus): give "
+            "both or neither"], proc.stderr[-2000:]

@@ -37,6 +37,8 @@ VARIANTS = {
 # Batch norm over 10 support points slows sinusoid MAML down: after 400 iterations plain MAML with
 # it cuts the MSE by 11% (3.99 -> 3.54), BNWB by 25% (4.89 -> 3.64; seed 1: 4.75 -> 3.58).
 BAR = {"bnwb": 0.85}
+# --cosine_meta_lr steps per 500-iteration epoch: a shorter run would keep its rate (refused).
+ITERATIONS = {"cosine": 1000, "maml_plus_plus": 1000}
 
 
 def trained(tmp_path, iterations, **settings):
@@ -50,7 +52,7 @@ def trained(tmp_path, iterations, **settings):
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_each_variant_learns_to_adapt_on_sinusoid(tmp_path, name):
-    config, _, exp = trained(tmp_path, 400, **VARIANTS[name])
+    config, _, exp = trained(tmp_path, ITERATIONS.get(name, 400), **VARIANTS[name])
     loss = evaluate.evaluate_learner(exp, "test", 100, 10, 10, config.inner_lr, config.inner_steps,
                                      seed=7)["loss"]["mean"]
     # At initialisation the training's inner steps change the MSE by a few percent at most;
@@ -59,6 +61,8 @@ def test_each_variant_learns_to_adapt_on_sinusoid(tmp_path, name):
     assert loss[-1] < BAR.get(name, 0.6) * loss[0], loss
     if exp.inner_rates is not None:  # the step sizes moved away from --update_lr
         assert max(np.abs(a - 0.01).max() for a in exp.inner_rates.arrays() if a is not None) > 1e-3
+    if config.cosine_meta_lr:  # annealed: at --min_meta_lr after the last of its 2 epochs
+        assert float(exp.optimizer.learning_rate) == pytest.approx(config.min_meta_lr, rel=1e-5)
     if exp.step_vars is not None:  # step 1's batch-norm offsets moved away from step 0's
         own = [w.numpy() for w, m in zip(exp.learner.trainable_variables, exp.step_vars.mask) if m]
         assert max(np.abs(p[0] - w).max() for p, w in zip(exp.step_vars.arrays_learned(), own)) > 1e-3
@@ -83,10 +87,12 @@ def test_a_resumed_run_ends_with_the_same_weights_and_learned_rates(tmp_path, se
     assert int(exp.optimizer.iterations) == 30
 
 
-def test_extending_a_cosine_run_is_refused(tmp_path):
-    trained(tmp_path, 10, cosine_meta_lr=True, checkpoint_interval=10)
-    with pytest.raises(UserError, match="metatrain_iterations 10 -> 20"):
-        trained(tmp_path, 20, cosine_meta_lr=True, checkpoint_interval=10)
+def test_a_cosine_run_too_short_to_anneal_is_refused(tmp_path):
+    """Its rate steps per 500-iteration epoch: 999 iterations would train at --meta_lr alone
+    (extending a cosine run is refused by its identity: test_run_identity)."""
+    with pytest.raises(UserError, match="over 999 iterations the meta learning rate would stay"):
+        trained(tmp_path, 999, cosine_meta_lr=True)
+    assert not os.listdir(tmp_path)
 
 
 @pytest.mark.parametrize("settings", [dict(anil=True, learned_inner_lr="per_layer_step"),
