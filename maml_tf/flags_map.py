@@ -108,8 +108,8 @@ def variant_settings(f) -> dict:
         several = f.num_updates >= 2  # one inner step has no steps to weigh or to tell apart
         part = lambda name, on: getattr(f, name) if f[name].present else on  # noqa: E731
         learned = part("learned_inner_lr", "per_layer_step")
-        # MAML++'s released miniImageNet configs keep the meta learning rate flat
-        # (min_learning_rate = meta_learning_rate), its Omniglot ones anneal it to 1e-5.
+        # MAML++'s mini-imagenet_maml++-mini-imagenet_*.json configs (whose 15 MSL epochs give
+        # 7,500 below) keep the meta learning rate flat; its Omniglot ones anneal it to 1e-5.
         msl = part("multi_step_loss", several)
         cosine = part("cosine_meta_lr", f.datasource != "miniimagenet")
         bnwb = part("per_step_bn_weights", several and f.norm == "batch_norm")
