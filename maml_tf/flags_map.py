@@ -119,8 +119,9 @@ def variant_settings(f) -> dict:
     for name, needs, on in (("msl_anneal_iterations", "multi_step_loss", msl),
                             ("min_meta_lr", "cosine_meta_lr", cosine)):
         if f[name].present and not on:  # given, even at its default value: it would do nothing
-            raise UserError(f"--{name} is read only with --{needs} (or --maml_plus_plus): give "
-                            "both or neither")
+            off = (" (--maml_plus_plus leaves it off on miniimagenet: give it too)"
+                   if f.maml_plus_plus else " (or --maml_plus_plus): give both or neither")
+            raise UserError(f"--{name} is read only with --{needs}{off}")
     anneal = f.msl_anneal_iterations
     if anneal == -1:  # MAML++'s multi_step_loss_num_epochs x total_iter_per_epoch
         anneal = 7500 if msl and f.datasource == "miniimagenet" else 5000

@@ -72,6 +72,16 @@ class InnerRates(tf.Module):
         self.mask = tuple(bool(m) for m in mask)
         self.rates = [tf.Variable(a * self.unit, trainable=True, name="inner_lr")
                       for a in init if a is not None]
+        # Checkpointed beside the rates: a checkpoint without it holds rates in the loss's units.
+        self.held_unit = tf.Variable(self.unit, trainable=False, name="unit")
+
+    def checkpoint_problem(self, keys: Sequence[str]) -> Optional[str]:
+        """Why a checkpoint holding the variables `keys` cannot restore these rates (None: it can)."""
+        if any("held_unit" in k for k in keys) or not any("inner_rates" in k for k in keys):
+            return None
+        return ("its learned step sizes were written before maml_tf held them in a mean loss's "
+                "units (commit 188179f) and would be read as 1/N of themselves; retrain the run, "
+                "or use its model.keras, which holds the steps taken")
 
     def read(self) -> LearnedRates:
         """The current rates as tensors (inside a tf.function: reads of the variables)."""

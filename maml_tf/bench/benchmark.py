@@ -76,10 +76,11 @@ def _parse_set(items):
         key, _, value = item.partition("=")
         if not hasattr(Config(), key) or not _:
             raise ValueError(f"--set {item}: not KEY=VALUE of a training setting (maml_tf.experiment.config.Config)")
-        kind = type(getattr(Config(), key))
+        default = getattr(Config(), key)
+        kind = str if default is None else type(default)  # an Optional[str] setting
         try:
             out[key] = value.lower() in ("1", "true") if kind is bool else kind(value)
-        except ValueError:
+        except (TypeError, ValueError):
             raise ValueError(f"--set {item}: {key} takes a {kind.__name__}") from None
     return out
 
@@ -216,15 +217,14 @@ def _refusal(args) -> str:
 
 
 def _peers_refusal(args) -> str:
-    """The peers' folder and interpreters exist, and every configuration has a peer."""
+    """The peers' folder and the interpreters of the configurations' peers exist (one with no
+    peer, as sinusoid, is timed alone)."""
     if not os.path.isfile(os.path.join(args.peers, "torch_maml.py")):
         return f"--peers {args.peers}: no peers folder (torch_maml.py, jax_maml.py)"
     home = os.environ.get("PEERS_HOME", os.path.expanduser("~/.cache/maml-peers"))
     for bench in args.benches.split(","):
         order = 1 if BENCHES[bench].config.get("first_order") else 2
-        peers = PEERS.get((BENCHES[bench].peer_config, order))
-        if not peers:
-            return f"--peers: {bench} has no peer implementation to time beside it; leave it out"
+        peers = PEERS.get((BENCHES[bench].peer_config, order), [])
         for venv, _ in peers if args.all_peers else peers[:1]:
             if not os.access(f"{home}/{venv}/bin/python", os.X_OK):
                 return (f"--peers: no {venv} interpreter at {home}/{venv}/bin/python (PEERS_HOME; "

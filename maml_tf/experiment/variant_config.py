@@ -67,10 +67,6 @@ def validate(config):
                         "parameters: it needs --norm=batch_norm and --num_updates of 2 or more")
     if config.cosine_meta_lr and config.min_meta_lr > config.meta_lr:
         raise UserError(f"--min_meta_lr={config.min_meta_lr:g} is above --meta_lr={config.meta_lr:g}")
-    if config.cosine_meta_lr and config.metatrain_iterations < 2 * ITERATIONS_PER_EPOCH:
-        raise UserError(f"--cosine_meta_lr steps once per {ITERATIONS_PER_EPOCH}-iteration epoch: "
-                        f"over {config.metatrain_iterations} iterations the meta learning rate "
-                        f"would stay --meta_lr; train {2 * ITERATIONS_PER_EPOCH} or more")
 
 
 def notices(config) -> list:
@@ -80,6 +76,10 @@ def notices(config) -> list:
         lines.append(f"--first_order_iterations={config.first_order_iterations} covers all "
                      f"{config.metatrain_iterations} iterations: first order throughout, as "
                      "--stop_grad, unless the run is extended")
+    if config.train and config.cosine_meta_lr and config.metatrain_iterations <= ITERATIONS_PER_EPOCH:
+        lines.append(f"--cosine_meta_lr steps once per {ITERATIONS_PER_EPOCH}-iteration epoch: over "
+                     f"{config.metatrain_iterations} iterations the meta learning rate stays "
+                     "--meta_lr")
     per_step = [n for n, on in (("learned step sizes", config.learned_inner_lr == "per_layer_step"),
                                 ("batch-norm parameters", config.per_step_bn_weights)) if on]
     if per_step and config.eval_inner_steps > config.inner_steps:

@@ -16,6 +16,10 @@ from maml_tf.workdir.rundir import warn
 ADAPTATION_STATE = ("inner_rates", "step_params", "inner_moments")
 
 
+class OldLayout(UserError):
+    """A whole checkpoint that this code would misread (an earlier layout): refused, no fallback."""
+
+
 class Checkpointer:
     """Wraps tf.train.CheckpointManager over `state` (e.g. {"model", "optimizer"}) and the
     iteration in `workdir/checkpoints`; never saves non-finite weights; skips unreadable ones."""
@@ -28,6 +32,7 @@ class Checkpointer:
                 ckpt_index.repair(directory)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.checkpoint = tf.train.Checkpoint(**state, iteration=self.iteration)
+        self.checked = [obj for obj in state.values() if hasattr(obj, "checkpoint_problem")]
         self.variables = [v for obj in state.values() for v in _variables(obj)]
         self.model_variables = _variables(state.get("model"))
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep)
@@ -109,6 +114,8 @@ class Checkpointer:
         for i, path in enumerate(paths):
             try:
                 return self._restore(path)
+            except OldLayout:
+                raise
             except UserError as err:
                 fallback = (f"falling back to {os.path.basename(paths[i + 1])}" if i + 1 < len(paths)
                             else "no older checkpoint left")
@@ -132,8 +139,19 @@ class Checkpointer:
             (checkpoint or self.checkpoint).restore(path).expect_partial()
         except Exception as err:  # noqa: BLE001
             raise UserError(f"cannot read checkpoint {path}: {err.__class__.__name__}") from err
+        self._check_layout(path)
         if checkpoint is None:
             self.newest = (int(self.iteration.numpy()), self.largest_weight())
+
+    def _check_layout(self, path: str):
+        """OldLayout if a state object (its `checkpoint_problem(keys)`) cannot use this file."""
+        if not self.checked:
+            return
+        keys = list(tf.train.load_checkpoint(path).get_variable_to_shape_map())
+        for obj in self.checked:
+            problem = obj.checkpoint_problem(keys)
+            if problem:
+                raise OldLayout(f"checkpoint {path}: {problem}")
 
     def largest_weight(self) -> float:
         return max((float(np.max(np.abs(v.numpy()))) for v in self.model_variables if v.shape.num_elements()),

@@ -14,6 +14,7 @@ from maml_tf.deploy.meta import InputError
 from maml_tf.errors import UserError
 from maml_tf.experiment import evaluate, train
 from maml_tf.workdir.checkpoints import Checkpointer
+from maml_tf.experiment import variant_config
 from maml_tf.experiment.config import Config
 from maml_tf.experiment.run_id import run_name
 from maml_tf.experiment.experiment import Experiment, task_batches
@@ -87,12 +88,31 @@ def test_a_resumed_run_ends_with_the_same_weights_and_learned_rates(tmp_path, se
     assert int(exp.optimizer.iterations) == 30
 
 
-def test_a_cosine_run_too_short_to_anneal_is_refused(tmp_path):
-    """Its rate steps per 500-iteration epoch: 999 iterations would train at --meta_lr alone
-    (extending a cosine run is refused by its identity: test_run_identity)."""
-    with pytest.raises(UserError, match="over 999 iterations the meta learning rate would stay"):
-        trained(tmp_path, 999, cosine_meta_lr=True)
-    assert not os.listdir(tmp_path)
+def test_a_cosine_run_too_short_to_anneal_says_so(tmp_path):
+    """Its rate steps per 500-iteration epoch: 500 iterations train at --meta_lr alone, 501 do
+    not (extending a cosine run is refused by its identity: test_run_identity)."""
+    said = "over 500 iterations the meta learning rate stays --meta_lr"
+    assert any(said in line for line in variant_config.notices(Config(**{**SINE, "metatrain_iterations": 500, "cosine_meta_lr": True})))
+    assert not variant_config.notices(Config(**{**SINE, "metatrain_iterations": 501, "cosine_meta_lr": True}))
+    assert float(variants.EpochCosine(1e-3, 1e-5, 501)(500)) < 0.999e-3  # its last step anneals
+    assert float(variants.EpochCosine(1e-3, 1e-5, 500)(499)) == pytest.approx(1e-3)
+
+
+def test_a_checkpoint_of_rates_in_the_old_units_is_refused_not_read_as_1_over_n(tmp_path):
+    """Before 188179f a checkpoint held the rates themselves; read now, each would be 1/N of it."""
+    from maml_tf.inner_rates import InnerRates
+
+    class OldRates(tf.Module):
+        def __init__(self):
+            super().__init__(name="inner_rates")
+            self.rates = [tf.Variable(np.array([0.01], np.float32))]
+
+    model = tf.Module()
+    Checkpointer(str(tmp_path), {"model": model, "inner_rates": OldRates()}).manager.save(1)
+    weight = tf.Variable(tf.ones(3))
+    rates = InnerRates([weight], [True], "per_layer_step", 0.01, 1, unit=5)
+    with pytest.raises(UserError, match="written before maml_tf held them in a mean loss's units"):
+        Checkpointer(str(tmp_path), {"model": model, "inner_rates": rates}).restore_latest()
 
 
 @pytest.mark.parametrize("settings", [dict(anil=True, learned_inner_lr="per_layer_step"),
@@ -170,7 +190,7 @@ def test_the_best_validation_model_keeps_its_learned_rates(tmp_path):
     best = checkpoint_variables(run, os.path.join("checkpoints", "best"))
     then = tf.train.load_checkpoint(os.path.join(run, "checkpoints", f"ckpt-{iteration}"))
     rates = [k for k in best if k.startswith("inner_rates/")]
-    assert len(rates) == len(exp.inner_rates.rates)
+    assert len(rates) == len(exp.inner_rates.rates) + 1  # and their unit (held_unit)
     for k in rates:
         np.testing.assert_array_equal(best[k], then.get_tensor(k))
     assert evaluate.evaluate_checkpoint(config.replace(eval_tasks=8, test_best=True), run)["iteration"] == iteration

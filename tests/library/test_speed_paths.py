@@ -143,6 +143,7 @@ def test_variants_whose_passes_the_count_does_not_model_get_no_flop_count(varian
 @pytest.mark.parametrize("flags, said", [
     (["--benches", "omniglot_5w1s_q1_o2,nosuch"], "--benches: no configuration nosuch"),
     (["--iters", "0"], "--iters must be at least 1, got 0"),
+    (["--set", "eval_dir=x", "--iters", "0"], "--iters must be at least 1"),  # an Optional[str] setting
     (["--set", "meta_batch_size=x"], "--set meta_batch_size=x: meta_batch_size takes a int"),
     (["--compare", "onednn=on,bogus=1"], "--compare bogus=1: not KEY=VALUE of a training setting"),
     (["--peers", "/nonexistent"], "--peers /nonexistent: no peers folder"),
