@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from maml_tf import layers  # noqa: F401  (registers maml_tf's layers for keras.models.load_model)
 from maml_tf.datasets import module_name, miniimagenet_io, omniglot_data, own_images, sinusoid
-from maml_tf.deploy.meta import MetaModel
+from maml_tf.deploy.meta import MetaModel, problem_of
 from maml_tf.errors import UserError
 from maml_tf.workdir import ckpt_index, identity, model_file
 from maml_tf.workdir.checkpoints import Checkpointer
@@ -112,7 +112,7 @@ def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
     if config.algorithm == "reptile" and config.inner_optimizer == "adam":
         state["inner_moments"] = InnerMoments(model.trainable_variables)
     learner = make_learner(config, model)
-    rates = learned_rates(config, learner, _problem(config))  # Meta-SGD / LSLR (else None)
+    rates = learned_rates(config, learner, problem_of(config))  # Meta-SGD / LSLR (else None)
     params = step_variables(config, learner)  # MAML++'s BNWB (else None)
     state.update({k: v for k, v in (("inner_rates", rates), ("step_params", params))
                   if v is not None})
@@ -122,10 +122,6 @@ def _load_run(workdir: str, iteration: Optional[int]) -> MetaModel:
     return MetaModel(model, config, moments, restored,
                      rates.read() if rates is not None else None,
                      params.read() if params is not None else None)
-
-
-def _problem(config: Config) -> str:
-    return "regression" if config.dataset == "sinusoid" else "classification"
 
 
 def _run_network(config: Config, workdir: str) -> keras.Model:
@@ -173,7 +169,7 @@ def _check_learned(path: str, config: Config, model: keras.Model, extras):
     learner = make_learner(config, model)
     shapes = lambda arrays: [None if a is None else tuple(a.shape) for a in arrays]  # noqa: E731
     for found, expected, what in (
-            (extras.rates, learned_rates(config, learner, _problem(config)), "learned step sizes"),
+            (extras.rates, learned_rates(config, learner, problem_of(config)), "learned step sizes"),
             (extras.step_params, step_variables(config, learner), "per-step batch-norm parameters")):
         if (found is None) != (expected is None):
             raise UserError(f"{path} is damaged: its {what} do not match its settings")

@@ -24,6 +24,11 @@ from maml_tf.per_step import StepParams
 from maml_tf.types import Task
 
 
+def problem_of(config: Config) -> str:
+    """"classification", or "regression" for sinusoid runs (no sampler is built to ask)."""
+    return "regression" if config.dataset == "sinusoid" else "classification"
+
+
 def diverged(what: str) -> str:
     return f"the {what} are NaN or infinite: the adaptation diverged; use a smaller inner_lr or fewer steps"
 
@@ -60,7 +65,7 @@ class MetaModel:
         self.rates = rates  # learned step sizes (Meta-SGD, LSLR) used in place of inner_lr
         self.step_params = step_params  # MAML++'s per-step batch-norm parameters (BNWB)
         self.settings = adapt_settings(config)
-        self.problem = "regression" if config.dataset == "sinusoid" else "classification"
+        self.problem = problem_of(config)
         self.input_shape = tuple(model.input_shape[1:])
         self.num_classes = int(model.output_shape[-1])  # the head's width (regression: outputs)
         self._compiled = {}
